@@ -1,0 +1,200 @@
+"""Events the server sends (GA OpenAI Realtime), one class each, and their discriminated union.
+
+Every server event gets a fresh, unique `event_id` when it is constructed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .models import ErrorDetail, Item, RateLimit, Response, SessionConfig, TextPart, WireModel
+
+
+def new_id(prefix: str) -> str:
+    """A unique id in the style of the OpenAI API (`event_…`, `item_…`, `resp_…`)."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class ServerEventBase(WireModel):
+    event_id: str = Field(default_factory=lambda: new_id("event"))
+
+
+class Error(ServerEventBase):
+    type: Literal["error"] = "error"
+    error: ErrorDetail
+
+
+class SessionCreated(ServerEventBase):
+    type: Literal["session.created"] = "session.created"
+    session: SessionConfig
+
+
+class SessionUpdated(ServerEventBase):
+    type: Literal["session.updated"] = "session.updated"
+    session: SessionConfig
+
+
+class InputAudioBufferCommitted(ServerEventBase):
+    type: Literal["input_audio_buffer.committed"] = "input_audio_buffer.committed"
+    item_id: str
+    previous_item_id: str | None = None
+
+
+class InputAudioBufferCleared(ServerEventBase):
+    type: Literal["input_audio_buffer.cleared"] = "input_audio_buffer.cleared"
+
+
+class InputAudioBufferSpeechStarted(ServerEventBase):
+    type: Literal["input_audio_buffer.speech_started"] = "input_audio_buffer.speech_started"
+    audio_start_ms: int
+    item_id: str
+
+
+class InputAudioBufferSpeechStopped(ServerEventBase):
+    type: Literal["input_audio_buffer.speech_stopped"] = "input_audio_buffer.speech_stopped"
+    audio_end_ms: int
+    item_id: str
+
+
+class ConversationItemAdded(ServerEventBase):
+    type: Literal["conversation.item.added"] = "conversation.item.added"
+    item: Item
+    previous_item_id: str | None = None
+
+
+class ConversationItemDone(ServerEventBase):
+    type: Literal["conversation.item.done"] = "conversation.item.done"
+    item: Item
+    previous_item_id: str | None = None
+
+
+class ConversationItemDeleted(ServerEventBase):
+    type: Literal["conversation.item.deleted"] = "conversation.item.deleted"
+    item_id: str
+
+
+class ConversationItemTruncated(ServerEventBase):
+    type: Literal["conversation.item.truncated"] = "conversation.item.truncated"
+    item_id: str
+    content_index: int
+    audio_end_ms: int
+
+
+class ConversationItemRetrieved(ServerEventBase):
+    type: Literal["conversation.item.retrieved"] = "conversation.item.retrieved"
+    item: Item
+
+
+class ResponseCreated(ServerEventBase):
+    type: Literal["response.created"] = "response.created"
+    response: Response
+
+
+class ResponseDone(ServerEventBase):
+    type: Literal["response.done"] = "response.done"
+    response: Response
+
+
+class ResponseOutputItemAdded(ServerEventBase):
+    type: Literal["response.output_item.added"] = "response.output_item.added"
+    response_id: str
+    output_index: int
+    item: Item
+
+
+class ResponseOutputItemDone(ServerEventBase):
+    type: Literal["response.output_item.done"] = "response.output_item.done"
+    response_id: str
+    output_index: int
+    item: Item
+
+
+class ResponseContentPartAdded(ServerEventBase):
+    type: Literal["response.content_part.added"] = "response.content_part.added"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    part: TextPart
+
+
+class ResponseContentPartDone(ServerEventBase):
+    type: Literal["response.content_part.done"] = "response.content_part.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    part: TextPart
+
+
+class ResponseOutputTextDelta(ServerEventBase):
+    type: Literal["response.output_text.delta"] = "response.output_text.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    delta: str
+
+
+class ResponseOutputTextDone(ServerEventBase):
+    type: Literal["response.output_text.done"] = "response.output_text.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    content_index: int
+    text: str
+
+
+class ResponseFunctionCallArgumentsDelta(ServerEventBase):
+    type: Literal["response.function_call_arguments.delta"] = "response.function_call_arguments.delta"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    delta: str
+
+
+class ResponseFunctionCallArgumentsDone(ServerEventBase):
+    type: Literal["response.function_call_arguments.done"] = "response.function_call_arguments.done"
+    response_id: str
+    item_id: str
+    output_index: int
+    call_id: str
+    name: str
+    arguments: str
+
+
+class RateLimitsUpdated(ServerEventBase):
+    type: Literal["rate_limits.updated"] = "rate_limits.updated"
+    rate_limits: list[RateLimit]
+
+
+ServerEvent = Annotated[
+    Error
+    | SessionCreated
+    | SessionUpdated
+    | InputAudioBufferCommitted
+    | InputAudioBufferCleared
+    | InputAudioBufferSpeechStarted
+    | InputAudioBufferSpeechStopped
+    | ConversationItemAdded
+    | ConversationItemDone
+    | ConversationItemDeleted
+    | ConversationItemTruncated
+    | ConversationItemRetrieved
+    | ResponseCreated
+    | ResponseDone
+    | ResponseOutputItemAdded
+    | ResponseOutputItemDone
+    | ResponseContentPartAdded
+    | ResponseContentPartDone
+    | ResponseOutputTextDelta
+    | ResponseOutputTextDone
+    | ResponseFunctionCallArgumentsDelta
+    | ResponseFunctionCallArgumentsDone
+    | RateLimitsUpdated,
+    Field(discriminator="type"),
+]
