@@ -1,6 +1,6 @@
 """Error codes of the wire protocol and the exception that carries one.
 
-    ProtocolError          bad input from a client: becomes an `error` event, the session goes on
+ProtocolError          bad input from a client: becomes an `error` event, the session goes on
 """
 
 from __future__ import annotations

@@ -261,6 +261,11 @@ class StatusDetails(WireModel):
 
 
 ResponseStatus = Literal["in_progress", "completed", "cancelled", "incomplete", "failed"]
+Modality = Literal["text", "audio"]
+
+
+def _text_only() -> list[Modality]:
+    return ["text"]
 
 
 class Response(WireModel):
@@ -271,7 +276,7 @@ class Response(WireModel):
     status: ResponseStatus = "in_progress"
     status_details: StatusDetails | None = None
     output: list[Item] = Field(default_factory=list)
-    output_modalities: list[Literal["text", "audio"]] = Field(default_factory=lambda: ["text"])
+    output_modalities: list[Modality] = Field(default_factory=_text_only)
     conversation_id: str | None = None
     max_output_tokens: MaxTokens | None = None
     metadata: dict[str, str] | None = None

@@ -21,8 +21,12 @@ SCHEMA_PATH = Path(__file__).with_name("schema.json")
 def build_schema() -> dict[str, Any]:
     """One JSON Schema (draft 2020-12) whose `$defs` hold `ClientEvent`, `ServerEvent` and their parts."""
     defs: dict[str, Any] = {}
-    for name, union in (("ClientEvent", ClientEvent), ("ServerEvent", ServerEvent)):
-        schema = TypeAdapter(union).json_schema(ref_template="#/$defs/{model}")
+    adapters: dict[str, TypeAdapter[Any]] = {
+        "ClientEvent": TypeAdapter(ClientEvent),
+        "ServerEvent": TypeAdapter(ServerEvent),
+    }
+    for name, adapter in adapters.items():
+        schema = adapter.json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
         defs[name] = schema
     return {

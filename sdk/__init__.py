@@ -1,1 +1,30 @@
-"""."""
+"""Aural's async Python client: typed OpenAI Realtime (GA) events over `websockets`.
+
+import aural.sdk
+
+async with aural.sdk.connect("ws://127.0.0.1:8000/v1/realtime", model="tiny") as conn:
+    await conn.add_message("user", audio="question.wav", text="What is said here?")
+    async for delta in conn.create_response():
+        print(delta, end="", flush=True)
+"""
+
+from .audio import WIRE_RATE, AudioSource, encode_audio, read_audio_file, to_pcm16
+from .connection import Connection, connect
+from .errors import AuralConnectionError, AuralError, AuralProtocolError, AuralServerError
+from .response import EventHandler, ResponseStream
+
+__all__ = [
+    "WIRE_RATE",
+    "AudioSource",
+    "AuralConnectionError",
+    "AuralError",
+    "AuralProtocolError",
+    "AuralServerError",
+    "Connection",
+    "EventHandler",
+    "ResponseStream",
+    "connect",
+    "encode_audio",
+    "read_audio_file",
+    "to_pcm16",
+]

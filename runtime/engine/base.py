@@ -1,0 +1,134 @@
+"""The engine interface between serving and the model.
+
+The conversation layer describes the whole conversation every time it wants a reply; an
+`EngineSession` keeps what it already computed (a resident KV cache and the token ids behind it) and
+works only on what changed. Nothing here imports torch: the conversation layer and the server depend
+on this module alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+SAMPLE_RATE = 16000
+"""Every engine takes mono float32 audio at this rate."""
+
+AudioSamples = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, eq=False)
+class AudioPart:
+    """Audio in a message. `key` identifies it for the life of the conversation (item id + index):
+    two parts with the same key must hold the same samples."""
+
+    key: str
+    samples: AudioSamples
+
+
+Part = str | AudioPart
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of the conversation, in order of its parts.
+
+    `key` is the conversation item id. For an assistant message that this engine session generated
+    under the same key, the session reuses the exact token ids it produced (decoded text does not
+    round-trip through a tokenizer).
+    """
+
+    role: Literal["system", "user", "assistant"]
+    parts: tuple[Part, ...]
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context."""
+
+    max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    audio_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New text, always whole characters, and the tokens it came from (several when merged)."""
+
+    text: str
+    token_ids: tuple[int, ...]
+
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class GenerationDone:
+    """The last event of every generation."""
+
+    reason: FinishReason
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+GenerationEvent = TextDelta | GenerationDone
+
+
+class Generation(ABC):
+    """A running reply: iterate for `TextDelta`s until one `GenerationDone`.
+
+    Deltas are never queued without bound: when the consumer lags, pending deltas merge into one.
+    """
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[GenerationEvent]: ...
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop before the next decode step. Iteration then ends with reason `cancelled`; the
+        session's cache and history stay consistent with the tokens produced so far."""
+
+
+class EngineSession(ABC):
+    """One conversation's resident model state."""
+
+    @abstractmethod
+    def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> Generation:
+        """Reply to `conversation` (as the chat template renders it, plus the generation prompt).
+
+        Only the part of the conversation that differs from what the session already holds is
+        encoded and prefilled. The reply's tokens are kept under `reply_key`.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Free the session's cache. A running generation ends as cancelled."""
+
+
+class Engine(ABC):
+    """A loaded model that serves many sessions."""
+
+    model_name: str
+    max_context: int
+
+    @abstractmethod
+    async def open_session(self) -> EngineSession: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,273 @@
+"""The transformers implementation of the engine interface, for Qwen2-Audio.
+
+Each session keeps a `DynamicCache` on the device and the key of every position in it. A reply renders
+the conversation to ids, keeps the longest prefix the cache already holds, crops the rest, encodes
+only the audio clips past that point, prefills only the new tokens and decodes one token per device
+step. The last sampled token of a reply is not fed to the model; the next rendering, which contains
+it, prefills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import structlog
+import torch
+from transformers import AutoProcessor, DynamicCache, Qwen2AudioForConditionalGeneration
+
+from .audio_encoder import AudioEncoder
+from .base import (
+    Engine,
+    EngineSession,
+    FinishReason,
+    Generation,
+    GenerationDone,
+    Message,
+    SamplingParams,
+    TextDelta,
+    TokenUsage,
+)
+from .chat_format import QwenAudioChatFormat, Rendered
+from .detokenizer import IncrementalDetokenizer
+from .presets import PRESETS, build_preset
+from .worker import DeviceWorker, StreamedGeneration
+
+log = structlog.get_logger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """`auto` picks CUDA with bfloat16 when present, else the CPU with float32."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    return torch.device(device), _DTYPES[dtype]
+
+
+class ContextExceeded(Exception):
+    """The conversation no longer fits the model's context window."""
+
+
+class TransformersEngine(Engine):
+    """Qwen2-Audio on one device, shared by every session through one device worker."""
+
+    def __init__(
+        self, model: Qwen2AudioForConditionalGeneration, processor: AutoProcessor, model_name: str
+    ) -> None:
+        self.model = model
+        self.model_name = model_name
+        self.tokenizer = processor.tokenizer
+        self.chat_format = QwenAudioChatFormat(self.tokenizer)
+        self.encoder = AudioEncoder(model, processor.feature_extractor)
+        self.max_context: int = model.config.text_config.max_position_embeddings
+        eos = model.generation_config.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        self.stop_ids = frozenset(i for i in [*eos_ids, self.chat_format.im_end] if i is not None)
+        self.worker = DeviceWorker()
+
+    @classmethod
+    def load(cls, model: str, *, device: str = "auto", dtype: str = "auto") -> TransformersEngine:
+        """Load a preset (`tiny`, `medium`), a hub id or a local folder; blocking, call off the loop."""
+        torch_device, torch_dtype = resolve_device(device, dtype)
+        if model in PRESETS:
+            network, processor = build_preset(model)
+        else:
+            processor = AutoProcessor.from_pretrained(model)
+            network = Qwen2AudioForConditionalGeneration.from_pretrained(model, dtype=torch_dtype)
+        network = network.to(device=torch_device, dtype=torch_dtype).eval()
+        log.info("model loaded", model=model, device=str(torch_device), dtype=str(torch_dtype))
+        return cls(network, processor, model_name=model)
+
+    async def open_session(self) -> TransformersSession:
+        return TransformersSession(self)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.worker.shutdown)
+
+
+class TransformersSession(EngineSession):
+    """One conversation's cache. Its state is touched only on the device thread."""
+
+    def __init__(self, engine: TransformersEngine) -> None:
+        self.engine = engine
+        self.cache: DynamicCache | None = None
+        self.keys: list[Hashable] = []  # one per cached position
+        self.generated: dict[str, list[int]] = {}
+        self.closed = False
+
+    def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> Generation:
+        generation = StreamedGeneration(asyncio.get_running_loop())
+        self.engine.worker.start(_GenerationJob(self, list(conversation), reply_key, params, generation))
+        return generation
+
+    async def close(self) -> None:
+        await self.engine.worker.call(self._release)
+
+    def _release(self) -> None:
+        self.closed = True
+        self.reset()
+        self.generated.clear()
+
+    def reset(self) -> None:
+        """Forget the cache (after a failure mid-forward, whose state cannot be trusted)."""
+        self.cache, self.keys = None, []
+
+    # --- device-thread operations ------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def prefill(self, rendered: Rendered) -> tuple[torch.Tensor, int]:
+        """Bring the cache to `rendered`; return the next-token logits and the reused prefix length."""
+        engine = self.engine
+        if len(rendered.ids) >= engine.max_context:
+            raise ContextExceeded(
+                f"The conversation needs {len(rendered.ids)} tokens; "
+                f"the model's context holds {engine.max_context}."
+            )
+        common = _common_prefix(self.keys, rendered.keys, limit=len(rendered.ids) - 1)
+        if common == 0 or self.cache is None:
+            self.cache, common = DynamicCache(config=engine.model.config.text_config), 0
+        elif len(self.keys) > common:
+            self.cache.crop(common - len(self.keys))
+        self.keys = self.keys[:common]
+        device = engine.model.device
+        ids = torch.tensor([rendered.ids[common:]], device=device)
+        embeds = engine.model.get_input_embeddings()(ids)
+        for clip in rendered.clips:
+            end = clip.start + clip.length
+            if end <= common:
+                continue
+            first = max(clip.start, common)
+            audio = engine.encoder.encode(clip.samples)
+            embeds[0, first - common : end - common] = audio[first - clip.start :].to(embeds.dtype)
+        logits = self._forward(embeds)
+        self.keys = list(rendered.keys)
+        return logits, common
+
+    @torch.inference_mode()
+    def feed(self, token: int) -> torch.Tensor:
+        """Append one token to the cache; return the next-token logits."""
+        model = self.engine.model
+        embeds = model.get_input_embeddings()(torch.tensor([[token]], device=model.device))
+        logits = self._forward(embeds)
+        self.keys.append(token)
+        return logits
+
+    def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
+        model = self.engine.model
+        out = model.model.language_model(inputs_embeds=embeds, cache=self.cache, use_cache=True)
+        logits: torch.Tensor = model.lm_head(out.last_hidden_state[0, -1]).float()
+        return logits
+
+
+def _common_prefix(a: Sequence[Hashable], b: Sequence[Hashable], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    if a[:n] == b[:n]:
+        return n
+    return next(i for i in range(n) if a[i] != b[i])
+
+
+@dataclass
+class _Progress:
+    usage: TokenUsage
+    pending: int | None = None  # sampled, not yet fed
+    count: int = 0
+
+
+class _GenerationJob:
+    """One reply, run by the device worker one step at a time."""
+
+    def __init__(
+        self,
+        session: TransformersSession,
+        conversation: list[Message],
+        reply_key: str,
+        params: SamplingParams,
+        out: StreamedGeneration,
+    ) -> None:
+        self.session = session
+        self.conversation = conversation
+        self.reply_key = reply_key
+        self.params = params
+        self.out = out
+        self.detokenizer = IncrementalDetokenizer(session.engine.tokenizer)
+        self.held: list[int] = []
+        self.progress: _Progress | None = None
+        self.generator: torch.Generator | None = None
+
+    @torch.inference_mode()
+    def step(self) -> bool:
+        session = self.session
+        if self.out.cancelled.is_set() or session.closed:
+            return self._finish("cancelled")
+        try:
+            if self.progress is None:
+                logits = self._start()
+            else:
+                assert self.progress.pending is not None
+                logits = session.feed(self.progress.pending)
+            return self._advance(self._sample(logits))
+        except ContextExceeded as exc:
+            return self._finish("error", "context_length_exceeded", str(exc))
+        except Exception:
+            log.exception("generation failed", reply=self.reply_key)
+            session.reset()
+            return self._finish("error", "server_error", "The model failed while generating this response.")
+
+    def _start(self) -> torch.Tensor:
+        session, engine = self.session, self.session.engine
+        rendered = engine.chat_format.render(self.conversation, session.generated.get)
+        logits, cached = session.prefill(rendered)
+        session.generated[self.reply_key] = []
+        usage = TokenUsage(
+            input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens
+        )
+        self.progress = _Progress(usage)
+        if self.params.temperature > 0:
+            self.generator = torch.Generator(device=engine.model.device)
+            self.generator.manual_seed(self.params.seed if self.params.seed is not None else torch.seed())
+        return logits
+
+    def _sample(self, logits: torch.Tensor) -> int:
+        logits[list(self.session.engine.chat_format.suppressed_ids)] = float("-inf")
+        if self.params.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / self.params.temperature, dim=-1)
+        if self.params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > self.params.top_p
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def _advance(self, token: int) -> bool:
+        progress, session = self.progress, self.session
+        assert progress is not None
+        if token in session.engine.stop_ids:
+            return self._finish("stop")
+        session.generated[self.reply_key].append(token)
+        progress.count += 1
+        self.held.append(token)
+        text = self.detokenizer.push(token)
+        if text:
+            self.out.push_threadsafe(TextDelta(text, tuple(self.held)))
+            self.held = []
+        at_limit = self.params.max_tokens is not None and progress.count >= self.params.max_tokens
+        if at_limit or len(session.keys) + 1 >= session.engine.max_context:
+            return self._finish("length")
+        progress.pending = token
+        return True
+
+    def _finish(self, reason: FinishReason, code: str | None = None, message: str | None = None) -> bool:
+        text = self.detokenizer.flush()
+        if text:
+            self.out.push_threadsafe(TextDelta(text, tuple(self.held)))
+        usage = TokenUsage()
+        if self.progress is not None:
+            base = self.progress.usage
+            usage = TokenUsage(base.input_tokens, base.cached_tokens, base.audio_tokens, self.progress.count)
+        self.out.push_threadsafe(GenerationDone(reason, usage, code, message))
+        return False

@@ -1,0 +1,323 @@
+"""The client connection: typed events in and out over one websocket, plus audio and message helpers.
+
+    async with aural.sdk.connect("ws://127.0.0.1:8000/v1/realtime", model="tiny") as conn:
+        await conn.append_audio("question.wav")
+        await conn.commit()
+        print(await conn.create_response().collect())
+
+Events are read straight from the websocket when the caller asks for them (`recv`, `async for`,
+a `ResponseStream`): there is no background reader and no backlog, so a slow consumer slows the
+server down through the websocket's own flow control instead of growing a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Generator
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aural.protocols import (
+    ClientEvent,
+    ErrorCode,
+    ProtocolError,
+    ServerEvent,
+    decode_server_event,
+    encode_event,
+    new_id,
+)
+from aural.protocols.client_events import (
+    ConversationItemCreate,
+    InputAudioBufferAppend,
+    InputAudioBufferClear,
+    InputAudioBufferCommit,
+    SessionUpdate,
+)
+from aural.protocols.models import (
+    ContentPart,
+    InputAudio,
+    InputText,
+    MessageItem,
+    OutputText,
+    PcmFormat,
+    ResponseParams,
+    SessionConfig,
+    WireModel,
+)
+from aural.protocols.server_events import SessionCreated, SessionUpdated
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
+
+from .audio import WIRE_RATE, AudioSource, encode_audio
+from .errors import AuralConnectionError, AuralProtocolError
+from .response import EventHandler, ResponseStream
+
+logger = logging.getLogger(__name__)
+
+APPEND_CHUNK_BYTES = 192 * 1024
+"""Audio bytes per `input_audio_buffer.append`: 256 KiB once base64-encoded."""
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest server message accepted. Items echoed with their audio can exceed websockets' 1 MiB."""
+
+
+_Model = TypeVar("_Model", bound=WireModel)
+
+
+def _model_from(model: type[_Model], fields: dict[str, Any]) -> _Model:
+    """Validate keyword arguments as `model`, refusing names it lacks (which it would silently drop)."""
+    unknown = sorted(fields.keys() - model.model_fields.keys())
+    if unknown:
+        raise TypeError(f"unknown {model.__name__} field(s): {', '.join(unknown)}")
+    return model.model_validate(fields)
+
+
+def _b64(data: bytes | memoryview) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _with_model(url: str, model: str) -> str:
+    """`url` with its `model` query parameter set to `model` (other parameters are kept)."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "model"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("model", model)])))
+
+
+def connect(
+    url: str,
+    *,
+    model: str | None = None,
+    api_key: str | None = None,
+    on_event: EventHandler | None = None,
+) -> Connection:
+    """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
+
+    `await connect(...)` opens it too; then close it with `await conn.close()`.
+
+    Args:
+        url: the full websocket URL, such as `ws://127.0.0.1:8000/v1/realtime`.
+        model: the model to use, sent as the `?model=` query parameter.
+        api_key: sent as `Authorization: Bearer <api_key>`.
+        on_event: called with each server event that a `ResponseStream` reads but that is not part
+            of its response (another response, conversation and rate-limit events...). It may be a
+            plain function or a coroutine function.
+    """
+    return Connection(url if model is None else _with_model(url, model), api_key=api_key, on_event=on_event)
+
+
+class Connection:
+    """One realtime session over a websocket. Made by `connect`.
+
+    Only one coroutine may read events at a time: while a `ResponseStream` is being consumed, it is
+    the reader, and events that are not its own go to `on_event`.
+
+    Attributes:
+        url: the websocket URL, query included.
+        on_event: see `connect`; may be changed at any time.
+    """
+
+    def __init__(self, url: str, *, api_key: str | None = None, on_event: EventHandler | None = None) -> None:
+        self.url = url
+        self.on_event = on_event
+        self._api_key = api_key
+        self._ws: ClientConnection | None = None
+        self._session: SessionConfig | None = None
+
+    async def _open(self) -> Self:
+        if self._ws is not None:
+            raise RuntimeError("this connection is already open")
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
+        try:
+            self._ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES)
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Self:
+        return await self._open()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the websocket cleanly (a no-op when it is not open)."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    @property
+    def _socket(self) -> ClientConnection:
+        if self._ws is None:
+            raise RuntimeError("the connection is not open: use `async with connect(...)`")
+        return self._ws
+
+    @property
+    def session(self) -> SessionConfig | None:
+        """The session configuration from the latest `session.created` / `session.updated` read."""
+        return self._session
+
+    # --- events ----------------------------------------------------------------------------------
+
+    async def recv(self) -> ServerEvent:
+        """Read the next server event, skipping events of types this version does not know.
+
+        Raises:
+            AuralConnectionError: the connection is closed, or closes while waiting.
+            AuralProtocolError: the server sent an invalid message.
+        """
+        event = await self._next_event()
+        if event is None:
+            ws = self._socket
+            raise AuralConnectionError(f"the connection is closed ({ws.close_code} {ws.close_reason})")
+        return event
+
+    async def __aiter__(self) -> AsyncIterator[ServerEvent]:
+        """Yield server events as `recv` does, until the connection closes normally."""
+        while (event := await self._next_event()) is not None:
+            yield event
+
+    async def _next_event(self) -> ServerEvent | None:
+        """The next known server event, or None once the connection has closed normally."""
+        ws = self._socket
+        while True:
+            try:
+                message = await ws.recv()
+            except ConnectionClosedOK:
+                return None
+            except ConnectionClosed as exc:
+                raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
+            try:
+                event = decode_server_event(message)
+            except ProtocolError as exc:
+                if exc.code != ErrorCode.UNKNOWN_EVENT:
+                    raise AuralProtocolError(exc.message) from exc
+                # Future `aural.*` extensions and newer OpenAI events: not errors, just not ours.
+                logger.debug("skipping a server event: %s", exc.message)
+                continue
+            if isinstance(event, SessionCreated | SessionUpdated):
+                self._session = event.session
+            return event
+
+    async def send(self, event: ClientEvent) -> None:
+        """Send a client event (a class of `aural.protocols.client_events`).
+
+        An event without `event_id` gets one, set on the object itself, so that the caller can match
+        an `error` event to it.
+
+        Raises:
+            AuralConnectionError: the connection is closed.
+        """
+        if event.event_id is None:
+            event.event_id = new_id("evt")
+        try:
+            await self._socket.send(encode_event(event))
+        except ConnectionClosed as exc:
+            raise AuralConnectionError(f"cannot send {event.type}: the connection is closed") from exc
+
+    # --- session, audio, conversation ------------------------------------------------------------
+
+    async def update_session(self, **fields: Any) -> None:
+        """Send `session.update` with the given fields of `aural.protocols.models.SessionConfig`.
+
+        Only the fields given change. The server answers with `session.updated`.
+
+        Raises:
+            TypeError: a field that `SessionConfig` does not have.
+            pydantic.ValidationError: a field with a wrong value.
+        """
+        await self.send(SessionUpdate(session=_model_from(SessionConfig, fields)))
+
+    async def append_audio(self, audio: AudioSource, *, sample_rate: int | None = None) -> None:
+        """Append audio to the server's input buffer, converted to the session's input format.
+
+        Args:
+            audio: a numpy array (float in [-1, 1] or int16, mono or (frames, channels)), raw bytes
+                already in the session's input format, or the path of an audio file.
+            sample_rate: the rate of an array, or of raw bytes that are PCM16 mono at another rate.
+
+        Large audio is sent as several `input_audio_buffer.append` events.
+
+        Raises:
+            ValueError, TypeError: as for `aural.sdk.audio.encode_audio`.
+        """
+        pcm = memoryview(await self._to_wire(audio, sample_rate))
+        for start in range(0, len(pcm), APPEND_CHUNK_BYTES):
+            await self.send(InputAudioBufferAppend(audio=_b64(pcm[start : start + APPEND_CHUNK_BYTES])))
+
+    async def commit(self) -> None:
+        """Commit the input buffer as a user message (`input_audio_buffer.commit`)."""
+        await self.send(InputAudioBufferCommit())
+
+    async def clear_audio(self) -> None:
+        """Discard the input buffer (`input_audio_buffer.clear`)."""
+        await self.send(InputAudioBufferClear())
+
+    async def add_message(
+        self,
+        role: str,
+        *,
+        text: str | None = None,
+        audio: AudioSource | None = None,
+        sample_rate: int | None = None,
+    ) -> None:
+        """Add a message to the conversation (`conversation.item.create`).
+
+        A user message holds its audio, then its text (Qwen2-Audio's audio-analysis order); an
+        assistant message holds `output_text`, a system message `input_text`.
+
+        Args:
+            role: "user", "assistant" or "system".
+            text: the text of the message.
+            audio: user audio, in any form `append_audio` takes.
+            sample_rate: as for `append_audio`.
+
+        Raises:
+            ValueError: no content, audio for another role than "user", or an unknown role.
+        """
+        if text is None and audio is None:
+            raise ValueError("a message needs text, audio or both")
+        if audio is not None and role != "user":
+            raise ValueError(f"only user messages can carry audio, not {role!r} ones")
+        content: list[ContentPart] = []
+        if audio is not None:
+            content.append(InputAudio(audio=_b64(await self._to_wire(audio, sample_rate))))
+        if text is not None:
+            content.append(OutputText(text=text) if role == "assistant" else InputText(text=text))
+        item = MessageItem.model_validate({"role": role, "content": content})
+        await self.send(ConversationItemCreate(item=item))
+
+    def create_response(self, **params: Any) -> ResponseStream:
+        """Ask for a response; return the stream of its text, which sends the request when first used.
+
+        Args:
+            params: fields of `aural.protocols.models.ResponseParams` (instructions, tools,
+                max_output_tokens, metadata...).
+
+        Raises:
+            TypeError: a parameter that `ResponseParams` does not have.
+            pydantic.ValidationError: a parameter with a wrong value.
+        """
+        return ResponseStream(self, _model_from(ResponseParams, params))
+
+    async def _to_wire(self, audio: AudioSource, sample_rate: int | None) -> bytes:
+        if isinstance(audio, bytes) and sample_rate is None:
+            return audio  # already in the session's input format, whichever that is
+        return await asyncio.to_thread(encode_audio, audio, sample_rate, rate=self._pcm_rate())
+
+    def _pcm_rate(self) -> int:
+        """The PCM rate the session takes: the GA default unless the session said otherwise."""
+        audio = self._session.audio if self._session else None
+        fmt = audio.input.format if audio and audio.input else None
+        if fmt is None:
+            return WIRE_RATE
+        if not isinstance(fmt, PcmFormat):
+            raise ValueError(f"the session's input format is {fmt.type}: send raw bytes in that format")
+        return fmt.rate

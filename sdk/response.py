@@ -1,0 +1,181 @@
+"""`ResponseStream`: the text of one response, read from the connection as it is generated.
+
+A response is matched to its request the way LiveKit does it: `response.create` carries
+`metadata.client_event_id` (its own `event_id`), the server echoes the metadata in `response.created`,
+and from then on the stream owns every event that names that response's id. Other events read
+meanwhile (a response started by server-side turn detection, conversation and rate-limit events) go to
+the connection's `on_event` callback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from aural.protocols import ServerEvent, new_id
+from aural.protocols.client_events import ResponseCancel, ResponseCreate
+from aural.protocols.models import Response, ResponseParams
+from aural.protocols.server_events import Error, ResponseCreated, ResponseDone, ResponseOutputTextDelta
+
+from .errors import AuralError, AuralServerError
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[ServerEvent], Awaitable[None] | None]
+"""The type of `on_event`: a function or coroutine function taking a server event."""
+
+CLIENT_EVENT_ID = "client_event_id"
+"""The metadata key that ties `response.created` to the `response.create` that asked for it."""
+
+
+def _response_id_of(event: ServerEvent) -> str | None:
+    """The id of the response an event belongs to, if it belongs to one."""
+    if isinstance(event, ResponseCreated | ResponseDone):
+        return event.response.id
+    response_id = getattr(event, "response_id", None)
+    return response_id if isinstance(response_id, str) else None
+
+
+class ResponseStream:
+    """The text deltas of one response, as an async iterator of `str`. Made by `create_response`.
+
+    The `response.create` request is sent when the stream is first used (iterated, collected,
+    entered with `async with`). The stream reads events with `Connection.recv` until its
+    `response.done`; use it to the end, or `cancel` it, before reading the connection otherwise.
+
+        async with conn.create_response(instructions="Be brief.") as stream:
+            async for delta in stream:
+                print(delta, end="")
+        print(stream.response.usage)
+
+    `async with` cancels the response on exit if it has not finished (when the body raised or broke
+    out of the loop).
+
+    Raises (while iterating):
+        AuralServerError: an `error` event for the request, or any `error` before the server has
+            acknowledged it with `response.created`.
+        AuralConnectionError, AuralProtocolError: as for `Connection.recv`.
+    """
+
+    def __init__(self, conn: Connection, params: ResponseParams) -> None:
+        self.event_id = new_id("evt")
+        """The `event_id` of the `response.create` request."""
+        metadata = {**(params.metadata or {}), CLIENT_EVENT_ID: self.event_id}
+        self._request = ResponseCreate(
+            event_id=self.event_id, response=params.model_copy(update={"metadata": metadata})
+        )
+        self._conn = conn
+        self._sent = False
+        self._failed = False
+        self._response_id: str | None = None
+        self._cancel_sent = False
+        self._deltas: list[str] = []
+        self._final: Response | None = None
+
+    @property
+    def response_id(self) -> str | None:
+        """The server's id for the response, once `response.created` has been read."""
+        return self._response_id
+
+    @property
+    def text(self) -> str:
+        """The text received so far: all of it, once the stream is exhausted."""
+        return "".join(self._deltas)
+
+    @property
+    def response(self) -> Response | None:
+        """The final response from `response.done` (status, output items, usage), once read."""
+        return self._final
+
+    @property
+    def _finished(self) -> bool:
+        return self._final is not None or self._failed
+
+    async def _start(self) -> None:
+        if not self._sent:
+            await self._conn.send(self._request)
+            self._sent = True
+
+    async def _step(self) -> str | None:
+        """Read one event and handle it; return its text if it is a text delta of this response."""
+        try:
+            event = await self._conn.recv()
+        except AuralError:
+            self._failed = True
+            raise
+        if isinstance(event, Error) and (self._response_id is None or event.error.event_id == self.event_id):
+            self._failed = True
+            raise AuralServerError.from_detail(event.error)
+        if self._response_id is None:
+            if isinstance(event, ResponseCreated) and self._is_ours(event.response):
+                self._response_id = event.response.id
+                return None
+        elif _response_id_of(event) == self._response_id:
+            if isinstance(event, ResponseOutputTextDelta):
+                self._deltas.append(event.delta)
+                return event.delta
+            if isinstance(event, ResponseDone):
+                self._final = event.response
+            return None
+        await self._pass_on(event)
+        return None
+
+    def _is_ours(self, response: Response) -> bool:
+        return (response.metadata or {}).get(CLIENT_EVENT_ID) == self.event_id
+
+    async def _pass_on(self, event: ServerEvent) -> None:
+        handler = self._conn.on_event
+        if handler is None:
+            logger.debug("dropping %s: not part of the response requested by %s", event.type, self.event_id)
+            return
+        result = handler(event)
+        if inspect.isawaitable(result):
+            await result
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> str:
+        await self._start()
+        while not self._finished:
+            delta = await self._step()
+            if delta is not None:
+                return delta
+        raise StopAsyncIteration
+
+    async def collect(self) -> str:
+        """Read the response to its end and return its whole text."""
+        async for _ in self:
+            pass
+        return self.text
+
+    async def cancel(self) -> None:
+        """Cancel the response (`response.cancel`) and read on until its `response.done`.
+
+        Text that arrives meanwhile is still added to `text`. When the response ends before the cancel
+        reaches the server, the server's `error` for the cancel goes to `on_event`. A no-op for a
+        stream that was never started or has already finished.
+        """
+        if not self._sent:
+            return
+        while not self._finished:
+            # The cancel must name the response, so it waits for `response.created`.
+            if self._response_id is not None and not self._cancel_sent:
+                await self._conn.send(ResponseCancel(response_id=self._response_id))
+                self._cancel_sent = True
+            await self._step()
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.cancel()

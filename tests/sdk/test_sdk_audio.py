@@ -1,0 +1,133 @@
+"""The audio helpers: arrays, bytes and files of several formats to PCM16 mono at 24 kHz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from aural.sdk import WIRE_RATE, encode_audio, read_audio_file, to_pcm16
+
+if TYPE_CHECKING:
+    from tests.sdk.conftest import AudioWriter
+
+
+def sine(freq: float, rate: int, seconds: float, amplitude: float = 0.5) -> npt.NDArray[np.float64]:
+    return amplitude * np.sin(2 * np.pi * freq * np.arange(round(rate * seconds)) / rate)
+
+
+def pcm(data: bytes) -> npt.NDArray[np.int16]:
+    return np.frombuffer(data, dtype="<i2")
+
+
+def peak_hz(samples: npt.NDArray[Any], rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return float(np.argmax(spectrum)) * rate / len(samples)
+
+
+def test_int16_mono_at_the_wire_rate_is_unchanged() -> None:
+    samples = np.random.default_rng(0).integers(-32768, 32768, 5000).astype(np.int16)
+    assert to_pcm16(samples, WIRE_RATE) == samples.astype("<i2").tobytes()
+
+
+def test_float_is_scaled_by_32768_and_clipped() -> None:
+    samples = np.array([0.0, 0.5, -0.5, 1 / 32768, -1.0, 1.0, 1.5, -1.5], dtype=np.float32)
+    assert pcm(to_pcm16(samples, WIRE_RATE)).tolist() == [0, 16384, -16384, 1, -32768, 32767, 32767, -32768]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_stereo_is_downmixed_to_the_average_of_the_channels(dtype: type[np.generic]) -> None:
+    left = np.array([0, 1000, -2000, 30000, 400])
+    right = np.array([0, 3000, 2000, 30000, -600])
+    stereo = np.stack([left, right], axis=1)
+    samples = stereo.astype(np.int16) if dtype is np.int16 else (stereo / 32768).astype(dtype)
+    assert pcm(to_pcm16(samples, WIRE_RATE)).tolist() == ((left + right) // 2).tolist()
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+def test_resampling_keeps_duration_and_frequency(rate: int) -> None:
+    out = pcm(to_pcm16(sine(440, rate, 1.5), rate))
+    assert abs(len(out) - 36000) <= 2
+    assert peak_hz(out, WIRE_RATE) == pytest.approx(440, abs=1)
+    assert np.abs(out).max() == pytest.approx(16384, rel=0.02)
+
+
+def test_resampling_to_another_rate() -> None:
+    out = pcm(to_pcm16(sine(440, 48000, 1.0), 48000, rate=16000))
+    assert abs(len(out) - 16000) <= 2
+    assert peak_hz(out, 16000) == pytest.approx(440, abs=1)
+
+
+def test_wav_file_matches_a_whole_signal_conversion(write_audio: AudioWriter) -> None:
+    # Left only: the average of the channels halves it, where a 0.707·(L+R) mix would not.
+    left = np.round(sine(440, 16000, 1.5) * 32767).astype(np.int16)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    path = write_audio("tone.wav", "pcm_s16le", stereo, 16000)
+    decoded = read_audio_file(path)
+    assert decoded == to_pcm16(stereo, 16000)
+    assert len(decoded) == 2 * 36000
+    assert np.abs(pcm(decoded)).max() == pytest.approx(8192, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "rate", "channels"),
+    [
+        ("tone.ogg", "libopus", 48000, 2),
+        ("tone.opus", "libopus", 48000, 1),
+        ("tone.mp3", "libmp3lame", 44100, 2),
+        ("tone.flac", "flac", 22050, 1),
+    ],
+)
+def test_compressed_files_decode_to_the_same_tone(
+    write_audio: AudioWriter, name: str, codec: str, rate: int, channels: int
+) -> None:
+    tone = np.round(sine(440, rate, 1.5) * 32767).astype(np.int16)
+    path = write_audio(name, codec, np.repeat(tone[:, None], channels, axis=1), rate)
+    out = pcm(read_audio_file(str(path)))
+    assert abs(len(out) - 36000) <= 2
+    assert peak_hz(out, WIRE_RATE) == pytest.approx(440, abs=1)
+    rms = np.sqrt(np.mean(out[2400:-2400].astype(np.float64) ** 2))
+    assert rms == pytest.approx(16384 / np.sqrt(2), rel=0.05)
+
+
+def test_bytes_without_a_rate_pass_through() -> None:
+    assert encode_audio(b"\x01\x02\x03") == b"\x01\x02\x03"
+
+
+def test_bytes_with_a_rate_are_read_as_pcm16_and_resampled() -> None:
+    samples = np.round(sine(440, 16000, 0.5) * 32767).astype(np.int16)
+    out = encode_audio(samples.astype("<i2").tobytes(), 16000)
+    assert out == to_pcm16(samples, 16000)
+    assert len(out) == 2 * 12000
+
+
+def test_encode_audio_reads_files(write_audio: AudioWriter) -> None:
+    samples = np.zeros((8000, 1), dtype=np.int16)
+    path = write_audio("silence.wav", "pcm_s16le", samples, 8000)
+    assert encode_audio(path, rate=16000) == bytes(2 * 16000)
+
+
+def test_empty_array_gives_no_bytes() -> None:
+    assert to_pcm16(np.zeros(0, dtype=np.float32), 16000) == b""
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda: encode_audio(np.zeros(10)), ValueError),
+        (lambda: encode_audio("x.wav", 16000), ValueError),
+        (lambda: to_pcm16(np.zeros(10, dtype=np.int32), 16000), TypeError),
+        (lambda: to_pcm16(np.zeros((2, 2, 2)), 16000), ValueError),
+        (lambda: to_pcm16(np.zeros(10), 0), ValueError),
+    ],
+)
+def test_bad_input_is_refused(call: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        call()
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_audio_file(tmp_path / "missing.wav")
