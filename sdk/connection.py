@@ -20,6 +20,10 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
+
 from aural.protocols import (
     ClientEvent,
     ErrorCode,
@@ -48,9 +52,6 @@ from aural.protocols.models import (
     WireModel,
 )
 from aural.protocols.server_events import SessionCreated, SessionUpdated
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
 
 from .audio import WIRE_RATE, AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError

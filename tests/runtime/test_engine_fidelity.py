@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from aural.runtime.engine.base import AudioPart, GenerationDone, Message, SamplingParams, TextDelta
 from aural.runtime.engine.qwen2_audio import TransformersEngine
 

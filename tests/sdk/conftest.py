@@ -20,8 +20,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 import pytest
-from aural.protocols import ServerEvent, encode_event
 from websockets.asyncio.server import ServerConnection, serve
+
+from aural.protocols import ServerEvent, encode_event
 
 Responder = Callable[[dict[str, Any]], list[ServerEvent]]
 """Given a client event (as JSON), the server events to answer with."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 from aural.sdk import WIRE_RATE, encode_audio, read_audio_file, to_pcm16
 
 if TYPE_CHECKING:

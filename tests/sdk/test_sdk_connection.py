@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+
 from aural.protocols import ServerEvent
 from aural.protocols.client_events import InputAudioBufferCommit, ResponseCancel
 from aural.protocols.models import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from aural.protocols import ServerEvent
 from aural.protocols.models import (
     ErrorDetail,

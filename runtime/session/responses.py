@@ -1,0 +1,133 @@
+"""One response's life on the wire: from `response.created` to `response.done`.
+
+The assistant item appears with the first text (or at the end of an empty but finished reply), so a
+response that fails or is cancelled before saying anything leaves nothing in the conversation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aural.protocols import server_events as se
+from aural.protocols.models import (
+    InputTokenDetails,
+    MessageItem,
+    OutputText,
+    OutputTokenDetails,
+    Response,
+    StatusDetails,
+    StatusError,
+    TextPart,
+    Usage,
+)
+from aural.protocols.server_events import ServerEventBase
+
+from ..engine.base import GenerationDone, TokenUsage
+
+_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled", "error": "failed"}
+
+
+def wire_usage(usage: TokenUsage) -> Usage:
+    return Usage(
+        total_tokens=usage.input_tokens + usage.output_tokens,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        input_token_details=InputTokenDetails(
+            cached_tokens=usage.cached_tokens,
+            text_tokens=usage.input_tokens - usage.audio_tokens,
+            audio_tokens=usage.audio_tokens,
+        ),
+        output_token_details=OutputTokenDetails(text_tokens=usage.output_tokens),
+    )
+
+
+@dataclass
+class ResponseRun:
+    """The wire state of the response being generated."""
+
+    response: Response
+    in_conversation: bool
+    item_id: str
+    item: MessageItem | None = None
+    previous_item_id: str | None = None
+    text: str = ""
+    cancel_reason: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.response.id
+
+    def created(self) -> se.ResponseCreated:
+        return se.ResponseCreated(response=self.response.model_copy(deep=True))
+
+    def _open_item(self, previous_item_id: str | None) -> list[ServerEventBase]:
+        self.previous_item_id = previous_item_id
+        self.item = MessageItem(
+            id=self.item_id, role="assistant", status="in_progress", content=[OutputText(text="")]
+        )
+        self.response.output.append(self.item)
+        item = self.item.model_copy(deep=True)
+        events: list[ServerEventBase] = [
+            se.ResponseOutputItemAdded(response_id=self.id, output_index=0, item=item)
+        ]
+        if self.in_conversation:
+            events.append(se.ConversationItemAdded(item=item, previous_item_id=previous_item_id))
+        events.append(
+            se.ResponseContentPartAdded(
+                response_id=self.id, item_id=self.item_id, output_index=0, content_index=0, part=TextPart()
+            )
+        )
+        return events
+
+    def delta(self, text: str, previous_item_id: str | None) -> list[ServerEventBase]:
+        """Events for new text; the first text also opens the assistant item."""
+        events = self._open_item(previous_item_id) if self.item is None else []
+        assert self.item is not None
+        self.text += text
+        events.append(
+            se.ResponseOutputTextDelta(
+                response_id=self.id, item_id=self.item_id, output_index=0, content_index=0, delta=text
+            )
+        )
+        return events
+
+    def done(self, result: GenerationDone, previous_item_id: str | None) -> list[ServerEventBase]:
+        """Close the item (if any) and the response; `previous_item_id` places an item opened now."""
+        status = _STATUS[result.reason]
+        events: list[ServerEventBase] = []
+        if self.item is None and status in ("completed", "incomplete"):
+            events += self._open_item(previous_item_id)
+        if self.item is not None:
+            item_id = self.item_id
+            self.item.status = "completed" if status == "completed" else "incomplete"
+            self.item.content = [OutputText(text=self.text)]
+            item = self.item.model_copy(deep=True)
+            events += [
+                se.ResponseOutputTextDone(
+                    response_id=self.id, item_id=item_id, output_index=0, content_index=0, text=self.text
+                ),
+                se.ResponseContentPartDone(
+                    response_id=self.id,
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    part=TextPart(text=self.text),
+                ),
+                se.ResponseOutputItemDone(response_id=self.id, output_index=0, item=item),
+            ]
+            if self.in_conversation:
+                events.append(se.ConversationItemDone(item=item, previous_item_id=self.previous_item_id))
+        self.response.status = status  # type: ignore[assignment]
+        self.response.usage = wire_usage(result.usage)
+        if status == "cancelled":
+            reason = self.cancel_reason or "client_cancelled"
+            self.response.status_details = StatusDetails(type="cancelled", reason=reason)  # type: ignore[arg-type]
+        elif status == "incomplete":
+            self.response.status_details = StatusDetails(type="incomplete", reason="max_output_tokens")
+        elif status == "failed":
+            error = StatusError(type="server_error", code=result.error_code, message=result.error_message)
+            self.response.status_details = StatusDetails(type="failed", error=error)
+        else:
+            self.response.status_details = StatusDetails(type="completed")
+        events.append(se.ResponseDone(response=self.response.model_copy(deep=True)))
+        return events
