@@ -41,13 +41,9 @@ def _decode(data: str | bytes, adapter: TypeAdapter[Any], registry: dict[str, ty
     event_id = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
     kind = obj.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError(
-            ErrorCode.INVALID_EVENT, "The event has no string 'type'.", param="type", event_id=event_id
-        )
+        raise ProtocolError(ErrorCode.INVALID_EVENT, "The event has no string 'type'.", param="type", event_id=event_id)
     if kind not in registry:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_EVENT, f"Unknown event type '{kind}'.", param="type", event_id=event_id
-        )
+        raise ProtocolError(ErrorCode.UNKNOWN_EVENT, f"Unknown event type '{kind}'.", param="type", event_id=event_id)
     try:
         return adapter.validate_python(obj)
     except ValidationError as exc:

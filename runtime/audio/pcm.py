@@ -44,9 +44,7 @@ class PcmDecoder:
         self.rate = fmt.rate if isinstance(fmt, PcmFormat) else 8000
         self._carry = b""
         self._resampler = (
-            None
-            if self.rate == SAMPLE_RATE
-            else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+            None if self.rate == SAMPLE_RATE else av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         )
 
     def feed(self, data: bytes) -> AudioSamples:

@@ -33,9 +33,7 @@ def audio_token_count(num_samples: int) -> int:
 
 
 class Tokenizer(Protocol):
-    def encode(
-        self, text: str, add_special_tokens: bool = ..., split_special_tokens: bool = ...
-    ) -> list[int]: ...
+    def encode(self, text: str, add_special_tokens: bool = ..., split_special_tokens: bool = ...) -> list[int]: ...
 
     def convert_tokens_to_ids(self, tokens: str) -> int: ...
 
@@ -86,9 +84,7 @@ class QwenAudioChatFormat:
         """Tokens the model must never generate: an `<|AUDIO|>` in the history breaks the next turn."""
         return (self.audio_bos, self.audio, self.audio_eos)
 
-    def render(
-        self, messages: Sequence[Message], generated: Callable[[str], Sequence[int] | None]
-    ) -> Rendered:
+    def render(self, messages: Sequence[Message], generated: Callable[[str], Sequence[int] | None]) -> Rendered:
         """Render `messages` followed by the generation prompt.
 
         Args:

@@ -55,9 +55,7 @@ class ContextExceeded(Exception):
 class TransformersEngine(Engine):
     """Qwen2-Audio on one device, shared by every session through one device worker."""
 
-    def __init__(
-        self, model: Qwen2AudioForConditionalGeneration, processor: AutoProcessor, model_name: str
-    ) -> None:
+    def __init__(self, model: Qwen2AudioForConditionalGeneration, processor: AutoProcessor, model_name: str) -> None:
         self.model = model
         self.model_name = model_name
         self.tokenizer = processor.tokenizer
@@ -124,8 +122,7 @@ class TransformersSession(EngineSession):
         engine = self.engine
         if len(rendered.ids) >= engine.max_context:
             raise ContextExceeded(
-                f"The conversation needs {len(rendered.ids)} tokens; "
-                f"the model's context holds {engine.max_context}."
+                f"The conversation needs {len(rendered.ids)} tokens; the model's context holds {engine.max_context}."
             )
         common = _common_prefix(self.keys, rendered.keys, limit=len(rendered.ids) - 1)
         if common == 0 or self.cache is None:
@@ -222,9 +219,7 @@ class _GenerationJob:
         rendered = engine.chat_format.render(self.conversation, session.generated.get)
         logits, cached = session.prefill(rendered)
         session.generated[self.reply_key] = []
-        usage = TokenUsage(
-            input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens
-        )
+        usage = TokenUsage(input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens)
         self.progress = _Progress(usage)
         if self.params.temperature > 0:
             self.generator = torch.Generator(device=engine.model.device)

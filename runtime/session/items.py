@@ -56,9 +56,7 @@ class Conversation:
         for stored in self._items:
             if stored.id == item_id:
                 return stored
-        raise ProtocolError(
-            ErrorCode.ITEM_NOT_FOUND, f"No conversation item with id '{item_id}'.", param=param
-        )
+        raise ProtocolError(ErrorCode.ITEM_NOT_FOUND, f"No conversation item with id '{item_id}'.", param=param)
 
     def insert(self, stored: StoredItem, previous_item_id: str | None = None) -> str | None:
         """Insert after `previous_item_id` (`"root"`: first; None: last). Returns the actual previous id.
@@ -67,9 +65,7 @@ class Conversation:
             ProtocolError: duplicate id, or no item `previous_item_id`.
         """
         if any(s.id == stored.id for s in self._items):
-            raise ProtocolError(
-                ErrorCode.INVALID_VALUE, f"Item id '{stored.id}' is already used.", param="item.id"
-            )
+            raise ProtocolError(ErrorCode.INVALID_VALUE, f"Item id '{stored.id}' is already used.", param="item.id")
         if previous_item_id is None:
             position = len(self._items)
         elif previous_item_id == "root":

@@ -62,14 +62,10 @@ class ResponseRun:
 
     def _open_item(self, previous_item_id: str | None) -> list[ServerEventBase]:
         self.previous_item_id = previous_item_id
-        self.item = MessageItem(
-            id=self.item_id, role="assistant", status="in_progress", content=[OutputText(text="")]
-        )
+        self.item = MessageItem(id=self.item_id, role="assistant", status="in_progress", content=[OutputText(text="")])
         self.response.output.append(self.item)
         item = self.item.model_copy(deep=True)
-        events: list[ServerEventBase] = [
-            se.ResponseOutputItemAdded(response_id=self.id, output_index=0, item=item)
-        ]
+        events: list[ServerEventBase] = [se.ResponseOutputItemAdded(response_id=self.id, output_index=0, item=item)]
         if self.in_conversation:
             events.append(se.ConversationItemAdded(item=item, previous_item_id=previous_item_id))
         events.append(

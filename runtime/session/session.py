@@ -201,8 +201,7 @@ class ConversationSession:
         if self._buffered + samples.size > self._max_buffer:
             raise ProtocolError(
                 ErrorCode.BUFFER_FULL,
-                f"The input audio buffer holds at most {self._max_buffer // SAMPLE_RATE} s: "
-                "commit or clear it.",
+                f"The input audio buffer holds at most {self._max_buffer // SAMPLE_RATE} s: commit or clear it.",
                 param="audio",
             )
         self._buffer_samples(samples)
@@ -288,9 +287,7 @@ class ConversationSession:
                 audio[index] = samples
                 part = InputAudio(transcript=part.transcript)
             content.append(part)
-        stored_item = MessageItem(
-            id=item.id or new_id("item"), role=item.role, status="completed", content=content
-        )
+        stored_item = MessageItem(id=item.id or new_id("item"), role=item.role, status="completed", content=content)
         return StoredItem(stored_item, audio)
 
     def _item_create(self, event: ce.ConversationItemCreate) -> list[Output]:
@@ -307,9 +304,7 @@ class ConversationSession:
 
     def _item_truncate(self, event: ce.ConversationItemTruncate) -> list[Output]:
         self.items.get(event.item_id)
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED, "conversation.item.truncate is not supported yet.", param="item_id"
-        )
+        raise ProtocolError(ErrorCode.UNSUPPORTED, "conversation.item.truncate is not supported yet.", param="item_id")
 
     # --- responses ---------------------------------------------------------------------------------
 
@@ -322,11 +317,7 @@ class ConversationSession:
             )
         params = event.response or ResponseParams()
         out = self._reject_tools(params.tools, "response.tools", event.event_id)
-        max_tokens = (
-            params.max_output_tokens
-            if params.max_output_tokens is not None
-            else self.config.max_output_tokens
-        )
+        max_tokens = params.max_output_tokens if params.max_output_tokens is not None else self.config.max_output_tokens
         _check_max_tokens(max_tokens, "response.max_output_tokens")
         in_conversation = params.conversation != "none"
         conversation = self._context(params.input) if params.input is not None else self.items.messages()

@@ -23,9 +23,7 @@ def _audio(seed: int, seconds: float) -> np.ndarray:
     return (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def _reference(
-    engine: TransformersEngine, processor, history: list[dict], replies: list[list[int]], audios, n: int
-):
+def _reference(engine: TransformersEngine, processor, history: list[dict], replies: list[list[int]], audios, n: int):
     """Reference ids: the standard chat template and processor, then `generate()` from scratch.
 
     Assistant turns are rendered as placeholders and replaced by the ids the model produced, since

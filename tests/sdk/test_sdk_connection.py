@@ -49,9 +49,7 @@ def session_with_format(fmt: PcmFormat | PcmuFormat) -> SessionCreated:
     ("suffix", "expected"),
     [("", "/v1/realtime?model=tiny"), ("?model=other&x=1", "/v1/realtime?x=1&model=tiny")],
 )
-async def test_connect_sends_the_model_and_the_api_key(
-    server: FakeServer, suffix: str, expected: str
-) -> None:
+async def test_connect_sends_the_model_and_the_api_key(server: FakeServer, suffix: str, expected: str) -> None:
     async with connect(server.url + suffix, model="tiny", api_key="sk-test"):
         pass
     await server.finished()
@@ -81,9 +79,7 @@ async def test_connect_failure_raises_connection_error() -> None:
 
 async def test_events_are_typed_and_unknown_types_skipped(server: FakeServer) -> None:
     created = SessionCreated(session=SessionConfig(model="tiny"))
-    limits = RateLimitsUpdated(
-        rate_limits=[RateLimit(name="tokens", limit=100, remaining=42, reset_seconds=1)]
-    )
+    limits = RateLimitsUpdated(rate_limits=[RateLimit(name="tokens", limit=100, remaining=42, reset_seconds=1)])
     committed = InputAudioBufferCommitted(item_id="item_1", previous_item_id="item_0")
     unknown = '{"type": "aural.stats", "event_id": "event_x", "tokens_per_second": 30}'
     server.greeting = [created, unknown, limits, committed]

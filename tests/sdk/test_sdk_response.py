@@ -65,9 +65,7 @@ def full_response(request: dict[str, Any], parts: list[str]) -> list[ServerEvent
     return [
         created(request),
         *(delta(part) for part in parts),
-        ResponseOutputTextDone(
-            response_id=OURS, item_id="item_a", output_index=0, content_index=0, text=text
-        ),
+        ResponseOutputTextDone(response_id=OURS, item_id="item_a", output_index=0, content_index=0, text=text),
         done("completed", metadata=metadata_of(request), usage=Usage(input_tokens=7, output_tokens=3)),
     ]
 
@@ -101,9 +99,7 @@ async def test_collect_returns_the_text(server: FakeServer) -> None:
 
 
 @pytest.mark.parametrize("is_async", [False, True])
-async def test_stream_binds_by_metadata_and_passes_other_events_on(
-    server: FakeServer, is_async: bool
-) -> None:
+async def test_stream_binds_by_metadata_and_passes_other_events_on(server: FakeServer, is_async: bool) -> None:
     assistant = MessageItem(id="item_a", role="assistant", content=[OutputText(text="")])
     foreign: list[ServerEvent] = []
 

@@ -1,0 +1,46 @@
+"""`aural say FILE [--text INSTRUCTION]`: send an utterance, print the reply as it streams."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aural.sdk import AuralError, connect
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="an audio file (WAV, MP3, Ogg, FLAC, M4A…)")
+    parser.add_argument("--text", help="an instruction about the audio (audio analysis mode)")
+    parser.add_argument("--url", default="ws://127.0.0.1:8000/v1/realtime")
+    parser.add_argument("--model", help="the model name to ask for (default: the server's)")
+    parser.add_argument("--api-key")
+    parser.add_argument("--instructions", help="the session's system prompt")
+    parser.add_argument("--max-output-tokens", type=int, default=64)
+
+
+async def say(args: argparse.Namespace) -> int:
+    """Voice chat when only audio is given; audio analysis when `--text` comes with it."""
+    try:
+        async with connect(args.url, model=args.model, api_key=args.api_key) as conn:
+            if args.instructions:
+                await conn.update_session(instructions=args.instructions)
+            if args.text:
+                await conn.add_message("user", audio=args.file, text=args.text)
+            else:
+                await conn.append_audio(args.file)
+                await conn.commit()
+            stream = conn.create_response(max_output_tokens=args.max_output_tokens)
+            async for delta in stream:
+                print(delta, end="", flush=True)
+            print()
+            if stream.response is not None and stream.response.usage is not None:
+                usage = stream.response.usage
+                print(
+                    f"[{stream.response.status}: {usage.input_tokens} input tokens "
+                    f"({usage.input_token_details.audio_tokens} audio), {usage.output_tokens} output tokens]",
+                    file=sys.stderr,
+                )
+    except (AuralError, OSError) as exc:
+        print(f"aural say: {exc}", file=sys.stderr)
+        return 1
+    return 0

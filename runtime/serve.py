@@ -1,0 +1,57 @@
+"""`aural serve`: load the model and run the websocket server until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+
+import structlog
+from aiohttp import web
+
+from .engine.qwen2_audio import TransformersEngine
+from .logs import configure_logging
+from .server.app import create_app
+
+log = structlog.get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `aural serve`."""
+    parser.add_argument(
+        "--model", default="tiny", help="tiny (default), medium, a hub id or a local folder of a Qwen2-Audio checkpoint"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="auto: bf16 on CUDA, else fp32",
+    )
+    parser.add_argument(
+        "--alias", action="append", default=[], help="another model name clients may ask for (repeatable)"
+    )
+    parser.add_argument("--max-sessions", type=int, default=64, help="concurrent conversations")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (the Node SDK always uses TLS)")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument("--log-level", default="info")
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Run the runtime with parsed `aural serve` options."""
+    configure_logging(args.log_level)
+    engine = TransformersEngine.load(args.model, device=args.device, dtype=args.dtype)
+    app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions)
+
+    async def close_engine(_: web.Application) -> None:
+        await engine.close()
+
+    app.on_cleanup.append(close_engine)
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    scheme = "wss" if context else "ws"
+    log.info("serving", url=f"{scheme}://{args.host}:{args.port}/v1/realtime", model=engine.model_name)
+    web.run_app(app, host=args.host, port=args.port, ssl_context=context, print=None)

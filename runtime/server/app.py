@@ -1,0 +1,90 @@
+"""The aiohttp application: the realtime websocket, health and model listing.
+
+    GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
+    GET /healthz                  {"status": "ok", "model": ..., "sessions": n}
+    GET /v1/models                the served model names, OpenAI style
+
+Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
+`realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from aural.protocols import encode_event
+from aural.protocols.errors import ErrorCode, ProtocolError
+
+from ..audio.pcm import PcmDecoder
+from ..engine.base import Engine
+from ..session.session import ConversationSession, error_event
+from .connection import ConnectionDriver
+
+log = structlog.get_logger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # OpenAI accepts appends of up to 15 MiB
+ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
+MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
+SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
+MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
+
+
+def create_app(engine: Engine, *, model_names: Sequence[str] = (), max_sessions: int = 64) -> web.Application:
+    """The runtime's web application.
+
+    Args:
+        engine: the loaded model, shared by all sessions.
+        model_names: the names clients may ask for in `?model=` (the engine's own name always works).
+        max_sessions: concurrent conversations; the next one is refused with an `error` event.
+    """
+    app = web.Application()
+    app[ENGINE] = engine
+    app[MODEL_NAMES] = (engine.model_name, *model_names)
+    app[SESSIONS] = set()
+    app[MAX_SESSIONS] = max_sessions
+    app.router.add_get("/v1/realtime", realtime)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
+    await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
+    await ws.close(code=1008, message=message[:120].encode())
+
+
+async def realtime(request: web.Request) -> web.WebSocketResponse:
+    """Upgrade to a websocket and run one conversation on it."""
+    app = request.app
+    ws = web.WebSocketResponse(protocols=("realtime",), max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    await ws.prepare(request)
+    names = app[MODEL_NAMES]
+    requested = request.query.get("model")
+    if requested is not None and requested not in names:
+        served = ", ".join(f"'{n}'" for n in names)
+        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{requested}' is not served here; try {served}.", "model")
+        return ws
+    if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
+        await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
+        return ws
+    session = ConversationSession(requested or names[0], PcmDecoder)
+    driver = ConnectionDriver(ws, app[ENGINE], session)
+    app[SESSIONS].add(driver)
+    try:
+        await driver.run()
+    finally:
+        app[SESSIONS].discard(driver)
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response({"status": "ok", "model": app[ENGINE].model_name, "sessions": len(app[SESSIONS])})
+
+
+async def models(request: web.Request) -> web.Response:
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "aural"} for name in request.app[MODEL_NAMES]]
+    return web.json_response({"object": "list", "data": data})
