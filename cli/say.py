@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+import time
 
-from aural.sdk import AuralError, connect
+from aural.sdk import AuralConnectionError, AuralError, Connection, connect
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,12 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key")
     parser.add_argument("--instructions", help="the session's system prompt")
     parser.add_argument("--max-output-tokens", type=int, default=64)
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds to keep retrying while the runtime starts")
+
+
+async def _connect(args: argparse.Namespace) -> Connection:
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            return await connect(args.url, model=args.model, api_key=args.api_key)
+        except (AuralConnectionError, OSError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.25)
 
 
 async def say(args: argparse.Namespace) -> int:
     """Voice chat when only audio is given; audio analysis when `--text` comes with it."""
     try:
-        async with connect(args.url, model=args.model, api_key=args.api_key) as conn:
+        async with await _connect(args) as conn:
             if args.instructions:
                 await conn.update_session(instructions=args.instructions)
             if args.text:

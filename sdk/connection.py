@@ -142,7 +142,8 @@ class Connection:
         return self._open().__await__()
 
     async def __aenter__(self) -> Self:
-        return await self._open()
+        # `async with await connect(...)` enters a connection that is already open.
+        return self if self._ws is not None else await self._open()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
