@@ -58,6 +58,7 @@ class TransformersEngine(Engine):
     def __init__(self, model: Qwen2AudioForConditionalGeneration, processor: AutoProcessor, model_name: str) -> None:
         self.model = model
         self.model_name = model_name
+        self.processor = processor
         self.tokenizer = processor.tokenizer
         self.chat_format = QwenAudioChatFormat(self.tokenizer)
         self.encoder = AudioEncoder(model, processor.feature_extractor)

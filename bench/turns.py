@@ -1,0 +1,362 @@
+"""Multi-turn benchmark: time to first token and decode speed over a voice conversation.
+
+Every turn adds 2 s of speech-like audio and a short instruction, then asks for a reply of at most
+`--tokens` tokens. One engine (a built-in preset, float32 on the CPU) serves three measurements, in
+one process so that they are comparable:
+
+- runtime: the real server (`create_app` on a loopback port) driven by the SDK. TTFT runs from just
+  before `response.create` is sent to the first text delta read by the SDK.
+- in-process: a fresh `EngineSession` of the same engine driven directly, with the same conversation
+  (the audio as the server decodes it), so the difference in decode speed is what streaming costs.
+- naive: transformers' `generate()` over the whole history for one token, every turn
+  (`aural.runtime.engine.reference`), with the replies the runtime produced.
+
+The decode interval of a reply is (last delta - first delta) / (output tokens - 1): the detokenizer may
+merge held-back bytes into one delta, so the token count comes from the usage. TTFTs are medians per
+turn over `--repeats` runs; decode intervals are medians over all replies.
+
+The built-in presets have random weights; the timings depend on the geometry, not on the weights.
+A first delta that holds more than one token (text held back by the detokenizer) is reported, since
+it would delay the first delta.
+
+    python bench/turns.py [--preset medium] [--turns 10] [--tokens 16] [--repeats 3] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+import transformers
+from aiohttp import web
+
+import aural.sdk
+from aural.protocols.models import PcmFormat
+from aural.protocols.server_events import ConversationItemDone
+from aural.runtime.audio.pcm import PcmDecoder
+from aural.runtime.engine.base import (
+    SAMPLE_RATE,
+    AudioPart,
+    AudioSamples,
+    GenerationDone,
+    Message,
+    SamplingParams,
+    TextDelta,
+    TokenUsage,
+)
+from aural.runtime.engine.qwen2_audio import TransformersEngine
+from aural.runtime.engine.reference import reference_generate
+from aural.runtime.logs import configure_logging
+from aural.runtime.server.app import create_app
+
+AUDIO_SECONDS = 2.0
+INSTRUCTIONS = (
+    "What is said here?",
+    "Describe the speaker.",
+    "Transcribe it.",
+    "What language is this?",
+    "Summarize the audio.",
+    "Is the speaker happy?",
+    "Repeat the last word.",
+    "How many words?",
+    "Answer the question.",
+    "Translate it to French.",
+)
+TARGET_VS_NAIVE = 40.0  # last-turn TTFT at least this many times faster than naive
+TARGET_GROWTH = 1.3  # last-turn TTFT at most this many times turn 1's
+TARGET_OVERHEAD_PCT = 5.0  # streaming through server and SDK slows decoding by at most this much
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One user turn: audio at 16 kHz as the client has it, and an instruction."""
+
+    audio: AudioSamples
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The timings and usage of one reply."""
+
+    ttft_s: float
+    interval_s: float | None  # None when the reply has fewer than two tokens
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    deltas: int
+    text: str
+
+
+def speech_like(seed: int, seconds: float = AUDIO_SECONDS) -> AudioSamples:
+    """A deterministic voiced signal: a wandering pitch with 15 harmonics, syllable-rate bursts, a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pitch = 110 + 40 * rng.random() + 20 * np.sin(2 * np.pi * 0.7 * t + 6 * rng.random())
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    voiced = sum(np.sin(h * phase) / h for h in range(1, 16))
+    syllables = np.clip(np.sin(2 * np.pi * (3.5 + rng.random()) * t + 6 * rng.random()), 0, None) ** 2
+    signal = voiced * syllables + 0.03 * rng.standard_normal(t.size)
+    samples: AudioSamples = (0.5 * signal / np.abs(signal).max()).astype(np.float32)
+    return samples
+
+
+def as_served(samples: AudioSamples) -> AudioSamples:
+    """The samples the server decodes from what the SDK sends (PCM16 at 24 kHz, back to 16 kHz)."""
+    decoder = PcmDecoder(PcmFormat())
+    served: AudioSamples = np.concatenate([decoder.feed(aural.sdk.encode_audio(samples, SAMPLE_RATE)), decoder.flush()])
+    return served
+
+
+def timed_reply(start: float, arrivals: Sequence[float], text: str, usage: TokenUsage) -> Reply:
+    """A reply's timings from the request time and the arrival time of each of its deltas."""
+    if not arrivals:
+        raise RuntimeError("a reply has no text, so it has no time to first token")
+    tokens = usage.output_tokens
+    return Reply(
+        ttft_s=arrivals[0] - start,
+        interval_s=(arrivals[-1] - arrivals[0]) / (tokens - 1) if tokens > 1 else None,
+        input_tokens=usage.input_tokens,
+        cached_tokens=usage.cached_tokens,
+        output_tokens=tokens,
+        deltas=len(arrivals),
+        text=text,
+    )
+
+
+@asynccontextmanager
+async def serving(engine: TransformersEngine) -> AsyncIterator[str]:
+    """Serve `engine` on a free loopback port in this event loop; yield the realtime URL."""
+    runner = web.AppRunner(create_app(engine), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"ws://{host}:{port}/v1/realtime"
+    finally:
+        await runner.cleanup()
+
+
+async def run_server(engine: TransformersEngine, turns: Sequence[Turn], tokens: int) -> list[Reply]:
+    """The conversation through the server and the SDK."""
+    replies = []
+    async with serving(engine) as url, aural.sdk.connect(url, model=engine.model_name) as conn:
+        for turn in turns:
+            await conn.add_message("user", audio=turn.audio, sample_rate=SAMPLE_RATE, text=turn.text)
+            while not isinstance(await conn.recv(), ConversationItemDone):
+                pass  # the server has decoded the audio: TTFT starts with the request alone
+            stream = conn.create_response(max_output_tokens=tokens)
+            arrivals = []
+            start = time.perf_counter()
+            async for _ in stream:
+                arrivals.append(time.perf_counter())
+            assert stream.response is not None and stream.response.usage is not None
+            wire = stream.response.usage
+            usage = TokenUsage(
+                input_tokens=wire.input_tokens,
+                cached_tokens=wire.input_token_details.cached_tokens,
+                output_tokens=wire.output_tokens,
+            )
+            replies.append(timed_reply(start, arrivals, stream.text, usage))
+    return replies
+
+
+async def run_in_process(
+    engine: TransformersEngine, turns: Sequence[Turn], tokens: int
+) -> tuple[list[Reply], list[Message], dict[str, list[int]]]:
+    """The conversation on an engine session, no websocket. Also returns the final conversation and
+    the reply ids, as the naive reference takes them."""
+    session = await engine.open_session()
+    conversation: list[Message] = []
+    replies = []
+    for k, turn in enumerate(turns):
+        conversation.append(Message("user", (AudioPart(f"user{k}/0", as_served(turn.audio)), turn.text), f"user{k}"))
+        arrivals: list[float] = []
+        deltas: list[TextDelta] = []
+        done: GenerationDone | None = None
+        start = time.perf_counter()
+        async for event in session.generate(conversation, f"reply{k}", SamplingParams(max_tokens=tokens)):
+            if isinstance(event, TextDelta):
+                arrivals.append(time.perf_counter())
+                deltas.append(event)
+            else:
+                done = event
+        assert done is not None
+        reply = timed_reply(start, arrivals, "".join(d.text for d in deltas), done.usage)
+        replies.append(reply)
+        if len(deltas[0].token_ids) > 1:  # then the first delta comes late and the interval is off
+            print(f"warning: the first delta of turn {k + 1} holds {len(deltas[0].token_ids)} tokens")
+        conversation.append(Message("assistant", (reply.text,), f"reply{k}"))
+    generated = {key: list(ids) for key, ids in session.generated.items()}
+    await session.close()
+    return replies, conversation, generated
+
+
+def _timed_reference(engine: TransformersEngine, messages: Sequence[Message], generated: dict[str, list[int]]) -> float:
+    start = time.perf_counter()
+    reference_generate(engine, messages, generated, max_new_tokens=1)
+    return time.perf_counter() - start
+
+
+async def run_naive(
+    engine: TransformersEngine, conversation: Sequence[Message], generated: dict[str, list[int]]
+) -> list[float]:
+    """Naive TTFT per turn: `generate()` for one token over the history up to each user message."""
+    ends = [i + 1 for i, message in enumerate(conversation) if message.role == "user"]
+    return [await engine.worker.call(partial(_timed_reference, engine, conversation[:end], generated)) for end in ends]
+
+
+def _median(values: Sequence[float | None]) -> float:
+    return statistics.median(v for v in values if v is not None)
+
+
+def summarize(
+    args: argparse.Namespace, served: list[list[Reply]], direct: list[list[Reply]], naive: list[list[float]]
+) -> dict[str, Any]:
+    """The JSON report: per-turn medians over the repeats, decode intervals, targets."""
+    turns = []
+    for k in range(args.turns):
+        ttft = _median([run[k].ttft_s for run in served])
+        naive_ttft = _median([run[k] for run in naive])
+        first = served[0][k]
+        turns.append(
+            {
+                "turn": k + 1,
+                "ttft_ms": 1000 * ttft,
+                "ttft_ms_in_process": 1000 * _median([run[k].ttft_s for run in direct]),
+                "ttft_ms_naive": 1000 * naive_ttft,
+                "naive_over_runtime": naive_ttft / ttft,
+                "input_tokens": first.input_tokens,
+                "cached_tokens": first.cached_tokens,
+                "output_tokens": first.output_tokens,
+                "sdk_deltas": first.deltas,
+            }
+        )
+    sdk = _median([reply.interval_s for run in served for reply in run])
+    in_process = _median([reply.interval_s for run in direct for reply in run])
+    overhead = 100 * (sdk / in_process - 1)
+    last = turns[-1]
+    growth = last["ttft_ms"] / turns[0]["ttft_ms"]
+    return {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "config": {
+            "preset": args.preset,
+            "device": "cpu",
+            "dtype": "float32",
+            "turns": args.turns,
+            "max_output_tokens": args.tokens,
+            "audio_seconds": AUDIO_SECONDS,
+            "repeats": args.repeats,
+        },
+        "turns": turns,
+        "replies_identical": [a.text for run in served for a in run] == [b.text for run in direct for b in run],
+        "decode_interval_ms": {"sdk": 1000 * sdk, "in_process": 1000 * in_process, "overhead_pct": overhead},
+        "targets": {
+            "last_turn_vs_naive": _target(last["naive_over_runtime"], ">=", TARGET_VS_NAIVE),
+            "last_turn_vs_first_turn": _target(growth, "<=", TARGET_GROWTH),
+            "streaming_overhead_pct": _target(overhead, "<=", TARGET_OVERHEAD_PCT),
+        },
+    }
+
+
+def _target(value: float, relation: str, bound: float) -> dict[str, Any]:
+    met = value >= bound if relation == ">=" else value <= bound
+    return {"value": value, "target": f"{relation} {bound:g}", "met": met}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """TTFT per turn, runtime against naive, on a log axis."""
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    turns = [t["turn"] for t in report["turns"]]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    axes.plot(turns, [t["ttft_ms_naive"] for t in report["turns"]], "o-", label="naive: generate() over the history")
+    axes.plot(turns, [t["ttft_ms"] for t in report["turns"]], "o-", label="Aural: server + SDK")
+    axes.set_yscale("log")
+    axes.set_xticks(turns)
+    axes.set_xlabel("turn")
+    axes.set_ylabel("time to first token (ms)")
+    config = report["config"]
+    axes.set_title(f"{config['preset']} preset, CPU float32, {config['audio_seconds']:g} s audio + text per turn")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    header = ("turn", "input", "cached", "out", "TTFT ms", "in-proc", "naive ms", "speedup")
+    print(" ".join(f"{name:>{width}}" for name, width in zip(header, (4, 6, 6, 4, 8, 8, 9, 8), strict=True)))
+    for t in report["turns"]:
+        print(
+            f"{t['turn']:>4} {t['input_tokens']:>6} {t['cached_tokens']:>6} {t['output_tokens']:>4} "
+            f"{t['ttft_ms']:>8.1f} {t['ttft_ms_in_process']:>8.1f} {t['ttft_ms_naive']:>9.1f} "
+            f"{t['naive_over_runtime']:>7.1f}x"
+        )
+    interval = report["decode_interval_ms"]
+    print(
+        f"decode interval: SDK {interval['sdk']:.2f} ms/token, in-process {interval['in_process']:.2f} ms/token "
+        f"(overhead {interval['overhead_pct']:+.1f}%); replies identical: {report['replies_identical']}"
+    )
+    for name, target in report["targets"].items():
+        print(f"{name}: {target['value']:.2f} (target {target['target']}): {'met' if target['met'] else 'NOT met'}")
+
+
+async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    engine = TransformersEngine.load(args.preset, device="cpu", dtype="float32")
+    turns = [Turn(speech_like(k), INSTRUCTIONS[k % len(INSTRUCTIONS)]) for k in range(args.turns)]
+    try:
+        await run_server(engine, turns[:1], args.tokens)  # warm-up: first-use costs of every layer
+        await run_in_process(engine, turns[:1], args.tokens)
+        served, direct, naive = [], [], []
+        for _ in range(args.repeats):
+            served.append(await run_server(engine, turns, args.tokens))
+            replies, conversation, generated = await run_in_process(engine, turns, args.tokens)
+            direct.append(replies)
+            naive.append(await run_naive(engine, conversation, generated))
+    finally:
+        await engine.close()
+    return summarize(args, served, direct, naive)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--tokens", type=int, default=16, help="max output tokens per reply")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the whole conversation")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    configure_logging("warning")
+    report = asyncio.run(benchmark(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "turns.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "turns.png")
+    print_summary(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The naive reference: Qwen2-Audio's README way of serving a conversation.
+
+Every turn, the whole history goes through the processor's own chat template and the processor
+(log-mel features of every clip, padded to 30 s), and transformers' `generate()` starts from an empty
+cache. Nothing is kept between turns, so each turn costs more than the one before. The runtime never
+does this; it is kept as the reference that the fidelity tests compare the persistent sessions
+against, and as the baseline of the benchmarks.
+
+Assistant turns that a session generated are spliced in as the token ids the model produced (as the
+chat format does): decoded text does not round-trip through a byte-level tokenizer. They are rendered
+as unique placeholder strings, then the placeholders' ids are replaced by the reply's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
+from .chat_format import split_clips
+from .qwen2_audio import TransformersEngine
+
+_PLACEHOLDER = "\x01REPLY{}\x01"  # a control character no real message holds
+
+
+def _hf_conversation(
+    conversation: Sequence[Message], generated: Mapping[str, Sequence[int]]
+) -> tuple[list[dict[str, Any]], list[Sequence[int]], list[AudioSamples]]:
+    """The conversation as transformers' chat dicts, the spliced replies in order, and the clips."""
+    history: list[dict[str, Any]] = []
+    replies: list[Sequence[int]] = []
+    clips: list[AudioSamples] = []
+    for message in conversation:
+        if message.role == "assistant" and message.key and message.key in generated:
+            history.append({"role": "assistant", "content": _PLACEHOLDER.format(len(replies))})
+            replies.append(generated[message.key])
+        elif message.role == "user":
+            content: list[dict[str, str]] = []
+            for part in message.parts:
+                if isinstance(part, str):
+                    content.append({"type": "text", "text": part})
+                    continue
+                for clip in split_clips(part):  # the processor would cut a clip at 30 s
+                    content.append({"type": "audio", "audio_url": clip.key})
+                    clips.append(clip.samples)
+            history.append({"role": "user", "content": content})
+        else:
+            text = "".join(part for part in message.parts if not isinstance(part, AudioPart))
+            history.append({"role": message.role, "content": text})
+    return history, replies, clips
+
+
+def reference_generate(
+    engine: TransformersEngine,
+    conversation: Sequence[Message],
+    generated: Mapping[str, Sequence[int]],
+    max_new_tokens: int,
+) -> list[int]:
+    """Greedy reply to `conversation` by `generate()` over the whole history, from scratch.
+
+    Blocking and slow by design (see the module docstring); run it where the model may run.
+
+    Args:
+        engine: the loaded model, its processor and stop ids.
+        conversation: the messages as an `EngineSession` takes them.
+        generated: token ids of assistant replies by message key; an assistant message whose key is
+            here is rendered as those ids, others as their text.
+        max_new_tokens: the most tokens to generate.
+
+    Returns:
+        The generated ids, without the stop token.
+
+    Raises:
+        ValueError: a reply's placeholder did not survive tokenization as one run of ids.
+    """
+    processor, tokenizer = engine.processor, engine.tokenizer
+    history, replies, clips = _hf_conversation(conversation, generated)
+    text = processor.apply_chat_template(history, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=text, audio=clips or None, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+    ids: list[int] = inputs["input_ids"][0].tolist()
+    for index, reply in enumerate(replies):
+        mark = tokenizer.encode(_PLACEHOLDER.format(index), add_special_tokens=False)
+        at = next((i for i in range(len(ids)) if ids[i : i + len(mark)] == mark), None)
+        if at is None:
+            raise ValueError(f"the placeholder of reply {index} was not tokenized as one run of ids")
+        ids[at : at + len(mark)] = reply
+    model = engine.model
+    audio: dict[str, torch.Tensor] = {}
+    if clips:
+        audio = {
+            "input_features": inputs["input_features"].to(device=model.device, dtype=model.dtype),
+            "feature_attention_mask": inputs["feature_attention_mask"].to(model.device),
+        }
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=torch.tensor([ids], device=model.device),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=model.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            suppress_tokens=list(engine.chat_format.suppressed_ids),
+            eos_token_id=sorted(engine.stop_ids),
+            **audio,
+        )
+    reply_ids: list[int] = out[0, len(ids) :].tolist()
+    if reply_ids and reply_ids[-1] in engine.stop_ids:
+        reply_ids.pop()
+    return reply_ids
