@@ -36,6 +36,8 @@ from .worker import DeviceWorker, StreamedGeneration
 
 log = structlog.get_logger(__name__)
 
+REPLY_ROOM = 512  # context kept free for a reply without max_output_tokens
+RETAIN = 0.75  # share of the context a truncated conversation fills
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -110,6 +112,36 @@ class TransformersSession(EngineSession):
         self.closed = True
         self.reset()
         self.generated.clear()
+
+    def render_within(self, conversation: Sequence[Message], room: int) -> Rendered:
+        """Render `conversation`, leaving `room` tokens of the context for the reply.
+
+        When it does not fit, the oldest turns are dropped (never the system turn), down to
+        `RETAIN` of the context, like OpenAI's `truncation: "auto"`: dropping more than the minimum
+        lets the next turns reuse the cache instead of re-prefilling after every drop.
+
+        Raises:
+            ContextExceeded: even the last message alone does not fit.
+        """
+        render = self.engine.chat_format.render
+        rendered = render(conversation, self.generated.get)
+        limit = self.engine.max_context - room
+        if len(rendered.ids) <= limit:
+            return rendered
+        head = list(conversation[:1]) if conversation and conversation[0].role == "system" else []
+        fitting: Rendered | None = None
+        for start in range(len(head) + 1, len(conversation)):
+            rendered = render([*head, *conversation[start:]], self.generated.get)
+            if len(rendered.ids) <= limit:
+                fitting = fitting or rendered
+                if len(rendered.ids) <= RETAIN * limit:
+                    return rendered
+        if fitting is None:
+            raise ContextExceeded(
+                f"The last message needs {len(rendered.ids)} tokens with the system turn and the reply's room; "
+                f"the model's context holds {self.engine.max_context}."
+            )
+        return fitting
 
     def reset(self) -> None:
         """Forget the cache (after a failure mid-forward, whose state cannot be trusted)."""
@@ -217,7 +249,8 @@ class _GenerationJob:
 
     def _start(self) -> torch.Tensor:
         session, engine = self.session, self.session.engine
-        rendered = engine.chat_format.render(self.conversation, session.generated.get)
+        room = self.params.max_tokens or min(REPLY_ROOM, engine.max_context // 8)
+        rendered = session.render_within(self.conversation, room)
         logits, cached = session.prefill(rendered)
         session.generated[self.reply_key] = []
         usage = TokenUsage(input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens)

@@ -6,6 +6,8 @@ conversation that mixes voice chat (audio only), audio analysis (audio + text) a
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -72,4 +74,35 @@ async def test_five_turns_match_generate_over_whole_history(engine, instructions
 
         conversation.append(Message("assistant", ("(text)",), key=f"reply{k}"))
         replies[f"reply{k}"] = ours
+    await session.close()
+
+
+async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
+    """Past the context, the oldest turns go (the system turn stays) and the reply still equals the
+    reference over exactly what was kept."""
+    monkeypatch.setattr(engine, "max_context", 400)
+    session = await engine.open_session()
+    conversation: list[Message] = [Message("system", ("Be brief.",), key="sys")]
+    replies: dict[str, list[int]] = {}
+    truncated = False
+    for k in range(6):
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k, 0.6)), f"Turn {k}: what now?"), f"u{k}"))
+        _, done = await _run(session, conversation, f"r{k}", 8)
+        assert done.reason in ("stop", "length")
+        assert done.usage.input_tokens <= 400 - 8
+        render = partial(engine.chat_format.render, generated=session.generated.get)
+        kept = session.render_within(conversation, 8).ids
+        if len(kept) < len(render(conversation).ids):
+            truncated = True
+            start = next(
+                i for i in range(2, len(conversation)) if render([conversation[0], *conversation[i:]]).ids == kept
+            )
+            reference = reference_generate(engine, [conversation[0], *conversation[start:]], replies, 8)
+            assert session.generated[f"r{k}"] == reference
+        replies[f"r{k}"] = session.generated[f"r{k}"]
+        conversation.append(Message("assistant", ("",), key=f"r{k}"))
+    assert truncated, "the conversation must have outgrown the context"
+    huge = Message("user", ("x" * 500,), key="huge")
+    _, done = await _run(session, [conversation[0], huge], "too-big", 8)
+    assert done.reason == "error" and done.error_code == "context_length_exceeded"
     await session.close()
