@@ -106,3 +106,26 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
     _, done = await _run(session, [conversation[0], huge], "too-big", 8)
     assert done.reason == "error" and done.error_code == "context_length_exceeded"
     await session.close()
+
+
+async def test_cancel_between_steps_keeps_cache_and_history_true(engine):
+    """A reply cancelled mid-way stays in the history as far as it went; the next turn still equals
+    the reference over that history."""
+    session = await engine.open_session()
+    conversation = [Message("user", (AudioPart("u0/0", _audio(5, 1.0)), "Talk for a while."), "u0")]
+    generation = session.generate(conversation, "r0", SamplingParams(max_tokens=200))
+    seen = 0
+    async for event in generation:
+        if isinstance(event, TextDelta):
+            seen += len(event.token_ids)
+            if seen >= 3:
+                generation.cancel()
+        else:
+            assert event.reason == "cancelled"
+            assert event.usage.output_tokens == len(session.generated["r0"]) < 200
+    partial_reply = session.generated["r0"]
+    conversation += [Message("assistant", ("",), "r0"), Message("user", ("And now?",), "u1")]
+    _, done = await _run(session, conversation, "r1", 10)
+    assert done.usage.cached_tokens > 0
+    assert session.generated["r1"] == reference_generate(engine, conversation, {"r0": partial_reply}, 10)
+    await session.close()
