@@ -48,9 +48,7 @@ def _decode(data: str | bytes, adapter: TypeAdapter[Any], registry: dict[str, ty
         return adapter.validate_python(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
-        # The first location element is the discriminator's tag: drop it.
-        loc = [str(part) for part in first["loc"][1:]]
-        param = ".".join(loc) or None
+        param = _field_path(obj, first["loc"], missing=first["type"] == "missing")
         where = f" at '{param}'" if param else ""
         raise ProtocolError(
             ErrorCode.INVALID_EVENT,
@@ -58,6 +56,26 @@ def _decode(data: str | bytes, adapter: TypeAdapter[Any], registry: dict[str, ty
             param=param,
             event_id=event_id,
         ) from None
+
+
+def _field_path(obj: Any, loc: tuple[int | str, ...], *, missing: bool) -> str | None:
+    """The dotted path of the offending field in the client's JSON.
+
+    Pydantic's location also names the union members it tried (`message`, `int`, `audio/pcm`): only
+    the parts that are real keys or indexes at that point of the document are kept, and a missing
+    field's own name.
+    """
+    parts: list[str] = []
+    node = obj
+    for index, part in enumerate(loc):
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        is_index = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if is_key or is_index:
+            node = node[part]
+        elif not (missing and index == len(loc) - 1 and isinstance(node, dict)):
+            continue
+        parts.append(str(part))
+    return ".".join(parts) or None
 
 
 def decode_client_event(data: str | bytes) -> ClientEvent:

@@ -8,6 +8,7 @@ token by token and none waits for another's whole reply. The event loop never ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -47,7 +48,8 @@ class _Call:
             result, error = self.fn(), None
         except Exception as exc:  # handed to the awaiting coroutine
             result, error = None, exc
-        self.loop.call_soon_threadsafe(self._settle, result, error)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits the result
+            self.loop.call_soon_threadsafe(self._settle, result, error)
         return False
 
 
@@ -99,7 +101,8 @@ class StreamedGeneration(Generation):
 
     def push_threadsafe(self, event: GenerationEvent) -> None:
         """Called from the device thread."""
-        self._loop.call_soon_threadsafe(self._push, event)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody consumes the events
+            self._loop.call_soon_threadsafe(self._push, event)
 
     def _push(self, event: GenerationEvent) -> None:
         last = self._pending[-1] if self._pending else None

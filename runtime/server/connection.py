@@ -126,4 +126,5 @@ class ConnectionDriver:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._engine_session is not None:
-            await self._engine_session.close()
+            # Shielded: a handler cancelled on disconnect must still free the session's cache.
+            await asyncio.shield(self._engine_session.close())

@@ -149,36 +149,34 @@ class ConversationSession:
     # --- session ----------------------------------------------------------------------------------
 
     def _session_update(self, event: ce.SessionUpdate) -> list[Output]:
+        """Apply the fields present; an update that fails a check changes nothing."""
         update, out = event.session, []
         config = self.config.model_copy(deep=True)
         for name in ("instructions", "max_output_tokens", "temperature", "top_p"):
             if name in update.model_fields_set:
                 setattr(config, name, getattr(update, name))
+        _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
         out += self._reject_tools(update.tools, "session.tools", event.event_id)
         audio_in = update.audio.input if update.audio else None
         if audio_in is not None:
             assert config.audio and config.audio.input
-            if audio_in.format is not None and audio_in.format != self._format:
-                self._buffer_samples(self._decoder.flush())
+            if audio_in.format is not None:
                 config.audio.input.format = audio_in.format
-                self._decoder = self._decoder_factory(audio_in.format)
             if audio_in.transcription is not None:
                 config.audio.input.transcription = audio_in.transcription
             if audio_in.turn_detection is not None:
-                out.append(
-                    error_event(
-                        ProtocolError(
-                            ErrorCode.UNSUPPORTED,
-                            f"Turn detection '{audio_in.turn_detection.type}' is not supported yet: "
-                            "commit the input audio buffer with input_audio_buffer.commit. "
-                            "turn_detection stays null.",
-                            param="session.audio.input.turn_detection",
-                            event_id=event.event_id,
-                        )
-                    )
+                message = (
+                    f"Turn detection '{audio_in.turn_detection.type}' is not supported yet: commit the input audio "
+                    "buffer with input_audio_buffer.commit. turn_detection stays null."
                 )
-        _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
+                param = "session.audio.input.turn_detection"
+                error = ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event.event_id)
+                out.append(error_event(error))
+        previous_format = self._format
         self.config = config
+        if self._format != previous_format:  # audio sent so far was in the old format: decode it to the end
+            self._buffer_samples(self._decoder.flush())
+            self._decoder = self._decoder_factory(self._format)
         return [*out, se.SessionUpdated(session=self.config.model_copy(deep=True))]
 
     @staticmethod

@@ -91,10 +91,14 @@ def test_unknown_fields_are_ignored() -> None:
         ('{"type": "nope.nope", "event_id": "e2"}', ErrorCode.UNKNOWN_EVENT, "type", "e2"),
         ('{"type": "input_audio_buffer.append", "event_id": "e3"}', ErrorCode.INVALID_EVENT, "audio", "e3"),
         ('{"type": "input_audio_buffer.append", "audio": 7}', ErrorCode.INVALID_EVENT, "audio", None),
+        ('{"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [{"type": '
+         '"input_text", "text": 5}]}}', ErrorCode.INVALID_EVENT, "item.content.0.text", None),
+        ('{"type": "conversation.item.create", "item": {"type": "message", "content": []}}',
+         ErrorCode.INVALID_EVENT, "item.role", None),
         ('{"type": "conversation.item.truncate", "item_id": "i", "content_index": -1, "audio_end_ms": 0}',
          ErrorCode.INVALID_EVENT, "content_index", None),
         ('{"type": "session.update", "session": {"max_output_tokens": "lots"}}',
-         ErrorCode.INVALID_EVENT, "session.max_output_tokens.int", None),
+         ErrorCode.INVALID_EVENT, "session.max_output_tokens", None),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_typed_protocol_error(

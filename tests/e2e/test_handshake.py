@@ -1,0 +1,49 @@
+"""Connecting: subprotocol negotiation, model names, and the HTTP endpoints next to the websocket."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from .conftest import MODEL, Connect, Endpoint, assert_error, assert_turn_works, get_json, open_session, open_sessions
+
+BROWSER_SUBPROTOCOLS = [Subprotocol("realtime"), Subprotocol("openai-insecure-api-key.abc")]
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [(BROWSER_SUBPROTOCOLS, "realtime"), (None, None)],
+    ids=["browser-style", "none"],
+)
+async def test_subprotocol_is_echoed_when_offered_and_never_required(
+    connect: Connect, offered: list[Subprotocol] | None, chosen: str | None
+) -> None:
+    client = await connect(subprotocols=offered)
+    assert client.subprotocol == chosen
+    await client.expect("session.created")
+    await assert_turn_works(client)
+
+
+async def test_unknown_model_is_refused_with_an_error_then_closed(server: Endpoint, connect: Connect) -> None:
+    client = await connect(model="no-such-model")
+    error = await client.expect("error")
+    assert_error(error, "model_not_found", param="model")
+    assert MODEL in error["error"]["message"], "the error names the models served"
+    with pytest.raises(ConnectionClosed) as closed:
+        await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert await open_sessions(server) == 0
+
+
+async def test_healthz_counts_sessions(server: Endpoint, connect: Connect) -> None:
+    assert await get_json(server, "/healthz") == {"status": "ok", "model": "tiny", "sessions": 0}
+    await open_session(connect)
+    assert await open_sessions(server) == 1
+
+
+async def test_models_lists_the_served_names(server: Endpoint) -> None:
+    listing = await get_json(server, "/v1/models")
+    assert listing["object"] == "list"
+    assert [model["id"] for model in listing["data"]] == ["tiny", MODEL]
+    assert {model["object"] for model in listing["data"]} == {"model"}
