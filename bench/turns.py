@@ -1,11 +1,11 @@
 """Multi-turn benchmark: time to first token and decode speed over a voice conversation.
 
 Every turn adds 2 s of speech-like audio and a short instruction, then asks for a reply of at most
-`--tokens` tokens. One engine (a built-in preset, float32 on the CPU) serves three measurements, in
-one process so that they are comparable:
+`--tokens` tokens. A built-in preset (float32 on the CPU, the same seeded weights everywhere) serves
+three measurements in one run, the first two turn by turn in alternation so that they are comparable:
 
-- runtime: the real server (`create_app` on a loopback port) driven by the SDK. TTFT runs from just
-  before `response.create` is sent to the first text delta read by the SDK.
+- runtime: the real server (`aural serve` in its own process, on a loopback port) driven by the SDK.
+  TTFT runs from just before `response.create` is sent to the first text delta read by the SDK.
 - in-process: a fresh `EngineSession` of the same engine driven directly, with the same conversation
   (the audio as the server decodes it), so the difference in decode speed is what streaming costs.
 - naive: transformers' `generate()` over the whole history for one token, every turn
@@ -19,17 +19,20 @@ The built-in presets have random weights; the timings depend on the geometry, no
 A first delta that holds more than one token (text held back by the detokenizer) is reported, since
 it would delay the first delta.
 
-    python bench/turns.py [--preset medium] [--turns 10] [--tokens 16] [--repeats 3] [--out bench/results]
+    python bench/turns.py [--preset medium] [--turns 10] [--tokens 16] [--repeats 5] [--out bench/results]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import socket
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -38,11 +41,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import matplotlib
 import numpy as np
 import torch
 import transformers
-from aiohttp import web
 
 import aural.sdk
 from aural.protocols.models import PcmFormat
@@ -52,6 +55,7 @@ from aural.runtime.engine.base import (
     SAMPLE_RATE,
     AudioPart,
     AudioSamples,
+    EngineSession,
     GenerationDone,
     Message,
     SamplingParams,
@@ -61,7 +65,6 @@ from aural.runtime.engine.base import (
 from aural.runtime.engine.qwen2_audio import TransformersEngine
 from aural.runtime.engine.reference import reference_generate
 from aural.runtime.logs import configure_logging
-from aural.runtime.server.app import create_app
 
 AUDIO_SECONDS = 2.0
 INSTRUCTIONS = (
@@ -139,57 +142,80 @@ def timed_reply(start: float, arrivals: Sequence[float], text: str, usage: Token
 
 
 @asynccontextmanager
-async def serving(engine: TransformersEngine) -> AsyncIterator[str]:
-    """Serve `engine` on a free loopback port in this event loop; yield the realtime URL."""
-    runner = web.AppRunner(create_app(engine), access_log=None)
-    await runner.setup()
+async def serving(preset: str) -> AsyncIterator[str]:
+    """Run `aural serve` for `preset` in its own process, as users do; yield its realtime URL.
+
+    A separate process keeps the client's work (JSON, validation) from competing with the server for
+    one interpreter lock, which would charge the client's costs to streaming.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "aural.cli.main", "serve", "--model", preset, "--port", str(port)]
+    server = await asyncio.create_subprocess_exec(*command, "--log-level", "warning")
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        host, port = runner.addresses[0][:2]
-        yield f"ws://{host}:{port}/v1/realtime"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(240):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
+                        if health.status == 200:
+                            break
+                await asyncio.sleep(0.25)
+            else:
+                raise RuntimeError("the server did not start within 60 s")
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
     finally:
-        await runner.cleanup()
+        server.terminate()
+        await server.wait()
 
 
-async def run_server(engine: TransformersEngine, turns: Sequence[Turn], tokens: int) -> list[Reply]:
-    """The conversation through the server and the SDK."""
-    replies = []
-    async with serving(engine) as url, aural.sdk.connect(url, model=engine.model_name) as conn:
-        for turn in turns:
-            await conn.add_message("user", audio=turn.audio, sample_rate=SAMPLE_RATE, text=turn.text)
-            while not isinstance(await conn.recv(), ConversationItemDone):
-                pass  # the server has decoded the audio: TTFT starts with the request alone
-            stream = conn.create_response(max_output_tokens=tokens)
-            arrivals = []
-            start = time.perf_counter()
-            async for _ in stream:
-                arrivals.append(time.perf_counter())
-            assert stream.response is not None and stream.response.usage is not None
-            wire = stream.response.usage
-            usage = TokenUsage(
-                input_tokens=wire.input_tokens,
-                cached_tokens=wire.input_token_details.cached_tokens,
-                output_tokens=wire.output_tokens,
-            )
-            replies.append(timed_reply(start, arrivals, stream.text, usage))
-    return replies
+class ServedConversation:
+    """The conversation through the server and the SDK, one turn at a time."""
+
+    def __init__(self, conn: aural.sdk.Connection, tokens: int) -> None:
+        self.conn = conn
+        self.tokens = tokens
+
+    async def turn(self, turn: Turn) -> Reply:
+        conn = self.conn
+        await conn.add_message("user", audio=turn.audio, sample_rate=SAMPLE_RATE, text=turn.text)
+        while not isinstance(await conn.recv(), ConversationItemDone):
+            pass  # the server has decoded the audio: TTFT starts with the request alone
+        stream = conn.create_response(max_output_tokens=self.tokens)
+        arrivals = []
+        start = time.perf_counter()
+        async for _ in stream:
+            arrivals.append(time.perf_counter())
+        assert stream.response is not None and stream.response.usage is not None
+        wire = stream.response.usage
+        usage = TokenUsage(
+            input_tokens=wire.input_tokens,
+            cached_tokens=wire.input_token_details.cached_tokens,
+            output_tokens=wire.output_tokens,
+        )
+        return timed_reply(start, arrivals, stream.text, usage)
 
 
-async def run_in_process(
-    engine: TransformersEngine, turns: Sequence[Turn], tokens: int
-) -> tuple[list[Reply], list[Message], dict[str, list[int]]]:
-    """The conversation on an engine session, no websocket. Also returns the final conversation and
-    the reply ids, as the naive reference takes them."""
-    session = await engine.open_session()
-    conversation: list[Message] = []
-    replies = []
-    for k, turn in enumerate(turns):
-        conversation.append(Message("user", (AudioPart(f"user{k}/0", as_served(turn.audio)), turn.text), f"user{k}"))
+class DirectConversation:
+    """The same conversation on an engine session, no websocket, one turn at a time."""
+
+    def __init__(self, session: EngineSession, tokens: int) -> None:
+        self.session = session
+        self.tokens = tokens
+        self.conversation: list[Message] = []
+
+    async def turn(self, turn: Turn) -> Reply:
+        k = len(self.conversation) // 2
+        self.conversation.append(
+            Message("user", (AudioPart(f"user{k}/0", as_served(turn.audio)), turn.text), f"user{k}")
+        )
         arrivals: list[float] = []
         deltas: list[TextDelta] = []
         done: GenerationDone | None = None
         start = time.perf_counter()
-        async for event in session.generate(conversation, f"reply{k}", SamplingParams(max_tokens=tokens)):
+        async for event in self.session.generate(
+            self.conversation, f"reply{k}", SamplingParams(max_tokens=self.tokens)
+        ):
             if isinstance(event, TextDelta):
                 arrivals.append(time.perf_counter())
                 deltas.append(event)
@@ -197,13 +223,27 @@ async def run_in_process(
                 done = event
         assert done is not None
         reply = timed_reply(start, arrivals, "".join(d.text for d in deltas), done.usage)
-        replies.append(reply)
         if len(deltas[0].token_ids) > 1:  # then the first delta comes late and the interval is off
             print(f"warning: the first delta of turn {k + 1} holds {len(deltas[0].token_ids)} tokens")
-        conversation.append(Message("assistant", (reply.text,), f"reply{k}"))
+        self.conversation.append(Message("assistant", (reply.text,), f"reply{k}"))
+        return reply
+
+
+async def run_both(
+    engine: TransformersEngine, url: str, turns: Sequence[Turn], tokens: int
+) -> tuple[list[Reply], list[Reply], list[Message], dict[str, list[int]]]:
+    """Both conversations, turn by turn in alternation, so that drifting machine speed hits both alike.
+    Also returns the direct conversation and its reply ids, as the naive reference takes them."""
+    session = await engine.open_session()
+    async with aural.sdk.connect(url, model=engine.model_name) as conn:
+        served, direct = ServedConversation(conn, tokens), DirectConversation(session, tokens)
+        served_replies, direct_replies = [], []
+        for turn in turns:
+            served_replies.append(await served.turn(turn))
+            direct_replies.append(await direct.turn(turn))
     generated = {key: list(ids) for key, ids in session.generated.items()}
     await session.close()
-    return replies, conversation, generated
+    return served_replies, direct_replies, direct.conversation, generated
 
 
 def _timed_reference(engine: TransformersEngine, messages: Sequence[Message], generated: dict[str, list[int]]) -> float:
@@ -329,14 +369,16 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     engine = TransformersEngine.load(args.preset, device="cpu", dtype="float32")
     turns = [Turn(speech_like(k), INSTRUCTIONS[k % len(INSTRUCTIONS)]) for k in range(args.turns)]
     try:
-        await run_server(engine, turns[:1], args.tokens)  # warm-up: first-use costs of every layer
-        await run_in_process(engine, turns[:1], args.tokens)
-        served, direct, naive = [], [], []
-        for _ in range(args.repeats):
-            served.append(await run_server(engine, turns, args.tokens))
-            replies, conversation, generated = await run_in_process(engine, turns, args.tokens)
-            direct.append(replies)
-            naive.append(await run_naive(engine, conversation, generated))
+        async with serving(args.preset) as url:
+            await run_both(engine, url, turns[:1], args.tokens)  # warm-up: first-use costs of every layer
+            served, direct, naive = [], [], []
+            for _ in range(args.repeats):
+                served_replies, direct_replies, conversation, generated = await run_both(
+                    engine, url, turns, args.tokens
+                )
+                served.append(served_replies)
+                direct.append(direct_replies)
+                naive.append(await run_naive(engine, conversation, generated))
     finally:
         await engine.close()
     return summarize(args, served, direct, naive)
@@ -347,7 +389,7 @@ def main() -> None:
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--tokens", type=int, default=16, help="max output tokens per reply")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of the whole conversation")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of the whole conversation")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     configure_logging("warning")
