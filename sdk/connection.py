@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Generator
 from types import TracebackType
@@ -51,10 +52,10 @@ from aural.protocols.models import (
     SessionConfig,
     WireModel,
 )
-from aural.protocols.server_events import SessionCreated, SessionUpdated
+from aural.protocols.server_events import Error, SessionCreated, SessionUpdated
 
 from .audio import WIRE_RATE, AudioSource, encode_audio
-from .errors import AuralConnectionError, AuralProtocolError
+from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
 from .response import EventHandler, ResponseStream
 
 logger = logging.getLogger(__name__)
@@ -222,7 +223,21 @@ class Connection:
         try:
             await self._socket.send(encode_event(event))
         except ConnectionClosed as exc:
+            last_word = await self._unread_error()
+            if last_word is not None:  # e.g. model_not_found: the server said why before it closed
+                raise last_word from exc
             raise AuralConnectionError(f"cannot send {event.type}: the connection is closed") from exc
+
+    async def _unread_error(self) -> AuralServerError | None:
+        """An `error` event the server sent before closing that nobody has read yet, if any."""
+        with contextlib.suppress(ConnectionClosed):
+            while True:  # a closed connection still yields what it received, then raises
+                message = await self._socket.recv()
+                with contextlib.suppress(ProtocolError):
+                    event = decode_server_event(message)
+                    if isinstance(event, Error):
+                        return AuralServerError.from_detail(event.error)
+        return None
 
     # --- session, audio, conversation ------------------------------------------------------------
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
+
+import aural.sdk
 
 from .conftest import MODEL, Connect, Endpoint, assert_error, assert_turn_works, get_json, open_session, open_sessions
 
@@ -47,3 +51,13 @@ async def test_models_lists_the_served_names(server: Endpoint) -> None:
     assert listing["object"] == "list"
     assert [model["id"] for model in listing["data"]] == ["tiny", MODEL]
     assert {model["object"] for model in listing["data"]} == {"model"}
+
+
+async def test_sdk_reports_why_the_server_refused(server: Endpoint) -> None:
+    """The SDK, which does not wait for `session.created`, still raises the server's reason."""
+    async with aural.sdk.connect(server.realtime_url, model="no-such-model") as conn:
+        with pytest.raises(aural.sdk.AuralServerError) as refused:
+            for _ in range(50):  # the server's close arrives within the first few sends
+                await conn.commit()
+                await asyncio.sleep(0.01)
+    assert refused.value.code == "model_not_found"
