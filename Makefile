@@ -28,7 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p aural.protocols -p aural.sdk -p aural.runtime -p aural.cli
-	$(BIN)/mypy bench
+	$(BIN)/mypy bench examples
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,40 @@
+"""The examples run as a user runs them, against the real runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import Endpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = str(ROOT / "examples" / "sample.wav")
+
+
+async def _run(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+@pytest.mark.parametrize("with_text", [False, True])
+async def test_voice_chat(server: Endpoint, with_text: bool) -> None:
+    extra = ["--text", "What is said?"] if with_text else []
+    output = await _run(str(ROOT / "examples/voice_chat.py"), SAMPLE, SAMPLE, "--url", server.realtime_url, *extra)
+    assert output.count("turn ") == 2
+    reused = [int(line.split("(")[1].split()[0]) for line in output.splitlines() if "reused" in line]
+    assert reused[0] == 0 < reused[1]
+
+
+async def test_openai_client(server: Endpoint) -> None:
+    output = await _run(
+        str(ROOT / "examples/openai_client.py"), SAMPLE, "--base-url", f"ws://127.0.0.1:{server.port}/v1"
+    )
+    assert output.rstrip().endswith("[incomplete]") or output.rstrip().endswith("[completed]")
+    assert "error" not in output
