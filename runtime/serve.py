@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
 
 
+def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
+    """The server's TLS context from PEM files (`key` None: the key is in the certificate file)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     configure_logging(args.log_level)
@@ -48,10 +55,7 @@ def serve(args: argparse.Namespace) -> None:
         await engine.close()
 
     app.on_cleanup.append(close_engine)
-    context = None
-    if args.tls_cert:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(args.tls_cert, args.tls_key)
+    context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     scheme = "wss" if context else "ws"
     log.info("serving", url=f"{scheme}://{args.host}:{args.port}/v1/realtime", model=engine.model_name)
     web.run_app(app, host=args.host, port=args.port, ssl_context=context, print=None)

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Generator
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -95,6 +96,7 @@ def connect(
     model: str | None = None,
     api_key: str | None = None,
     on_event: EventHandler | None = None,
+    ssl: SSLContext | None = None,
 ) -> Connection:
     """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
 
@@ -107,8 +109,10 @@ def connect(
         on_event: called with each server event that a `ResponseStream` reads but that is not part
             of its response (another response, conversation and rate-limit events...). It may be a
             plain function or a coroutine function.
+        ssl: the TLS context for a `wss://` URL (to trust a private CA, say); the system's by default.
     """
-    return Connection(url if model is None else _with_model(url, model), api_key=api_key, on_event=on_event)
+    target = url if model is None else _with_model(url, model)
+    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl)
 
 
 class Connection:
@@ -122,10 +126,18 @@ class Connection:
         on_event: see `connect`; may be changed at any time.
     """
 
-    def __init__(self, url: str, *, api_key: str | None = None, on_event: EventHandler | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        on_event: EventHandler | None = None,
+        ssl: SSLContext | None = None,
+    ) -> None:
         self.url = url
         self.on_event = on_event
         self._api_key = api_key
+        self._ssl = ssl
         self._ws: ClientConnection | None = None
         self._session: SessionConfig | None = None
 
@@ -134,7 +146,8 @@ class Connection:
             raise RuntimeError("this connection is already open")
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
         try:
-            self._ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES)
+            tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}  # else the system's
+            self._ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls)
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
         return self
