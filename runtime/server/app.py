@@ -70,7 +70,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    session = ConversationSession(requested or names[0], PcmDecoder)
+    session = ConversationSession(requested or names[0], PcmDecoder, context_window=app[ENGINE].max_context)
     driver = ConnectionDriver(ws, app[ENGINE], session)
     app[SESSIONS].add(driver)
     try:

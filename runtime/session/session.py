@@ -30,6 +30,7 @@ from aural.protocols.models import (
     ItemReference,
     MessageItem,
     PcmFormat,
+    RateLimit,
     Response,
     ResponseParams,
     SessionConfig,
@@ -87,6 +88,8 @@ class ConversationSession:
     Args:
         model: the model name echoed in the session object.
         decoder_factory: makes a decoder for an input audio format.
+        context_window: the model's context in tokens, reported in `rate_limits.updated` after each
+            response so that clients see how full the conversation is.
         max_buffer_seconds: the input audio buffer's bound.
     """
 
@@ -95,8 +98,10 @@ class ConversationSession:
         model: str,
         decoder_factory: Callable[[AudioFormat], AudioDecoder],
         *,
+        context_window: int = 8192,
         max_buffer_seconds: float = 15 * 60,
     ) -> None:
+        self.context_window = context_window
         self.id = new_id("sess")
         self.conversation_id = new_id("conv")
         self.config = SessionConfig(
@@ -390,6 +395,15 @@ class ConversationSession:
         if result.reason == "error" and result.error_code == ErrorCode.CONTEXT_EXCEEDED.value:
             message = result.error_message or "The conversation no longer fits the model's context."
             events.append(error_event(ProtocolError(ErrorCode.CONTEXT_EXCEEDED, message)))
+        used = result.usage.input_tokens + result.usage.output_tokens
+        if run.in_conversation and used:
+            room = RateLimit(
+                name="tokens",
+                limit=self.context_window,
+                remaining=max(0, self.context_window - used),
+                reset_seconds=0.0,
+            )
+            events.append(se.RateLimitsUpdated(rate_limits=[room]))
         return events
 
 

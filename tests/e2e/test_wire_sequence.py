@@ -178,3 +178,7 @@ async def test_manual_commit_turns_follow_the_reference_sequence(session: RawCli
     assert first["id"] != second["id"]
     assert first["conversation_id"] == second["conversation_id"]
     assert second["usage"]["input_token_details"]["cached_tokens"] > 0
+    (limits, *_) = (event["rate_limits"] for event in session.events if event["type"] == "rate_limits.updated")
+    assert [(limit["name"], limit["remaining"]) for limit in limits] == [
+        ("tokens", limits[0]["limit"] - first["usage"]["total_tokens"])
+    ], "after a response, the context's room"

@@ -73,7 +73,10 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
         "response.output_item.done",
         "conversation.item.done",
         "response.done",
+        "rate_limits.updated",
     ]
+    (tokens,) = done.pop().rate_limits
+    assert (tokens.name, tokens.limit, tokens.remaining) == ("tokens", 8192, 8192 - 42)
     assert done[0].text == "Hello" and done[3].previous_item_id == user_id
     response = done[-1].response
     assert response.status == "completed" and response.output[0].content[0].text == "Hello"
