@@ -4,7 +4,8 @@ The engine loads once per test module; each test gets its own server (cheap) so 
 conversation state leaks between tests. `RawClient` reads raw frames (from `websockets`, exactly as a
 non-Python client would, or from the openai client) and checks every one: valid for the official
 `openai` package's own server event types (strict pydantic validation, not the client's lenient
-parsing) and carrying an `event_id` never seen before on that connection.
+parsing), parsed by Pipecat's own OpenAI Realtime event models (which reject an event missing any
+field they require), and carrying an `event_id` never seen before on that connection.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy.typing as npt
 import pytest
 from aiohttp import web
 from openai.types.realtime import RealtimeServerEvent
+from pipecat.services.openai.realtime.events import parse_server_event as pipecat_parse
 from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -48,7 +50,9 @@ OPENAI_SERVER_EVENT: TypeAdapter[RealtimeServerEvent] = TypeAdapter(RealtimeServ
 
 
 def validate_openai(raw: str | bytes) -> RealtimeServerEvent:
-    """Validate one raw frame strictly against the `openai` package's server event union."""
+    """Validate one raw frame strictly against the `openai` package's server event union, and parse
+    it as Pipecat does (Pipecat skips types it has no model for; others must parse)."""
+    pipecat_parse(raw)
     return OPENAI_SERVER_EVENT.validate_json(raw, strict=True)
 
 
