@@ -1,1 +1,1 @@
-"""."""
+"""The `aural` command line: `aural serve` and `aural say`."""
