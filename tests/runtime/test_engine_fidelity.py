@@ -129,3 +129,20 @@ async def test_cancel_between_steps_keeps_cache_and_history_true(engine):
     assert done.usage.cached_tokens > 0
     assert session.generated["r1"] == reference_generate(engine, conversation, {"r0": partial_reply}, 10)
     await session.close()
+
+
+async def test_new_instructions_mid_conversation_reprefill_and_stay_true(engine):
+    session = await engine.open_session()
+    conversation = [Message("system", ("Be brief.",), "sys")]
+    replies: dict[str, list[int]] = {}
+    for k in range(2):
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 7, 0.8)),), f"u{k}"))
+        await _run(session, conversation, f"r{k}", 8)
+        replies[f"r{k}"] = session.generated[f"r{k}"]
+        conversation.append(Message("assistant", ("",), f"r{k}"))
+    conversation[0] = Message("system", ("Answer like a pirate.",), "sys")
+    conversation.append(Message("user", ("Who are you?",), "u2"))
+    _, done = await _run(session, conversation, "r2", 8)
+    assert done.usage.cached_tokens < 10, "everything after the changed system turn is prefilled again"
+    assert session.generated["r2"] == reference_generate(engine, conversation, replies, 8)
+    await session.close()
