@@ -146,3 +146,20 @@ async def test_new_instructions_mid_conversation_reprefill_and_stay_true(engine)
     assert done.usage.cached_tokens < 10, "everything after the changed system turn is prefilled again"
     assert session.generated["r2"] == reference_generate(engine, conversation, replies, 8)
     await session.close()
+
+
+async def test_a_deleted_turn_leaves_the_cache_true_to_the_edited_history(engine):
+    session = await engine.open_session()
+    conversation: list[Message] = []
+    replies: dict[str, list[int]] = {}
+    for k in range(3):
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 11, 0.7)), f"Part {k}."), f"u{k}"))
+        await _run(session, conversation, f"r{k}", 8)
+        replies[f"r{k}"] = session.generated[f"r{k}"]
+        conversation.append(Message("assistant", ("",), f"r{k}"))
+    del conversation[2:4]  # the second exchange: later audio is renumbered, so the cache is cut there
+    conversation.append(Message("user", ("Go on.",), "u3"))
+    _, done = await _run(session, conversation, "r3", 8)
+    assert 0 < done.usage.cached_tokens < done.usage.input_tokens
+    assert session.generated["r3"] == reference_generate(engine, conversation, replies, 8)
+    await session.close()
