@@ -68,6 +68,7 @@ class TransformersEngine(Engine):
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = frozenset(i for i in [*eos_ids, self.chat_format.im_end] if i is not None)
+        self.suppressed = list(self.chat_format.suppressed_ids)  # indexed into the logits every step
         self.worker = DeviceWorker()
 
     @classmethod
@@ -261,7 +262,7 @@ class _GenerationJob:
         return logits
 
     def _sample(self, logits: torch.Tensor) -> int:
-        logits[list(self.session.engine.chat_format.suppressed_ids)] = float("-inf")
+        logits[self.session.engine.suppressed] = float("-inf")
         if self.params.temperature <= 0:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / self.params.temperature, dim=-1)

@@ -99,7 +99,7 @@ def reference_generate(
             attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=model.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            suppress_tokens=list(engine.chat_format.suppressed_ids),
+            suppress_tokens=engine.suppressed,
             eos_token_id=sorted(engine.stop_ids),
             **audio,
         )
