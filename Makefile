@@ -34,7 +34,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python bench/turns.py
+	$(BIN)/python -m bench.turns
 
 schema: install
 	$(BIN)/python -m aural.protocols.schema

@@ -19,7 +19,7 @@ The built-in presets have random weights; the timings depend on the geometry, no
 A first delta that holds more than one token (text held back by the detokenizer) is reported, since
 it would delay the first delta.
 
-    python bench/turns.py [--preset medium] [--turns 10] [--tokens 16] [--repeats 5] [--out bench/results]
+    python -m bench.turns [--preset medium] [--turns 10] [--tokens 16] [--repeats 5] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ import json
 import os
 import platform
 import socket
-import statistics
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,69 +50,26 @@ from aural.protocols.server_events import ConversationItemDone
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import (
     SAMPLE_RATE,
-    AudioPart,
     AudioSamples,
-    EngineSession,
-    GenerationDone,
     Message,
-    SamplingParams,
-    TextDelta,
     TokenUsage,
 )
 from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
 from aural.runtime.logs import configure_logging
-
-AUDIO_SECONDS = 2.0
-INSTRUCTIONS = (
-    "What is said here?",
-    "Describe the speaker.",
-    "Transcribe it.",
-    "What language is this?",
-    "Summarize the audio.",
-    "Is the speaker happy?",
-    "Repeat the last word.",
-    "How many words?",
-    "Answer the question.",
-    "Translate it to French.",
+from bench.conversation import (
+    AUDIO_SECONDS,
+    DirectConversation,
+    Reply,
+    Turn,
+    conversation_turns,
+    median,
+    run_naive,
+    timed_reply,
 )
+
 TARGET_VS_NAIVE = 40.0  # last-turn TTFT at least this many times faster than naive
 TARGET_GROWTH = 1.3  # last-turn TTFT at most this many times turn 1's
 TARGET_OVERHEAD_PCT = 5.0  # streaming through server and SDK slows decoding by at most this much
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One user turn: audio at 16 kHz as the client has it, and an instruction."""
-
-    audio: AudioSamples
-    text: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    """The timings and usage of one reply."""
-
-    ttft_s: float
-    interval_s: float | None  # None when the reply has fewer than two tokens
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    deltas: int
-    text: str
-
-
-def speech_like(seed: int, seconds: float = AUDIO_SECONDS) -> AudioSamples:
-    """A deterministic voiced signal: a wandering pitch with 15 harmonics, syllable-rate bursts, a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    pitch = 110 + 40 * rng.random() + 20 * np.sin(2 * np.pi * 0.7 * t + 6 * rng.random())
-    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
-    voiced = sum(np.sin(h * phase) / h for h in range(1, 16))
-    syllables = np.clip(np.sin(2 * np.pi * (3.5 + rng.random()) * t + 6 * rng.random()), 0, None) ** 2
-    signal = voiced * syllables + 0.03 * rng.standard_normal(t.size)
-    samples: AudioSamples = (0.5 * signal / np.abs(signal).max()).astype(np.float32)
-    return samples
 
 
 def as_served(samples: AudioSamples) -> AudioSamples:
@@ -123,22 +77,6 @@ def as_served(samples: AudioSamples) -> AudioSamples:
     decoder = PcmDecoder(PcmFormat())
     served: AudioSamples = np.concatenate([decoder.feed(aural.sdk.encode_audio(samples, SAMPLE_RATE)), decoder.flush()])
     return served
-
-
-def timed_reply(start: float, arrivals: Sequence[float], text: str, usage: TokenUsage) -> Reply:
-    """A reply's timings from the request time and the arrival time of each of its deltas."""
-    if not arrivals:
-        raise RuntimeError("a reply has no text, so it has no time to first token")
-    tokens = usage.output_tokens
-    return Reply(
-        ttft_s=arrivals[0] - start,
-        interval_s=(arrivals[-1] - arrivals[0]) / (tokens - 1) if tokens > 1 else None,
-        input_tokens=usage.input_tokens,
-        cached_tokens=usage.cached_tokens,
-        output_tokens=tokens,
-        deltas=len(arrivals),
-        text=text,
-    )
 
 
 @asynccontextmanager
@@ -196,39 +134,6 @@ class ServedConversation:
         return timed_reply(start, arrivals, stream.text, usage)
 
 
-class DirectConversation:
-    """The same conversation on an engine session, no websocket, one turn at a time."""
-
-    def __init__(self, session: EngineSession, tokens: int) -> None:
-        self.session = session
-        self.tokens = tokens
-        self.conversation: list[Message] = []
-
-    async def turn(self, turn: Turn) -> Reply:
-        k = len(self.conversation) // 2
-        self.conversation.append(
-            Message("user", (AudioPart(f"user{k}/0", as_served(turn.audio)), turn.text), f"user{k}")
-        )
-        arrivals: list[float] = []
-        deltas: list[TextDelta] = []
-        done: GenerationDone | None = None
-        start = time.perf_counter()
-        async for event in self.session.generate(
-            self.conversation, f"reply{k}", SamplingParams(max_tokens=self.tokens)
-        ):
-            if isinstance(event, TextDelta):
-                arrivals.append(time.perf_counter())
-                deltas.append(event)
-            else:
-                done = event
-        assert done is not None
-        reply = timed_reply(start, arrivals, "".join(d.text for d in deltas), done.usage)
-        if len(deltas[0].token_ids) > 1:  # then the first delta comes late and the interval is off
-            print(f"warning: the first delta of turn {k + 1} holds {len(deltas[0].token_ids)} tokens")
-        self.conversation.append(Message("assistant", (reply.text,), f"reply{k}"))
-        return reply
-
-
 async def run_both(
     engine: TransformersEngine, url: str, turns: Sequence[Turn], tokens: int
 ) -> tuple[list[Reply], list[Reply], list[Message], dict[str, list[int]]]:
@@ -236,7 +141,7 @@ async def run_both(
     Also returns the direct conversation and its reply ids, as the naive reference takes them."""
     session = await engine.open_session()
     async with aural.sdk.connect(url, model=engine.model_name) as conn:
-        served, direct = ServedConversation(conn, tokens), DirectConversation(session, tokens)
+        served, direct = ServedConversation(conn, tokens), DirectConversation(session, tokens, as_served)
         served_replies, direct_replies = [], []
         for turn in turns:
             served_replies.append(await served.turn(turn))
@@ -246,38 +151,20 @@ async def run_both(
     return served_replies, direct_replies, direct.conversation, generated
 
 
-def _timed_reference(engine: TransformersEngine, messages: Sequence[Message], generated: dict[str, list[int]]) -> float:
-    start = time.perf_counter()
-    reference_generate(engine, messages, generated, max_new_tokens=1)
-    return time.perf_counter() - start
-
-
-async def run_naive(
-    engine: TransformersEngine, conversation: Sequence[Message], generated: dict[str, list[int]]
-) -> list[float]:
-    """Naive TTFT per turn: `generate()` for one token over the history up to each user message."""
-    ends = [i + 1 for i, message in enumerate(conversation) if message.role == "user"]
-    return [await engine.worker.call(partial(_timed_reference, engine, conversation[:end], generated)) for end in ends]
-
-
-def _median(values: Sequence[float | None]) -> float:
-    return statistics.median(v for v in values if v is not None)
-
-
 def summarize(
     args: argparse.Namespace, served: list[list[Reply]], direct: list[list[Reply]], naive: list[list[float]]
 ) -> dict[str, Any]:
     """The JSON report: per-turn medians over the repeats, decode intervals, targets."""
     turns = []
     for k in range(args.turns):
-        ttft = _median([run[k].ttft_s for run in served])
-        naive_ttft = _median([run[k] for run in naive])
+        ttft = median([run[k].ttft_s for run in served])
+        naive_ttft = median([run[k] for run in naive])
         first = served[0][k]
         turns.append(
             {
                 "turn": k + 1,
                 "ttft_ms": 1000 * ttft,
-                "ttft_ms_in_process": 1000 * _median([run[k].ttft_s for run in direct]),
+                "ttft_ms_in_process": 1000 * median([run[k].ttft_s for run in direct]),
                 "ttft_ms_naive": 1000 * naive_ttft,
                 "naive_over_runtime": naive_ttft / ttft,
                 "input_tokens": first.input_tokens,
@@ -286,8 +173,8 @@ def summarize(
                 "sdk_deltas": first.deltas,
             }
         )
-    sdk = _median([reply.interval_s for run in served for reply in run])
-    in_process = _median([reply.interval_s for run in direct for reply in run])
+    sdk = median([reply.interval_s for run in served for reply in run])
+    in_process = median([reply.interval_s for run in direct for reply in run])
     overhead = 100 * (sdk / in_process - 1)
     last = turns[-1]
     growth = last["ttft_ms"] / turns[0]["ttft_ms"]
@@ -367,7 +254,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     engine = TransformersEngine.load(args.preset, device="cpu", dtype="float32")
-    turns = [Turn(speech_like(k), INSTRUCTIONS[k % len(INSTRUCTIONS)]) for k in range(args.turns)]
+    turns = conversation_turns(args.turns)
     try:
         async with serving(args.preset) as url:
             await run_both(engine, url, turns[:1], args.tokens)  # warm-up: first-use costs of every layer

@@ -54,10 +54,15 @@ class ConversationItemRetrieve(ClientEventBase):
 
 
 class ConversationItemTruncate(ClientEventBase):
+    """Cut a content part: an `input_audio` part at `audio_end_ms`, an assistant's `output_text` part at
+    `text_end` characters (Aural extension: Aural replies in text, so a client whose text-to-speech was
+    interrupted says how much of the text was spoken; `audio_end_ms` is then ignored)."""
+
     type: Literal["conversation.item.truncate"] = "conversation.item.truncate"
     item_id: str
     content_index: int = Field(ge=0)
     audio_end_ms: int = Field(ge=0)
+    text_end: int | None = Field(default=None, ge=0)
 
 
 class ResponseCreate(ClientEventBase):

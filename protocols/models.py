@@ -22,10 +22,20 @@ class WireModel(BaseModel):
 
 
 class PcmFormat(WireModel):
-    """16-bit little-endian mono PCM. GA names only 24 kHz; Aural accepts any rate (extension)."""
+    """Uncompressed little-endian PCM, interleaved when stereo.
+
+    GA: `{"type": "audio/pcm", "rate": 24000}`, 16-bit mono at 24 kHz. Aural extensions, each optional (an
+    omitted field keeps the GA value and is not echoed back):
+
+    - `rate`: any sample rate from 8000 to 192000 Hz (8000, 16000, 22050, 44100, 48000, ...).
+    - `channels`: 1 (mono) or 2 (stereo, interleaved; downmixed to (L+R)/2).
+    - `encoding`: "pcm16" (signed 16-bit, the GA default) or "float32" (IEEE 754, full scale ±1.0).
+    """
 
     type: Literal["audio/pcm"] = "audio/pcm"
     rate: int = Field(default=24000, ge=8000, le=192000)
+    channels: Literal[1, 2] | None = None
+    encoding: Literal["pcm16", "float32"] | None = None
 
 
 class PcmuFormat(WireModel):
@@ -40,19 +50,42 @@ class PcmaFormat(WireModel):
     type: Literal["audio/pcma"] = "audio/pcma"
 
 
-AudioFormat = Annotated[PcmFormat | PcmuFormat | PcmaFormat, Field(discriminator="type")]
+class StreamFormat(WireModel):
+    """Aural extension: a compressed or containerised stream, decoded as its chunks arrive.
+
+    `type` names the stream; its rate and channels are read from the stream itself:
+
+    - `audio/webm`: WebM (Matroska) with Opus, as browsers' MediaRecorder emits (Chrome, Edge, Firefox).
+    - `audio/ogg`: Ogg with Opus (Firefox's MediaRecorder, `ffmpeg -c:a libopus x.ogg`).
+    - `audio/mp4`: AAC in MP4 / M4A, fragmented (Safari's MediaRecorder) or "faststart" (the `moov` box
+      before the media data). A plain M4A, with `moov` at the end, cannot be decoded before its end and is
+      refused as soon as its media data comes first.
+    - `audio/aac`: AAC in ADTS frames.
+    - `audio/mpeg`: MP3, with or without a leading ID3v2 tag.
+    - `audio/flac`: native FLAC.
+    - `audio/wav`: RIFF WAVE holding 16-bit PCM, 32-bit float or G.711, mono or stereo.
+
+    Each stream starts with its header. Committing or clearing the input audio buffer ends the stream, and
+    so does an `error` about it: the audio appended next must start a new stream, header included. The
+    `audio` of an `input_audio` content part is one whole stream. Stereo is downmixed to (L+R)/2.
+    """
+
+    type: Literal["audio/webm", "audio/ogg", "audio/mp4", "audio/aac", "audio/mpeg", "audio/flac", "audio/wav"]
+
+
+AudioFormat = Annotated[PcmFormat | PcmuFormat | PcmaFormat | StreamFormat, Field(discriminator="type")]
 
 
 class ServerVad(WireModel):
     """Server-side voice activity detection settings (GA `server_vad`)."""
 
     type: Literal["server_vad"] = "server_vad"
-    threshold: float | None = None
-    prefix_padding_ms: int | None = None
-    silence_duration_ms: int | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    prefix_padding_ms: int | None = Field(default=None, ge=0, le=10_000)
+    silence_duration_ms: int | None = Field(default=None, ge=0, le=10_000)
     create_response: bool | None = None
     interrupt_response: bool | None = None
-    idle_timeout_ms: int | None = None
+    idle_timeout_ms: int | None = Field(default=None, ge=1, le=3_600_000)
 
 
 class SemanticVad(WireModel):

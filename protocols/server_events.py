@@ -59,6 +59,53 @@ class InputAudioBufferSpeechStopped(ServerEventBase):
     item_id: str
 
 
+class InputAudioBufferTimeoutTriggered(ServerEventBase):
+    """Server VAD heard no speech for `idle_timeout_ms` after a response: the audio is committed and a
+    response created."""
+
+    type: Literal["input_audio_buffer.timeout_triggered"] = "input_audio_buffer.timeout_triggered"
+    audio_start_ms: int
+    audio_end_ms: int
+    item_id: str
+
+
+class TranscriptUsage(WireModel):
+    """Token usage of one input transcription (Qwen2-Audio transcribes in a side pass)."""
+
+    type: Literal["tokens"] = "tokens"
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class ConversationItemInputAudioTranscriptionDelta(ServerEventBase):
+    type: Literal["conversation.item.input_audio_transcription.delta"] = (
+        "conversation.item.input_audio_transcription.delta"
+    )
+    item_id: str
+    content_index: int
+    delta: str
+
+
+class ConversationItemInputAudioTranscriptionCompleted(ServerEventBase):
+    type: Literal["conversation.item.input_audio_transcription.completed"] = (
+        "conversation.item.input_audio_transcription.completed"
+    )
+    item_id: str
+    content_index: int
+    transcript: str
+    usage: TranscriptUsage
+
+
+class ConversationItemInputAudioTranscriptionFailed(ServerEventBase):
+    type: Literal["conversation.item.input_audio_transcription.failed"] = (
+        "conversation.item.input_audio_transcription.failed"
+    )
+    item_id: str
+    content_index: int
+    error: ErrorDetail
+
+
 class ConversationItemAdded(ServerEventBase):
     type: Literal["conversation.item.added"] = "conversation.item.added"
     item: Item
@@ -180,11 +227,15 @@ ServerEvent = Annotated[
     | InputAudioBufferCleared
     | InputAudioBufferSpeechStarted
     | InputAudioBufferSpeechStopped
+    | InputAudioBufferTimeoutTriggered
     | ConversationItemAdded
     | ConversationItemDone
     | ConversationItemDeleted
     | ConversationItemTruncated
     | ConversationItemRetrieved
+    | ConversationItemInputAudioTranscriptionDelta
+    | ConversationItemInputAudioTranscriptionCompleted
+    | ConversationItemInputAudioTranscriptionFailed
     | ResponseCreated
     | ResponseDone
     | ResponseOutputItemAdded

@@ -12,9 +12,11 @@ from .audio import WIRE_RATE, AudioSource, encode_audio, read_audio_file, to_pcm
 from .connection import Connection, connect
 from .errors import AuralConnectionError, AuralError, AuralProtocolError, AuralServerError
 from .response import EventHandler, ResponseStream
+from .tools import ArgumentsError, Tool, ToolCall, Tools, tool
 
 __all__ = [
     "WIRE_RATE",
+    "ArgumentsError",
     "AudioSource",
     "AuralConnectionError",
     "AuralError",
@@ -23,8 +25,12 @@ __all__ = [
     "Connection",
     "EventHandler",
     "ResponseStream",
+    "Tool",
+    "ToolCall",
+    "Tools",
     "connect",
     "encode_audio",
     "read_audio_file",
     "to_pcm16",
+    "tool",
 ]

@@ -44,11 +44,14 @@ from aural.protocols.client_events import (
 )
 from aural.protocols.models import (
     ContentPart,
+    FunctionCallItem,
+    FunctionCallOutputItem,
     InputAudio,
     InputText,
     MessageItem,
     OutputText,
     PcmFormat,
+    Response,
     ResponseParams,
     SessionConfig,
     WireModel,
@@ -58,6 +61,7 @@ from aural.protocols.server_events import Error, SessionCreated, SessionUpdated
 from .audio import WIRE_RATE, AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
 from .response import EventHandler, ResponseStream
+from .tools import ToolCall, Tools
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +101,7 @@ def connect(
     api_key: str | None = None,
     on_event: EventHandler | None = None,
     ssl: SSLContext | None = None,
+    tools: Tools | None = None,
 ) -> Connection:
     """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
 
@@ -110,9 +115,12 @@ def connect(
             of its response (another response, conversation and rate-limit events...). It may be a
             plain function or a coroutine function.
         ssl: the TLS context for a `wss://` URL (to trust a private CA, say); the system's by default.
+        tools: functions the model may call. Their definitions are sent with `session.update` as soon
+            as the connection opens, and every `ResponseStream` runs the calls its response ends in,
+            sends their outputs and asks for the continuation (see `ResponseStream`).
     """
     target = url if model is None else _with_model(url, model)
-    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl)
+    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools)
 
 
 class Connection:
@@ -124,6 +132,7 @@ class Connection:
     Attributes:
         url: the websocket URL, query included.
         on_event: see `connect`; may be changed at any time.
+        tools: see `connect`; may be changed at any time (tell the server with `update_session`).
     """
 
     def __init__(
@@ -133,9 +142,11 @@ class Connection:
         api_key: str | None = None,
         on_event: EventHandler | None = None,
         ssl: SSLContext | None = None,
+        tools: Tools | None = None,
     ) -> None:
         self.url = url
         self.on_event = on_event
+        self.tools = tools
         self._api_key = api_key
         self._ssl = ssl
         self._ws: ClientConnection | None = None
@@ -150,6 +161,8 @@ class Connection:
             self._ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls)
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
+        if self.tools:
+            await self.send(SessionUpdate(session=SessionConfig(tools=self.tools.definitions)))
         return self
 
     def __await__(self) -> Generator[Any, None, Self]:
@@ -323,6 +336,33 @@ class Connection:
             content.append(OutputText(text=text) if role == "assistant" else InputText(text=text))
         item = MessageItem.model_validate({"role": role, "content": content})
         await self.send(ConversationItemCreate(item=item))
+
+    async def add_function_output(self, call_id: str, output: str) -> None:
+        """Answer a function call (`conversation.item.create` of a `function_call_output` item).
+
+        Needed only for calls that the connection's `tools` do not answer; then ask for the
+        continuation with `create_response`.
+        """
+        await self.send(ConversationItemCreate(item=FunctionCallOutputItem(call_id=call_id, output=output)))
+
+    async def run_tools(self, response: Response) -> list[ToolCall]:
+        """Run a finished response's function calls with `tools`, concurrently, and send their outputs.
+
+        `ResponseStream` does this for its own responses. Call it for a response that no stream follows
+        (one started by server-side turn detection, read with `recv`), then `create_response()` for the
+        continuation. Does nothing, and returns [], when there are no tools, the response made no calls,
+        or it did not complete (a cancelled or cut-off response's calls are never run).
+
+        Returns:
+            The calls run, in the response's order, with the outputs sent.
+        """
+        calls = [item for item in response.output if isinstance(item, FunctionCallItem)]
+        if self.tools is None or not calls or response.status != "completed":
+            return []
+        results = await self.tools.call_all(calls)
+        for result in results:  # in call order, after all have finished: the conversation keeps its order
+            await self.add_function_output(result.call_id, result.output)
+        return results
 
     def create_response(self, **params: Any) -> ResponseStream:
         """Ask for a response; return the stream of its text, which sends the request when first used.

@@ -5,6 +5,12 @@ A response is matched to its request the way LiveKit does it: `response.create` 
 and from then on the stream owns every event that names that response's id. Other events read
 meanwhile (a response started by server-side turn detection, conversation and rate-limit events) go to
 the connection's `on_event` callback.
+
+With tools attached to the connection, one stream spans a whole tool round trip: when its response
+completes with function calls, the stream runs them (`Connection.run_tools`), sends their outputs, asks
+for the continuation with a new `response.create` (same parameters, but `tool_choice` left to the
+session, so that a forced call is not forced again) and follows that response too, until one ends
+without calls. Each round binds by its own `client_event_id`.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from typing import TYPE_CHECKING, Self
 
 from aural.protocols import ServerEvent, new_id
 from aural.protocols.client_events import ResponseCancel, ResponseCreate
-from aural.protocols.models import Response, ResponseParams
+from aural.protocols.models import FunctionCallItem, Response, ResponseParams
 from aural.protocols.server_events import Error, ResponseCreated, ResponseDone, ResponseOutputTextDelta
 
 from .errors import AuralError, AuralServerError
+from .tools import ToolCall
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -57,6 +64,12 @@ class ResponseStream:
     `async with` cancels the response on exit if it has not finished (when the body raised or broke
     out of the loop).
 
+    Across tool rounds (see the module's docstring) the stream yields the text of every round, in
+    order, as one sequence: `text` and `collect()` are all of it, `response` is the last round's
+    response and `responses` every round's; `tool_calls` lists the calls run and their outputs. A
+    response that ends in calls the stream does not run (no tools attached, `max_rounds` reached, or
+    not completed) ends the stream: `function_calls` lists them, for `Connection.add_function_output`.
+
     Raises (while iterating):
         AuralServerError: an `error` event for the request, or any `error` before the server has
             acknowledged it with `response.created`.
@@ -64,23 +77,35 @@ class ResponseStream:
     """
 
     def __init__(self, conn: Connection, params: ResponseParams) -> None:
-        self.event_id = new_id("evt")
-        """The `event_id` of the `response.create` request."""
-        metadata = {**(params.metadata or {}), CLIENT_EVENT_ID: self.event_id}
-        self._request = ResponseCreate(
-            event_id=self.event_id, response=params.model_copy(update={"metadata": metadata})
-        )
         self._conn = conn
+        self._params = params
+        self._prepare(params)
         self._sent = False
         self._failed = False
+        self._cancelling = False
+        self._deltas: list[str] = []
+        self._responses: list[Response] = []
+        self._tool_calls: list[ToolCall] = []
+        self._final: Response | None = None
+
+    def _prepare(self, params: ResponseParams) -> None:
+        """Make the next `response.create` request, for `params`, with a fresh `event_id` its metadata names."""
+        self._event_id = new_id("evt")
+        metadata = {**(params.metadata or {}), CLIENT_EVENT_ID: self._event_id}
+        self._request = ResponseCreate(
+            event_id=self._event_id, response=params.model_copy(update={"metadata": metadata})
+        )
         self._response_id: str | None = None
         self._cancel_sent = False
-        self._deltas: list[str] = []
-        self._final: Response | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The `event_id` of the `response.create` request (of the latest one, after a tool round)."""
+        return self._event_id
 
     @property
     def response_id(self) -> str | None:
-        """The server's id for the response, once `response.created` has been read."""
+        """The server's id for the response (the latest round's), once `response.created` has been read."""
         return self._response_id
 
     @property
@@ -92,6 +117,22 @@ class ResponseStream:
     def response(self) -> Response | None:
         """The final response from `response.done` (status, output items, usage), once read."""
         return self._final
+
+    @property
+    def responses(self) -> list[Response]:
+        """Every round's response read so far, from `response.done`: one unless tools were run."""
+        return list(self._responses)
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The calls this stream ran with the connection's tools, and what it answered, in order."""
+        return list(self._tool_calls)
+
+    @property
+    def function_calls(self) -> list[FunctionCallItem]:
+        """The function calls of the final response, which nobody has answered yet."""
+        output = self._final.output if self._final else []
+        return [item for item in output if isinstance(item, FunctionCallItem)]
 
     @property
     def _finished(self) -> bool:
@@ -121,10 +162,23 @@ class ResponseStream:
                 self._deltas.append(event.delta)
                 return event.delta
             if isinstance(event, ResponseDone):
-                self._final = event.response
+                await self._end_round(event.response)
             return None
         await self._pass_on(event)
         return None
+
+    async def _end_round(self, response: Response) -> None:
+        """Follow a response that ends in calls into its continuation, or end the stream with it."""
+        self._responses.append(response)
+        tools = self._conn.tools
+        if not self._cancelling and tools is not None and len(self._responses) <= tools.max_rounds:
+            calls = await self._conn.run_tools(response)
+            if calls:
+                self._tool_calls.extend(calls)
+                self._prepare(self._params.model_copy(update={"tool_choice": None}))
+                await self._conn.send(self._request)
+                return
+        self._final = response
 
     def _is_ours(self, response: Response) -> bool:
         return (response.metadata or {}).get(CLIENT_EVENT_ID) == self.event_id
@@ -164,6 +218,7 @@ class ResponseStream:
         """
         if not self._sent:
             return
+        self._cancelling = True
         while not self._finished:
             # The cancel must name the response, so it waits for `response.created`.
             if self._response_id is not None and not self._cancel_sent:

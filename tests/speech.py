@@ -38,27 +38,34 @@ def speak(text: str, *, voice: str = "en-us", rate: int = RATE) -> npt.NDArray[n
 
 @dataclass(frozen=True)
 class Utterance:
-    """Speech at `RATE` and the (start, end) seconds of each phrase in it."""
+    """Speech at `rate` and the (start, end) seconds of each phrase in it."""
 
     samples: npt.NDArray[np.float32]
     segments: list[tuple[float, float]]
+    rate: int = RATE
 
     @property
     def seconds(self) -> float:
-        return len(self.samples) / RATE
+        return len(self.samples) / self.rate
+
+    def pcm16(self) -> bytes:
+        """The samples as 16-bit little-endian PCM."""
+        return (np.clip(self.samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
-def utterance(phrases: Sequence[str], gaps: Sequence[float], *, lead: float = 0.5, tail: float = 1.0) -> Utterance:
+def utterance(
+    phrases: Sequence[str], gaps: Sequence[float], *, lead: float = 0.5, tail: float = 1.0, rate: int = RATE
+) -> Utterance:
     """`phrases` separated by `gaps` seconds of digital silence, with `lead` before and `tail` after."""
     assert len(gaps) == len(phrases) - 1
-    pieces = [np.zeros(int(lead * RATE), np.float32)]
-    segments, position = [], int(lead * RATE)
+    pieces = [np.zeros(int(lead * rate), np.float32)]
+    segments, position = [], int(lead * rate)
     for index, phrase in enumerate(phrases):
-        spoken = speak(phrase)
-        segments.append((position / RATE, (position + len(spoken)) / RATE))
+        spoken = speak(phrase, rate=rate)
+        segments.append((position / rate, (position + len(spoken)) / rate))
         pieces.append(spoken)
         position += len(spoken)
         pause = gaps[index] if index < len(gaps) else tail
-        pieces.append(np.zeros(int(pause * RATE), np.float32))
-        position += int(pause * RATE)
-    return Utterance(np.concatenate(pieces), segments)
+        pieces.append(np.zeros(int(pause * rate), np.float32))
+        position += int(pause * rate)
+    return Utterance(np.concatenate(pieces), segments, rate)

@@ -2,11 +2,18 @@
 
 No weights can be downloaded in CI, so `tiny` (the default, 0.3M parameters) and `medium` (36M, slow
 enough on a CPU for benchmarks to mean something) are built here from transformers' own classes. They
-take exactly the code path a real checkpoint takes; only their weights are random.
+take exactly the code path a real checkpoint takes; only their weights are random. `7b-random` has
+Qwen2-Audio-7B's exact geometry (8.4B parameters, about 17 GB in bfloat16): timings depend on the
+geometry, not on the weights, so it measures the real size on a GPU with nothing downloaded.
+
+Every preset keeps the byte-level tokenizer. `7b-random`'s embedding has 156032 rows, as the real
+checkpoint has for its ~151.6k tokens: the engine never samples the ids past the tokenizer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +32,11 @@ MAX_CONTEXT = 8192  # Qwen2-Audio-7B's max_position_embeddings
 
 @dataclass(frozen=True)
 class PresetSize:
-    """Geometry of a built-in model, and the seed of its random weights."""
+    """Geometry of a built-in model, and the seed of its random weights.
+
+    The encoder's feed-forward width is 4 × `audio_d_model` (Qwen2-Audio-7B's too); `text_intermediate`
+    defaults to 4 × `text_hidden` and `vocab_size` to the tokenizer's size.
+    """
 
     audio_d_model: int
     audio_layers: int
@@ -34,6 +45,9 @@ class PresetSize:
     text_layers: int
     text_heads: int
     seed: int
+    text_intermediate: int | None = None
+    vocab_size: int | None = None
+    rms_norm_eps: float = 1e-6  # Qwen2's default
 
 
 # Seeds whose greedy replies vary and complete UTF-8 characters (medium's seed 0 repeats one byte
@@ -41,6 +55,10 @@ class PresetSize:
 PRESETS: dict[str, PresetSize] = {
     "tiny": PresetSize(64, 2, 2, 64, 2, 2, seed=0),
     "medium": PresetSize(384, 4, 6, 512, 8, 8, seed=10),
+    # Qwen2-Audio-7B's published config; rope_theta 10000 is Qwen2's default.
+    "7b-random": PresetSize(
+        1280, 32, 20, 4096, 32, 32, seed=0, text_intermediate=11008, vocab_size=156032, rms_norm_eps=1e-5
+    ),
 }
 
 
@@ -55,13 +73,30 @@ def byte_level_processor() -> Qwen2AudioProcessor:
     return Qwen2AudioProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
 
-def build_preset(name: str) -> tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]:
-    """Build the named preset in float32 on the CPU, its weights drawn from its seed.
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_preset(
+    name: str, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]:
+    """Build the named preset, its weights drawn from its seed, directly on `device` in `dtype`.
+
+    Building in place matters for `7b-random`: built in float32 on the CPU it would take 33 GB and
+    minutes. On the CPU the weights are those of a float32 build cast to `dtype` (an accelerator draws
+    them from its own generator); the global random states are left as they were.
 
     Raises:
         KeyError: `name` is not a preset.
     """
     size = PRESETS[name]
+    device = torch.device(device)
     processor = byte_level_processor()
     tokenizer = processor.tokenizer
     config = Qwen2AudioConfig(
@@ -76,25 +111,25 @@ def build_preset(name: str) -> tuple[Qwen2AudioForConditionalGeneration, Qwen2Au
         },
         text_config={
             "model_type": "qwen2",
-            "vocab_size": len(tokenizer),
+            "vocab_size": size.vocab_size or len(tokenizer),
             "hidden_size": size.text_hidden,
-            "intermediate_size": 4 * size.text_hidden,
+            "intermediate_size": size.text_intermediate or 4 * size.text_hidden,
             "num_hidden_layers": size.text_layers,
             "num_attention_heads": size.text_heads,
             "num_key_value_heads": size.text_heads,
             "max_position_embeddings": MAX_CONTEXT,
+            "rms_norm_eps": size.rms_norm_eps,
             "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
             "pad_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
             "bos_token_id": None,
         },
         audio_token_index=tokenizer.convert_tokens_to_ids("<|AUDIO|>"),
     )
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(size.seed)
-    try:
-        model = Qwen2AudioForConditionalGeneration(config)
-    finally:
-        torch.random.set_rng_state(generator_state)
+    generators = [] if device.type in ("cpu", "meta") else [device]  # the CPU's is always kept
+    with torch.random.fork_rng(generators, device_type=device.type if generators else "cpu"), device:
+        torch.manual_seed(size.seed)
+        with _default_dtype(dtype):
+            model = Qwen2AudioForConditionalGeneration(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     return model.eval(), processor

@@ -68,15 +68,19 @@ class TransformersEngine(Engine):
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = frozenset(i for i in [*eos_ids, self.chat_format.im_end] if i is not None)
-        self.suppressed = list(self.chat_format.suppressed_ids)  # indexed into the logits every step
+        # Indexed into the logits every step, so a tensor on the model's device (no per-step copy). Past the
+        # tokenizer's ids too: an embedding may have more rows than the tokenizer has tokens (Qwen2-Audio-7B:
+        # 156032 for ~151.6k), and an id the tokenizer cannot decode must never be sampled.
+        undecodable = range(len(self.tokenizer), model.get_output_embeddings().out_features)
+        self.suppressed = torch.tensor([*self.chat_format.suppressed_ids, *undecodable], device=model.device)
         self.worker = DeviceWorker()
 
     @classmethod
     def load(cls, model: str, *, device: str = "auto", dtype: str = "auto") -> TransformersEngine:
-        """Load a preset (`tiny`, `medium`), a hub id or a local folder; blocking, call off the loop."""
+        """Load a preset (`tiny`, `medium`, `7b-random`), a hub id or a local folder; blocking, call off the loop."""
         torch_device, torch_dtype = resolve_device(device, dtype)
         if model in PRESETS:
-            network, processor = build_preset(model)
+            network, processor = build_preset(model, device=torch_device, dtype=torch_dtype)
         else:
             processor = AutoProcessor.from_pretrained(model)
             network = Qwen2AudioForConditionalGeneration.from_pretrained(model, dtype=torch_dtype)

@@ -6,6 +6,7 @@
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
 `realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required.
+A client that offers `aural.binary-audio` (and not `realtime`) may send input audio as binary frames.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from aiohttp import web
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 
-from ..audio.pcm import PcmDecoder
+from ..audio.decoders import make_decoder
+from ..audio.vad import SileroVad
 from ..engine.base import Engine
-from ..session.session import ConversationSession, error_event
-from .connection import ConnectionDriver
+from ..session.commands import error_event
+from ..session.session import ConversationSession
+from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,7 @@ ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
+VAD: web.AppKey[SileroVad] = web.AppKey("vad", SileroVad)
 
 
 def create_app(engine: Engine, *, model_names: Sequence[str] = (), max_sessions: int = 64) -> web.Application:
@@ -45,6 +49,7 @@ def create_app(engine: Engine, *, model_names: Sequence[str] = (), max_sessions:
     app[MODEL_NAMES] = (engine.model_name, *model_names)
     app[SESSIONS] = set()
     app[MAX_SESSIONS] = max_sessions
+    app[VAD] = SileroVad.load()
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
@@ -59,7 +64,8 @@ async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, para
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     """Upgrade to a websocket and run one conversation on it."""
     app = request.app
-    ws = web.WebSocketResponse(protocols=("realtime",), max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    protocols = ("realtime", BINARY_AUDIO)
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
     await ws.prepare(request)
     names = app[MODEL_NAMES]
     requested = request.query.get("model")
@@ -70,8 +76,8 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    session = ConversationSession(requested or names[0], PcmDecoder, context_window=app[ENGINE].max_context)
-    driver = ConnectionDriver(ws, app[ENGINE], session)
+    session = ConversationSession(requested or names[0], make_decoder, context_window=app[ENGINE].max_context)
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD])
     app[SESSIONS].add(driver)
     try:
         await driver.run()

@@ -1,17 +1,26 @@
-"""The per-connection driver: websocket frames ↔ conversation session ↔ engine.
+"""The per-connection driver: websocket frames ↔ conversation session ↔ engine and voice activity model.
 
 It only moves data. Decoded client events go to the session; the session's server events go out in
-order through one send lock; its engine commands start or cancel the generation task, whose deltas
-flow back through the session. When the client lags, the engine merges pending deltas, so nothing
-queues without bound. A dropped connection cancels the generation and frees the engine session.
+order through one send lock; its commands start or cancel the generation task (whose deltas flow back
+through the session), prefill the cache ahead of a reply, transcribe audio in a side pass, or run the
+voice activity model over new audio — in a worker thread, in order, batching what piled up meanwhile.
+When the client lags, the engine merges pending deltas, so nothing queues without bound. A dropped
+connection cancels everything and frees the engine session.
+
+Binary frames carry raw input audio (in the session's input format) when the client negotiated the
+`aural.binary-audio` subprotocol; otherwise they are refused with an `error` event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+import functools
+import itertools
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
+import numpy as np
 import structlog
 from aiohttp import WSMsgType, web
 
@@ -19,8 +28,20 @@ from aural.protocols import decode_client_event, encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.server_events import ServerEventBase
 
+from ..audio.vad import SileroVad, VadStream
 from ..engine.base import Engine, EngineSession, Generation, GenerationDone, TextDelta
-from ..session.session import CancelResponse, ConversationSession, Output, StartResponse, error_event
+from ..session.commands import (
+    CancelResponse,
+    DetectSpeech,
+    Output,
+    Prefill,
+    StartResponse,
+    Transcribe,
+    error_event,
+)
+from ..session.session import ConversationSession
+
+BINARY_AUDIO = "aural.binary-audio"
 
 log = structlog.get_logger(__name__)
 
@@ -28,27 +49,38 @@ log = structlog.get_logger(__name__)
 class ConnectionDriver:
     """Runs one websocket conversation to its end."""
 
-    def __init__(self, ws: web.WebSocketResponse, engine: Engine, session: ConversationSession) -> None:
+    def __init__(self, ws: web.WebSocketResponse, engine: Engine, session: ConversationSession, vad: SileroVad) -> None:
         self._ws = ws
         self._engine = engine
         self._session = session
+        self._vad = vad
         self._engine_session: EngineSession | None = None
         self._send_lock = asyncio.Lock()
         self._generation: Generation | None = None
         self._task: asyncio.Task[None] | None = None
+        self._speech: asyncio.Queue[DetectSpeech] = asyncio.Queue()
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._log = log.bind(session=session.id)
 
     async def run(self) -> None:
         """Serve until the client closes the socket."""
         self._engine_session = await self._engine.open_session()
         self._log.info("session opened")
+        self._spawn(self._detect_speech())
+        binary_audio = self._ws.ws_protocol == BINARY_AUDIO
         try:
             await self._emit(self._session.start())
             async for message in self._ws:
                 if message.type == WSMsgType.TEXT:
                     await self._receive(message.data)
+                elif message.type == WSMsgType.BINARY and binary_audio:
+                    await self._apply(functools.partial(self._session.append_audio, message.data), None)
                 elif message.type == WSMsgType.BINARY:
-                    await self._fail(ErrorCode.INVALID_EVENT, "Events are JSON text messages, not binary ones.")
+                    refusal = (
+                        f"Events are JSON text messages; binary frames of raw audio need the '{BINARY_AUDIO}' "
+                        "subprotocol."
+                    )
+                    await self._fail(ErrorCode.INVALID_EVENT, refusal)
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
@@ -61,11 +93,16 @@ class ConnectionDriver:
         except ProtocolError as exc:
             await self._send(error_event(exc))
             return
+        await self._apply(functools.partial(self._session.handle, event), event.type, event.event_id)
+
+    async def _apply(self, step: Callable[[], list[Output]], what: str | None, event_id: str | None = None) -> None:
+        """Run one step of the session and carry out what it returns; a bug costs one event, never the
+        server or the conversation."""
         try:
-            outputs = self._session.handle(event)
-        except Exception:  # a bug must cost one event, never the server or the conversation
-            self._log.exception("event failed", event_type=event.type)
-            await self._fail(ErrorCode.SERVER_ERROR, "The server failed on this event.", event.event_id)
+            outputs = step()
+        except Exception:
+            self._log.exception("event failed", event_type=what or "binary audio")
+            await self._fail(ErrorCode.SERVER_ERROR, "The server failed on this event.", event_id)
             return
         await self._emit(outputs)
 
@@ -82,6 +119,13 @@ class ConnectionDriver:
             elif isinstance(output, CancelResponse):
                 if self._generation is not None:
                     self._generation.cancel()
+            elif isinstance(output, DetectSpeech):
+                self._speech.put_nowait(output)
+            elif isinstance(output, Prefill):
+                assert self._engine_session is not None
+                self._spawn(self._engine_session.prefill(output.conversation))
+            elif isinstance(output, Transcribe):
+                self._spawn(self._transcribe(output))
             else:
                 await self._send(output)
 
@@ -118,13 +162,57 @@ class ConnectionDriver:
             if own is not None:
                 await own.close()
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _detect_speech(self) -> None:
+        """Run the voice activity model over new audio in order, off the event loop; audio that piled up
+        while the model ran goes through in one call."""
+        stream: tuple[int, VadStream] | None = None
+        while True:
+            pending = [await self._speech.get()]
+            while not self._speech.empty():
+                pending.append(self._speech.get_nowait())
+            for number, commands in itertools.groupby(pending, key=lambda command: command.stream):
+                samples = np.concatenate([command.samples for command in commands])
+                if stream is None or stream[0] != number:
+                    stream = (number, self._vad.stream())
+                try:
+                    probabilities = await asyncio.to_thread(stream[1].probabilities, samples)
+                except Exception:  # the conversation goes on without turn detection for these samples
+                    self._log.exception("voice activity detection failed")
+                    continue
+                await self._apply(functools.partial(self._session.on_speech, number, probabilities), "voice activity")
+
+    async def _transcribe(self, command: Transcribe) -> None:
+        """A side pass on a throwaway engine session: the conversation's cache is never touched."""
+        engine_session = await self._engine.open_session()
+        try:
+            key = f"transcription:{command.item_id}"
+            generation = engine_session.generate(command.conversation, key, command.params)
+            async for event in generation:
+                if isinstance(event, TextDelta):
+                    outputs = self._session.on_transcript_delta(command.item_id, command.content_index, event.text)
+                else:
+                    outputs = self._session.on_transcript_done(command.item_id, command.content_index, event)
+                await self._emit(outputs)
+        except ConnectionResetError:
+            pass
+        finally:
+            await asyncio.shield(engine_session.close())
+
     async def _shutdown(self) -> None:
         if self._generation is not None:
             self._generation.cancel()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [t for t in (self._task, *self._side_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._session.close()
         if self._engine_session is not None:
             # Shielded: a handler cancelled on disconnect must still free the session's cache.
             await asyncio.shield(self._engine_session.close())

@@ -81,6 +81,13 @@ class Conversation:
             if current.id == stored.id:
                 self._items[index] = stored
 
+    def set_transcript(self, item_id: str, index: int, transcript: str) -> None:
+        """Keep the transcript of an input audio part, if the item is still there."""
+        for stored in self._items:
+            content = stored.item.content if isinstance(stored.item, MessageItem) else []
+            if stored.id == item_id and index < len(content) and isinstance(content[index], InputAudio):
+                content[index] = InputAudio(transcript=transcript)
+
     def delete(self, item_id: str) -> None:
         """Raises: ProtocolError if there is no such item."""
         self._items.remove(self.get(item_id))

@@ -1,20 +1,21 @@
 """The conversation state machine, with no I/O: client events in, server events and engine commands out.
 
 Sans-IO in the manner of python-websockets' protocol core: `handle()` takes a decoded client event and
-returns, in order, the server events to send and the commands the driver must carry out on the
-engine. The driver reports the engine's progress back through `on_delta()` and `on_done()`. Bad
-input becomes an `error` event and never changes the conversation.
+returns, in order, the server events to send and the commands (`commands.py`) the driver must carry
+out. The driver reports back through `on_delta()`/`on_done()` (the response), `on_speech()` (voice
+activity) and `on_transcript_delta()`/`on_transcript_done()`. Bad input becomes an `error` event and
+never changes the conversation.
+
+With server VAD the session also takes turns: it commits the user's speech when it ends, answers it,
+cancels a response the user talks over (the assistant item keeps exactly the text already sent), and
+asks the engine to read the turn while the user is still talking or falling silent.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from aural.protocols import client_events as ce
 from aural.protocols import server_events as se
@@ -33,53 +34,31 @@ from aural.protocols.models import (
     RateLimit,
     Response,
     ResponseParams,
+    SemanticVad,
     SessionConfig,
 )
-from aural.protocols.server_events import ServerEventBase, new_id
+from aural.protocols.server_events import new_id
 
-from ..engine.base import SAMPLE_RATE, AudioSamples, GenerationDone, Message, SamplingParams
+from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
+from ..engine.chat_format import CLIP_SAMPLES
+from .commands import (
+    CancelResponse,
+    DetectSpeech,
+    Output,
+    Prefill,
+    StartResponse,
+    Transcribe,
+    error_event,
+)
+from .edits import MIN_AUDIO, MIN_AUDIO_MS, b64decode, client_item, truncated
+from .input_buffer import DecoderFactory, InputBuffer
 from .items import Conversation, StoredItem
 from .responses import ResponseRun
+from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
 
-MIN_COMMIT_MS = 100
 MAX_OUTPUT_TOKENS = 4096
-
-
-class AudioDecoder(Protocol):
-    def feed(self, data: bytes) -> AudioSamples: ...
-
-    def flush(self) -> AudioSamples: ...
-
-
-@dataclass(frozen=True)
-class StartResponse:
-    """Command: generate a reply to `conversation` under `reply_key` (the assistant item's id).
-    `in_conversation` False: an out-of-band reply that must not touch the conversation's cache."""
-
-    response_id: str
-    reply_key: str
-    conversation: list[Message]
-    params: SamplingParams
-    in_conversation: bool
-
-
-@dataclass(frozen=True)
-class CancelResponse:
-    """Command: stop the generation of `response_id` (it then reports `on_done` as cancelled)."""
-
-    response_id: str
-
-
-Command = StartResponse | CancelResponse
-Output = ServerEventBase | Command
-
-
-def error_event(exc: ProtocolError) -> se.Error:
-    """The `error` event for a protocol error."""
-    detail = ErrorDetail(
-        type=exc.error_type, code=exc.code.value, message=exc.message, param=exc.param, event_id=exc.event_id
-    )
-    return se.Error(error=detail)
+TRANSCRIBE_PROMPT = "Transcribe the speech in this audio exactly as spoken, with no other words."
+_PER_MS = SAMPLE_RATE // 1000
 
 
 class ConversationSession:
@@ -96,7 +75,7 @@ class ConversationSession:
     def __init__(
         self,
         model: str,
-        decoder_factory: Callable[[AudioFormat], AudioDecoder],
+        decoder_factory: DecoderFactory,
         *,
         context_window: int = 8192,
         max_buffer_seconds: float = 15 * 60,
@@ -117,10 +96,12 @@ class ConversationSession:
         self.items = Conversation()
         self.response: ResponseRun | None = None
         self._decoder_factory = decoder_factory
-        self._max_buffer = int(max_buffer_seconds * SAMPLE_RATE)
-        self._buffer: list[AudioSamples] = []
-        self._buffered = 0
-        self._decoder = decoder_factory(self._format)
+        self._max_samples = int(max_buffer_seconds * SAMPLE_RATE)
+        self._buffer = InputBuffer(decoder_factory, self._format, self._max_samples)
+        self._turns: TurnTaking | None = None
+        self._streams = 0  # detection streams started
+        self._respond_after = False  # server VAD committed a turn while a response was running
+        self._transcripts: dict[tuple[str, int], str] = {}
         self._handlers: dict[str, Callable[[Any], list[Output]]] = {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,
@@ -135,9 +116,14 @@ class ConversationSession:
         }
 
     @property
+    def _input(self) -> AudioInputConfig:
+        assert self.config.audio and self.config.audio.input
+        return self.config.audio.input
+
+    @property
     def _format(self) -> AudioFormat:
-        assert self.config.audio and self.config.audio.input and self.config.audio.input.format
-        return self.config.audio.input.format
+        assert self._input.format is not None
+        return self._input.format
 
     def start(self) -> list[Output]:
         """The events that open the session."""
@@ -150,6 +136,10 @@ class ConversationSession:
         except ProtocolError as exc:
             exc.event_id = exc.event_id or event.event_id
             return [error_event(exc)]
+
+    def close(self) -> None:
+        """The connection ended: stop the input decoder."""
+        self._buffer.close()
 
     # --- session ----------------------------------------------------------------------------------
 
@@ -167,22 +157,35 @@ class ConversationSession:
             assert config.audio and config.audio.input
             if audio_in.format is not None:
                 config.audio.input.format = audio_in.format
-            if audio_in.transcription is not None:
+            if "transcription" in audio_in.model_fields_set:
                 config.audio.input.transcription = audio_in.transcription
-            if audio_in.turn_detection is not None:
-                message = (
-                    f"Turn detection '{audio_in.turn_detection.type}' is not supported yet: commit the input audio "
-                    "buffer with input_audio_buffer.commit. turn_detection stays null."
-                )
-                param = "session.audio.input.turn_detection"
-                error = ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event.event_id)
-                out.append(error_event(error))
-        previous_format = self._format
+            if "turn_detection" in audio_in.model_fields_set:
+                detection = audio_in.turn_detection
+                if isinstance(detection, SemanticVad):
+                    message = "Turn detection 'semantic_vad' is not supported: use 'server_vad'. Left unchanged."
+                    param = "session.audio.input.turn_detection.type"
+                    error = ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event.event_id)
+                    out.append(error_event(error))
+                else:
+                    config.audio.input.turn_detection = with_defaults(detection) if detection else None
+        previous = self._input
         self.config = config
-        if self._format != previous_format:  # audio sent so far was in the old format: decode it to the end
-            self._buffer_samples(self._decoder.flush())
-            self._decoder = self._decoder_factory(self._format)
+        if self._input.format != previous.format:  # audio sent so far was in the old format: decode it to the end
+            try:
+                self._buffer.end_stream(self._input.format)
+            except ProtocolError as exc:
+                out.append(error_event(exc))
+        if self._input.turn_detection != previous.turn_detection:
+            self._restart_turn_taking()
         return [*out, se.SessionUpdated(session=self.config.model_copy(deep=True))]
+
+    def _restart_turn_taking(self) -> None:
+        settings = self._input.turn_detection
+        assert not isinstance(settings, SemanticVad)
+        self._turns = None
+        if settings is not None:
+            self._streams += 1
+            self._turns = TurnTaking(settings, self._streams, self._buffer.end)
 
     @staticmethod
     def _reject_tools(tools: list[Any] | None, param: str, event_id: str | None) -> list[Output]:
@@ -193,52 +196,195 @@ class ConversationSession:
 
     # --- input audio buffer ------------------------------------------------------------------------
 
-    def _buffer_samples(self, samples: AudioSamples) -> None:
-        if samples.size:
-            self._buffer.append(samples)
-            self._buffered += samples.size
+    def append_audio(self, data: bytes) -> list[Output]:
+        """Raw input audio in the session's format (a binary frame): like `input_audio_buffer.append`."""
+        try:
+            return self._append_bytes(data)
+        except ProtocolError as exc:
+            return [error_event(exc)]
 
     def _append(self, event: ce.InputAudioBufferAppend) -> list[Output]:
-        data = _b64decode(event.audio, "audio")
-        samples = self._decoder.feed(data)
-        if self._buffered + samples.size > self._max_buffer:
-            raise ProtocolError(
-                ErrorCode.BUFFER_FULL,
-                f"The input audio buffer holds at most {self._max_buffer // SAMPLE_RATE} s: commit or clear it.",
-                param="audio",
-            )
-        self._buffer_samples(samples)
-        return []
+        return self._append_bytes(b64decode(event.audio, "audio"))
 
-    def _take_buffer(self) -> AudioSamples:
-        self._buffer_samples(self._decoder.flush())
-        audio = np.concatenate(self._buffer) if self._buffer else np.zeros(0, dtype=np.float32)
-        self._buffer, self._buffered = [], 0
-        self._decoder = self._decoder_factory(self._format)
-        return audio
+    def _append_bytes(self, data: bytes) -> list[Output]:
+        samples = self._buffer.append(data)
+        if self._turns is None or not samples.size:
+            return []
+        return [DetectSpeech(self._turns.stream, samples)]
 
     def _commit(self, event: ce.InputAudioBufferCommit) -> list[Output]:
-        pending = self._buffered
-        audio = self._take_buffer()
-        if audio.size < MIN_COMMIT_MS * SAMPLE_RATE // 1000:
-            if audio.size:  # keep what was there: committing too little must not lose it
-                self._buffer, self._buffered = [audio], audio.size
+        buffer = self._buffer
+        buffer.end_stream()
+        if buffer.size < MIN_AUDIO:  # too little is kept, not lost
             raise ProtocolError(
                 ErrorCode.BUFFER_EMPTY,
-                f"Error committing input audio buffer: expected at least {MIN_COMMIT_MS} ms of audio, "
-                f"but the buffer holds {1000 * max(pending, audio.size) / SAMPLE_RATE:.2f} ms.",
+                f"Error committing input audio buffer: expected at least {MIN_AUDIO_MS} ms of audio, "
+                f"but the buffer holds {buffer.size / _PER_MS:.2f} ms.",
             )
-        item = MessageItem(id=new_id("item"), role="user", status="completed", content=[InputAudio()])
+        item_id = self._turns.item_id if self._turns and self._turns.item_id else new_id("item")
+        audio = buffer.take(buffer.start, buffer.end)
+        if self._turns is not None:
+            self._turns.restart()
+        return self._commit_audio(audio, item_id)
+
+    def _commit_audio(self, audio: AudioSamples, item_id: str) -> list[Output]:
+        item = MessageItem(id=item_id, role="user", status="completed", content=[InputAudio()])
         stored = StoredItem(item, {0: audio})
         previous = self.items.insert(stored)
         return [
             se.InputAudioBufferCommitted(item_id=stored.id, previous_item_id=previous),
             *self._item_added(stored, previous),
+            *self._transcribe(stored.id, 0, audio),
         ]
 
     def _clear(self, event: ce.InputAudioBufferClear) -> list[Output]:
-        self._take_buffer()
+        try:
+            self._buffer.end_stream()
+        finally:
+            self._buffer.discard_before(self._buffer.end)
+            if self._turns is not None:
+                self._turns.restart()
         return [se.InputAudioBufferCleared()]
+
+    # --- server VAD --------------------------------------------------------------------------------
+
+    def on_speech(self, stream: int, probabilities: list[float]) -> list[Output]:
+        """Speech probabilities of the next windows of detection stream `stream` (stale streams are ignored)."""
+        turns = self._turns
+        if turns is None or turns.stream != stream:
+            return []
+        out: list[Output] = []
+        for change in turns.push(probabilities):
+            if isinstance(change, Started):
+                out += self._speech_started(turns, change.onset)
+            elif isinstance(change, Ending):
+                out += self._prefill_turn(turns, change.end)
+            elif isinstance(change, Stopped):
+                out += self._speech_stopped(turns, change.end)
+        if turns.start is not None:
+            out += self._prefill_clips(turns)
+        else:
+            out += self._idle_timeout(turns)
+            self._buffer.discard_before(turns.position - max(turns.padding, MIN_AUDIO))
+        return out
+
+    def _speech_started(self, turns: TurnTaking, onset: int) -> list[Output]:
+        start = max(self._buffer.start, onset - turns.padding)
+        turns.begin(new_id("item"), start)
+        assert turns.item_id is not None
+        out: list[Output] = [se.InputAudioBufferSpeechStarted(audio_start_ms=start // _PER_MS, item_id=turns.item_id)]
+        run = self.response
+        if turns.settings.interrupt_response and run and run.in_conversation and run.cancel_reason is None:
+            run.cancel_reason = "turn_detected"
+            out.append(CancelResponse(run.id))
+        return out
+
+    def _speech_stopped(self, turns: TurnTaking, end: int) -> list[Output]:
+        item_id, start = turns.item_id, turns.start
+        assert item_id is not None and start is not None
+        turns.end()
+        out: list[Output] = [se.InputAudioBufferSpeechStopped(audio_end_ms=end // _PER_MS, item_id=item_id)]
+        audio = self._buffer.take(start, end)
+        if audio.size < MIN_AUDIO:
+            return out
+        out += self._commit_audio(audio, item_id)
+        if turns.settings.create_response:
+            out += self._respond_to_turn()
+        return out
+
+    def _respond_to_turn(self) -> list[Output]:
+        if self.response is None:
+            return self._start_response(ResponseParams())
+        self._respond_after = True  # after the running response (cancelled, or left to finish)
+        return []
+
+    def _idle_timeout(self, turns: TurnTaking) -> list[Output]:
+        timeout = turns.settings.idle_timeout_ms
+        if timeout is None or turns.idle_from is None or self.response is not None:
+            return []
+        if turns.position - turns.idle_from < timeout * _PER_MS:
+            return []
+        turns.idle_from = None
+        item_id, start, end = new_id("item"), self._buffer.start, turns.position
+        out: list[Output] = [
+            se.InputAudioBufferTimeoutTriggered(
+                audio_start_ms=start // _PER_MS, audio_end_ms=end // _PER_MS, item_id=item_id
+            )
+        ]
+        audio = self._buffer.take(start, end)
+        if audio.size >= MIN_AUDIO:
+            out += self._commit_audio(audio, item_id)
+        return out + self._start_response(ResponseParams())
+
+    def _pending_turn(self, turns: TurnTaking, end: int) -> list[Message] | None:
+        """The conversation a reply would see if the turn ended at `end`; None while a response runs."""
+        if self.response is not None or turns.item_id is None or turns.start is None:
+            return None
+        audio = self._buffer.peek(turns.start, end)
+        if audio.size < MIN_AUDIO:
+            return None
+        user = Message("user", (AudioPart(f"{turns.item_id}/0", audio),), key=turns.item_id)
+        return self._with_instructions([*self.items.messages(), user], self.config.instructions)
+
+    def _prefill_turn(self, turns: TurnTaking, end: int) -> list[Output]:
+        conversation = self._pending_turn(turns, end)
+        return [Prefill(conversation)] if conversation else []
+
+    def _prefill_clips(self, turns: TurnTaking) -> list[Output]:
+        assert turns.start is not None
+        complete = (turns.position - turns.start) // CLIP_SAMPLES
+        if complete <= turns.clips:
+            return []
+        turns.clips = complete
+        return self._prefill_turn(turns, turns.start + complete * CLIP_SAMPLES)
+
+    # --- input transcription -----------------------------------------------------------------------
+
+    def _transcribe(self, item_id: str, index: int, audio: AudioSamples) -> list[Output]:
+        settings = self._input.transcription
+        if settings is None:
+            return []
+        prompt = TRANSCRIBE_PROMPT
+        if settings.language:
+            prompt += f" The speech is in the language '{settings.language}'."
+        if settings.prompt:
+            prompt += f" Context: {settings.prompt}"
+        message = Message("user", (AudioPart(f"{item_id}/{index}", audio), prompt), key=f"transcription:{item_id}")
+        max_tokens = min(MAX_OUTPUT_TOKENS, 16 + 8 * math.ceil(audio.size / SAMPLE_RATE))
+        self._transcripts[(item_id, index)] = ""
+        return [Transcribe(item_id, index, [message], SamplingParams(max_tokens=max_tokens))]
+
+    def on_transcript_delta(self, item_id: str, index: int, text: str) -> list[Output]:
+        """The side pass transcribed more of an audio part."""
+        if (item_id, index) not in self._transcripts or not text:
+            return []
+        self._transcripts[(item_id, index)] += text
+        return [se.ConversationItemInputAudioTranscriptionDelta(item_id=item_id, content_index=index, delta=text)]
+
+    def on_transcript_done(self, item_id: str, index: int, result: GenerationDone) -> list[Output]:
+        """The side pass ended; a finished transcript is also kept in the item."""
+        transcript = self._transcripts.pop((item_id, index), None)
+        if transcript is None:
+            return []
+        if result.reason in ("cancelled", "error"):
+            detail = ErrorDetail(
+                type="server_error",
+                code=result.error_code or "transcription_failed",
+                message=result.error_message or "The transcription did not finish.",
+            )
+            failed = se.ConversationItemInputAudioTranscriptionFailed
+            return [failed(item_id=item_id, content_index=index, error=detail)]
+        self.items.set_transcript(item_id, index, transcript)
+        usage = se.TranscriptUsage(
+            input_tokens=result.usage.input_tokens,
+            output_tokens=result.usage.output_tokens,
+            total_tokens=result.usage.input_tokens + result.usage.output_tokens,
+        )
+        return [
+            se.ConversationItemInputAudioTranscriptionCompleted(
+                item_id=item_id, content_index=index, transcript=transcript, usage=usage
+            )
+        ]
 
     # --- conversation items ------------------------------------------------------------------------
 
@@ -249,49 +395,18 @@ class ConversationSession:
             se.ConversationItemDone(item=item, previous_item_id=previous),
         ]
 
+    def _decode(self, data: bytes) -> AudioSamples:
+        """Decode a whole audio blob of a client item in the session's input format."""
+        buffer = InputBuffer(self._decoder_factory, self._format, self._max_samples)
+        try:
+            buffer.append(data)
+            buffer.end_stream()
+            return buffer.take(buffer.start, buffer.end)
+        finally:
+            buffer.close()
+
     def _stored(self, item: Item, param: str) -> StoredItem:
-        """Validate a client-made item and decode its audio."""
-        if not isinstance(item, MessageItem):
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED,
-                f"Items of type '{item.type}' are not supported yet.",
-                param=f"{param}.type",
-            )
-        allowed = {
-            "user": ("input_text", "input_audio"),
-            "system": ("input_text",),
-            "assistant": ("output_text",),
-        }
-        audio: dict[int, AudioSamples] = {}
-        content = []
-        for index, part in enumerate(item.content):
-            if part.type not in allowed[item.role]:
-                raise ProtocolError(
-                    ErrorCode.INVALID_VALUE,
-                    f"A {item.role} message cannot hold '{part.type}' content.",
-                    param=f"{param}.content.{index}.type",
-                )
-            if isinstance(part, InputAudio):
-                if not part.audio:
-                    raise ProtocolError(
-                        ErrorCode.INVALID_VALUE,
-                        "input_audio needs 'audio'.",
-                        param=f"{param}.content.{index}.audio",
-                    )
-                decoder = self._decoder_factory(self._format)
-                data = _b64decode(part.audio, f"{param}.content.{index}.audio")
-                samples = np.concatenate([decoder.feed(data), decoder.flush()])
-                if samples.size < MIN_COMMIT_MS * SAMPLE_RATE // 1000:
-                    raise ProtocolError(
-                        ErrorCode.BAD_AUDIO,
-                        f"Audio content must hold at least {MIN_COMMIT_MS} ms.",
-                        param=f"{param}.content.{index}.audio",
-                    )
-                audio[index] = samples
-                part = InputAudio(transcript=part.transcript)
-            content.append(part)
-        stored_item = MessageItem(id=item.id or new_id("item"), role=item.role, status="completed", content=content)
-        return StoredItem(stored_item, audio)
+        return client_item(item, param, self._decode)
 
     def _item_create(self, event: ce.ConversationItemCreate) -> list[Output]:
         stored = self._stored(event.item, "item")
@@ -306,8 +421,19 @@ class ConversationSession:
         return [se.ConversationItemRetrieved(item=_public(self.items.get(event.item_id).item))]
 
     def _item_truncate(self, event: ce.ConversationItemTruncate) -> list[Output]:
-        self.items.get(event.item_id)
-        raise ProtocolError(ErrorCode.UNSUPPORTED, "conversation.item.truncate is not supported yet.", param="item_id")
+        stored = self.items.get(event.item_id)
+        if self.response is not None and self.response.item_id == stored.id:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                "This item's response is still in progress: cancel it or wait for response.done first.",
+                param="item_id",
+            )
+        self.items.replace(truncated(stored, event.content_index, event.audio_end_ms, event.text_end))
+        return [
+            se.ConversationItemTruncated(
+                item_id=event.item_id, content_index=event.content_index, audio_end_ms=event.audio_end_ms
+            )
+        ]
 
     # --- responses ---------------------------------------------------------------------------------
 
@@ -320,13 +446,14 @@ class ConversationSession:
             )
         params = event.response or ResponseParams()
         out = self._reject_tools(params.tools, "response.tools", event.event_id)
+        return [*out, *self._start_response(params)]
+
+    def _start_response(self, params: ResponseParams) -> list[Output]:
         max_tokens = params.max_output_tokens if params.max_output_tokens is not None else self.config.max_output_tokens
         _check_max_tokens(max_tokens, "response.max_output_tokens")
         in_conversation = params.conversation != "none"
         conversation = self._context(params.input) if params.input is not None else self.items.messages()
         instructions = params.instructions if params.instructions is not None else self.config.instructions
-        if instructions:
-            conversation.insert(0, Message("system", (instructions,), key=f"instructions:{instructions}"))
         temperature = params.temperature if params.temperature is not None else self.config.temperature
         top_p = params.top_p if params.top_p is not None else self.config.top_p
         sampling = SamplingParams(
@@ -341,8 +468,15 @@ class ConversationSession:
             metadata=params.metadata,
         )
         self.response = ResponseRun(response, in_conversation, item_id=new_id("item"))
+        conversation = self._with_instructions(conversation, instructions)
         start = StartResponse(response.id, self.response.item_id, conversation, sampling, in_conversation)
-        return [*out, self.response.created(), start]
+        return [self.response.created(), start]
+
+    @staticmethod
+    def _with_instructions(conversation: list[Message], instructions: str | None) -> list[Message]:
+        if not instructions:
+            return conversation
+        return [Message("system", (instructions,), key=f"instructions:{instructions}"), *conversation]
 
     def _context(self, inputs: list[InputItem]) -> list[Message]:
         messages = []
@@ -368,9 +502,10 @@ class ConversationSession:
         return [CancelResponse(run.id)]
 
     def on_delta(self, response_id: str, text: str) -> list[Output]:
-        """The engine produced text for the running response."""
+        """The engine produced text for the running response. After a cancel nothing more is sent, so
+        the assistant item holds exactly the text the client received."""
         run = self.response
-        if run is None or run.id != response_id or not text:
+        if run is None or run.id != response_id or not text or run.cancel_reason is not None:
             return []
         opening = run.item is None
         events: list[Output] = list(run.delta(text, self.items.last_id()))
@@ -404,6 +539,11 @@ class ConversationSession:
                 reset_seconds=0.0,
             )
             events.append(se.RateLimitsUpdated(rate_limits=[room]))
+        if self._turns is not None:
+            self._turns.idle_from = self._turns.position
+        if self._respond_after:
+            self._respond_after = False
+            events += self._start_response(ResponseParams())
         return events
 
 
@@ -411,13 +551,6 @@ def _public(item: Item | None) -> Item:
     """A copy of an item safe to send or keep: events must not share mutable state."""
     assert item is not None
     return item.model_copy(deep=True)
-
-
-def _b64decode(data: str, param: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError(ErrorCode.BAD_AUDIO, "Audio must be valid base64.", param=param) from None
 
 
 def _check_max_tokens(value: object, param: str) -> None:

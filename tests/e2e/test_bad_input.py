@@ -176,15 +176,15 @@ async def test_cancel_of_a_running_response(session: RawClient, named: bool) -> 
     await assert_turn_works(session)
 
 
-async def test_server_vad_is_refused_but_the_rest_of_the_update_applies(session: RawClient) -> None:
+async def test_semantic_vad_is_refused_but_the_rest_of_the_update_applies(session: RawClient) -> None:
     update = {
         "type": "realtime",
         "instructions": "Be brief.",
-        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}},
+        "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "auto"}}},
     }
     await session.send({"type": "session.update", "session": update, "event_id": "evt_vad"})
     error = await session.expect("error")
-    assert_error(error, "unsupported", param="session.audio.input.turn_detection", event_id="evt_vad")
+    assert_error(error, "unsupported", param="session.audio.input.turn_detection.type", event_id="evt_vad")
     updated = (await session.expect("session.updated"))["session"]
     assert updated["instructions"] == "Be brief."
     assert updated["audio"]["input"].get("turn_detection") is None

@@ -13,7 +13,8 @@ from aural.protocols import client_events as ce
 from aural.protocols import decode_client_event
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
-from aural.runtime.session.session import CancelResponse, ConversationSession, Output, StartResponse
+from aural.runtime.session.commands import CancelResponse, Output, StartResponse
+from aural.runtime.session.session import ConversationSession
 
 
 def _pcm24k(seconds: float) -> str:
@@ -97,12 +98,18 @@ def test_instructions_become_the_system_turn_and_tools_are_refused(session: Conv
     assert start.conversation[0].parts == ("Be brief.",)
 
 
-def test_server_vad_is_answered_with_a_clear_error(session: ConversationSession) -> None:
+def test_server_vad_defaults_are_echoed_and_semantic_vad_is_refused(session: ConversationSession) -> None:
+    out = _send(session, type="session.update", session={
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}}}})  # fmt: skip
+    (updated,) = out
+    vad = updated.session.audio.input.turn_detection
+    assert (vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms) == (0.5, 300, 700)
+    assert vad.create_response is True and vad.interrupt_response is True
     out = _send(session, type="session.update", event_id="u1", session={
-        "audio": {"input": {"turn_detection": {"type": "server_vad"}}}})  # fmt: skip
+        "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}})  # fmt: skip
     assert _types(out) == ["error", "session.updated"]
-    assert out[0].error.param == "session.audio.input.turn_detection" and out[0].error.event_id == "u1"
-    assert out[1].session.audio.input.turn_detection is None
+    assert out[0].error.param == "session.audio.input.turn_detection.type" and out[0].error.event_id == "u1"
+    assert out[1].session.audio.input.turn_detection.silence_duration_ms == 700, "the previous setting stays"
 
 
 def test_commit_too_short_keeps_the_audio(session: ConversationSession) -> None:

@@ -14,7 +14,8 @@ from aural.protocols import ProtocolError, decode_client_event
 from aural.protocols.server_events import ServerEventBase
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
-from aural.runtime.session.session import CancelResponse, ConversationSession, StartResponse
+from aural.runtime.session.commands import CancelResponse, StartResponse
+from aural.runtime.session.session import ConversationSession
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
 IDS = st.sampled_from(["a", "b", "root", "item_nope"])

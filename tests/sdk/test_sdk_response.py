@@ -12,44 +12,17 @@ from aural.protocols.models import (
     MessageItem,
     OutputText,
     Response,
-    ResponseStatus,
-    Usage,
 )
 from aural.protocols.server_events import (
     ConversationItemAdded,
     Error,
     ResponseCreated,
-    ResponseDone,
-    ResponseOutputTextDelta,
-    ResponseOutputTextDone,
 )
 from aural.sdk import AuralServerError, connect
+from tests.sdk.scripts import OTHER, OURS, created, delta, done, full_response
 
 if TYPE_CHECKING:
     from tests.sdk.conftest import FakeServer
-
-OURS = "resp_ours"
-OTHER = "resp_other"
-
-
-def metadata_of(request: dict[str, Any]) -> dict[str, str]:
-    metadata: dict[str, str] = request["response"]["metadata"]
-    return metadata
-
-
-def created(request: dict[str, Any], response_id: str = OURS) -> ResponseCreated:
-    """`response.created` echoing the request's metadata, as a conforming server does."""
-    return ResponseCreated(response=Response(id=response_id, metadata=metadata_of(request)))
-
-
-def delta(text: str, response_id: str = OURS) -> ResponseOutputTextDelta:
-    return ResponseOutputTextDelta(
-        response_id=response_id, item_id="item_a", output_index=0, content_index=0, delta=text
-    )
-
-
-def done(status: ResponseStatus, response_id: str = OURS, **fields: Any) -> ResponseDone:
-    return ResponseDone(response=Response(id=response_id, status=status, **fields))
 
 
 def error(event_id: str | None, code: str = "invalid_value") -> Error:
@@ -57,17 +30,6 @@ def error(event_id: str | None, code: str = "invalid_value") -> Error:
         type="invalid_request_error", code=code, message="Not like that.", param="response", event_id=event_id
     )
     return Error(error=detail)
-
-
-def full_response(request: dict[str, Any], parts: list[str]) -> list[ServerEvent]:
-    """The events of a completed text response: created, deltas, text done, done with usage."""
-    text = "".join(parts)
-    return [
-        created(request),
-        *(delta(part) for part in parts),
-        ResponseOutputTextDone(response_id=OURS, item_id="item_a", output_index=0, content_index=0, text=text),
-        done("completed", metadata=metadata_of(request), usage=Usage(input_tokens=7, output_tokens=3)),
-    ]
 
 
 async def test_stream_yields_the_deltas_and_the_final_response(server: FakeServer) -> None:

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one command of a lent GPU machine (torch and transformers there, nothing downloadable), run from the
+# repository root with `.whl` carried: installs the carried wheels (what the engine needs that the machine's
+# image lacks or has too old) into /tmp/site, puts the source on the path through .mypy-path's symlinks
+# (no install), prints the versions and runs bench/gpu.py, its JSON report and log written under $OUT.
+#
+#     bash bench/gpu_run.sh [bench/gpu.py's arguments]
+set -euo pipefail
+OUT="${OUT:-bench/results}"
+mkdir -p "$OUT"
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH="/tmp/site:$PWD/.mypy-path:$PWD" PYTHONUNBUFFERED=1
+python3 - <<'EOF' 2>&1 | tee "$OUT/gpu.log"
+import platform, torch, transformers, huggingface_hub, tokenizers
+gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
+      f"transformers {transformers.__version__}, huggingface_hub {huggingface_hub.__version__}, "
+      f"tokenizers {tokenizers.__version__}; {gpu}")
+EOF
+python3 -m bench.gpu --out "$OUT/gpu.json" "$@" 2>&1 | tee -a "$OUT/gpu.log"

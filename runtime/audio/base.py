@@ -1,0 +1,43 @@
+"""What every input audio decoder is: the `AudioDecoder` protocol the session drives, and its errors.
+
+Free of PyAV so that the session, which has no I/O, can name the protocol without loading FFmpeg.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from aural.protocols.errors import ErrorCode, ProtocolError
+
+from ..engine.base import AudioSamples
+
+EMPTY: AudioSamples = np.zeros(0, dtype=np.float32)
+
+
+class AudioDecoder(Protocol):
+    """One input audio stream in a declared format, decoded to 16 kHz mono float32 as its bytes arrive.
+
+    `feed` and `flush` raise `ProtocolError(ErrorCode.BAD_AUDIO, ..., param="audio")` for input that is not
+    what was declared; the decoder is then spent and must be closed and replaced.
+    """
+
+    def feed(self, data: bytes) -> AudioSamples:
+        """Take the next bytes (any length); return the samples decoded so far that were not yet
+        returned (maybe none). Never blocks for long."""
+        ...
+
+    def flush(self) -> AudioSamples:
+        """End of the stream: every sample not yet returned. The decoder is then done."""
+        ...
+
+    def close(self) -> None:
+        """Abandon the stream (idempotent): stop any thread and free its resources; no output."""
+        ...
+
+
+def bad_audio(label: str, problem: str) -> ProtocolError:
+    """The error for a stream that is not valid `label` audio (`label` is the declared format, e.g.
+    'audio/ogg'); `problem` is a sentence saying what was wrong."""
+    return ProtocolError(ErrorCode.BAD_AUDIO, f"Input audio declared as {label}: {problem}", param="audio")
