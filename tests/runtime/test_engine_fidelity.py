@@ -72,7 +72,7 @@ async def test_five_turns_match_generate_over_whole_history(engine, instructions
         if k > 0:
             assert done.usage.cached_tokens > 0, "a later turn must reuse the resident cache"
 
-        conversation.append(Message("assistant", ("(text)",), key=f"reply{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), key=f"reply{k}"))
         replies[f"reply{k}"] = ours
     await session.close()
 
@@ -87,7 +87,7 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
     truncated = False
     for k in range(6):
         conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k, 0.6)), f"Turn {k}: what now?"), f"u{k}"))
-        _, done = await _run(session, conversation, f"r{k}", 8)
+        deltas, done = await _run(session, conversation, f"r{k}", 8)
         assert done.reason in ("stop", "length")
         assert done.usage.input_tokens <= 400 - 8
         render = partial(engine.chat_format.render, generated=session.generated.get)
@@ -100,7 +100,7 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
             reference = reference_generate(engine, [conversation[0], *conversation[start:]], replies, 8)
             assert session.generated[f"r{k}"] == reference
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), key=f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), key=f"r{k}"))
     assert truncated, "the conversation must have outgrown the context"
     huge = Message("user", ("x" * 500,), key="huge")
     _, done = await _run(session, [conversation[0], huge], "too-big", 8)
@@ -114,17 +114,18 @@ async def test_cancel_between_steps_keeps_cache_and_history_true(engine):
     session = await engine.open_session()
     conversation = [Message("user", (AudioPart("u0/0", _audio(5, 1.0)), "Talk for a while."), "u0")]
     generation = session.generate(conversation, "r0", SamplingParams(max_tokens=200))
-    seen = 0
+    seen, text = 0, ""
     async for event in generation:
         if isinstance(event, TextDelta):
             seen += len(event.token_ids)
+            text += event.text
             if seen >= 3:
                 generation.cancel()
         else:
             assert event.reason == "cancelled"
             assert event.usage.output_tokens == len(session.generated["r0"]) < 200
     partial_reply = session.generated["r0"]
-    conversation += [Message("assistant", ("",), "r0"), Message("user", ("And now?",), "u1")]
+    conversation += [Message("assistant", (text,), "r0"), Message("user", ("And now?",), "u1")]
     _, done = await _run(session, conversation, "r1", 10)
     assert done.usage.cached_tokens > 0
     assert session.generated["r1"] == reference_generate(engine, conversation, {"r0": partial_reply}, 10)
@@ -137,9 +138,9 @@ async def test_new_instructions_mid_conversation_reprefill_and_stay_true(engine)
     replies: dict[str, list[int]] = {}
     for k in range(2):
         conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 7, 0.8)),), f"u{k}"))
-        await _run(session, conversation, f"r{k}", 8)
+        deltas, _ = await _run(session, conversation, f"r{k}", 8)
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), f"r{k}"))
     conversation[0] = Message("system", ("Answer like a pirate.",), "sys")
     conversation.append(Message("user", ("Who are you?",), "u2"))
     _, done = await _run(session, conversation, "r2", 8)
@@ -154,9 +155,9 @@ async def test_a_deleted_turn_leaves_the_cache_true_to_the_edited_history(engine
     replies: dict[str, list[int]] = {}
     for k in range(3):
         conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 11, 0.7)), f"Part {k}."), f"u{k}"))
-        await _run(session, conversation, f"r{k}", 8)
+        deltas, _ = await _run(session, conversation, f"r{k}", 8)
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), f"r{k}"))
     del conversation[2:4]  # the second exchange: later audio is renumbered, so the cache is cut there
     conversation.append(Message("user", ("Go on.",), "u3"))
     _, done = await _run(session, conversation, "r3", 8)
