@@ -62,14 +62,19 @@ async def test_barge_in_keeps_the_ids_of_the_text_the_client_received(engine):
     produced = len(session.generated["r0"])
     cut = Message("assistant", ("".join(d.text for d in sent),), "r0")
     done = await _next_turn(session, [_QUESTION, cut], {"r0": kept})
-    _assert_reused(done, session, keep=len(kept), produced=produced)
+    _assert_kept(session, cut, kept, produced, done.usage.cached_tokens)
     await session.close()
 
 
-def _assert_reused(done, session, keep: int, produced: int) -> None:
-    """The cache was reused through the kept ids (the last id produced was never fed to the model)."""
-    asked = len(session.engine.chat_format.render([_QUESTION], session.generated.get).ids)
-    assert done.usage.cached_tokens == asked + min(keep, produced - 1)
+def _assert_kept(session, cut: Message, kept: list[int], produced: int, cached: int) -> None:
+    """The cut reply is rendered as the kept ids, and the cache was reused through them (the last id
+    produced was never fed to the model)."""
+    chat_format = session.engine.chat_format
+    asked = len(chat_format.render([_QUESTION], session.generated.get).ids)
+    said = chat_format.render([_QUESTION, cut], session.generated.get).ids
+    prompt = [chat_format.im_start, *chat_format.encode("assistant\n")]
+    assert said[asked:] == [*kept, chat_format.im_end, *chat_format.encode("\n"), *prompt]
+    assert cached == asked + min(len(kept), produced - 1)
 
 
 @pytest.mark.parametrize("where", ["token boundary", "inside a character", "nowhere"])
@@ -92,8 +97,9 @@ async def test_a_cut_reply_keeps_the_ids_of_its_text(engine, where):
         keep = len(ids)
     produced = len(session.generated["r0"])
     text = engine.tokenizer.decode(ids[:keep], skip_special_tokens=True)
-    done = await _next_turn(session, [_QUESTION, Message("assistant", (text,), "r0")], {"r0": ids[:keep]})
-    _assert_reused(done, session, keep, produced)
+    cut = Message("assistant", (text,), "r0")
+    done = await _next_turn(session, [_QUESTION, cut], {"r0": ids[:keep]})
+    _assert_kept(session, cut, ids[:keep], produced, done.usage.cached_tokens)
     await session.close()
 
 
