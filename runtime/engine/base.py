@@ -25,7 +25,8 @@ AudioSamples = npt.NDArray[np.float32]
 @dataclass(frozen=True, eq=False)
 class AudioPart:
     """Audio in a message. `key` identifies it for the life of the conversation (item id + index):
-    two parts with the same key must hold the same samples."""
+    two parts with the same key hold the same samples, or a prefix of them (the audio of a message
+    still being spoken, an audio truncated since); the engine tells those apart by their length."""
 
     key: str
     samples: AudioSamples
@@ -40,7 +41,8 @@ class Message:
 
     `key` is the conversation item id. For an assistant message that this engine session generated
     under the same key, the session reuses the exact token ids it produced (decoded text does not
-    round-trip through a tokenizer).
+    round-trip through a tokenizer), as far as their text agrees with the message's: a reply cut
+    since (barge-in, truncation) keeps the ids of the text it still holds.
     """
 
     role: Literal["system", "user", "assistant"]
@@ -114,6 +116,17 @@ class EngineSession(ABC):
 
         Only the part of the conversation that differs from what the session already holds is
         encoded and prefilled. The reply's tokens are kept under `reply_key`.
+        """
+
+    @abstractmethod
+    async def prefill(self, conversation: Sequence[Message]) -> None:
+        """Bring the cache to `conversation` as `generate` would render it, without replying.
+
+        Speculative work while the user is still talking: a `generate` of the conversation it
+        prefilled (or of one that extends it) then prefills only what differs. It returns when done.
+        It never fails: a failure is logged and leaves a consistent (possibly empty) cache. The
+        session's work runs in the order it was asked for: a prefill asked for while a generation
+        of this session runs waits for that generation to end, never running between its steps.
         """
 
     @abstractmethod

@@ -7,8 +7,14 @@ closed by `<|im_end|>\\n`. Audio longer than 30 s becomes several clips, since t
 30 s. Text that a user typed is tokenized with special tokens split, so typing `<|im_end|>` cannot
 forge a turn boundary.
 
-Every position also gets a key: the token id for text, `(audio key, index)` for audio, so that two
-renderings share a prefix only where both the tokens and the audio behind them are the same.
+Every position also gets a key: the token id for text, `(clip key, index)` for audio, so that two
+renderings share a prefix only where both the tokens and the audio behind them are the same. A clip's
+key holds its part's key, its index in the part and its sample count: a clip cut shorter (a truncated
+user audio, a partial message rendered while the user is still talking) never matches the longer
+one, and the completed 30 s clips of a growing utterance keep matching.
+
+An assistant message that this session generated is rendered as the token ids it produced, as far as
+they agree with the message's text (see `QwenAudioChatFormat.follow_text`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CLIP_SAMPLES = 30 * SAMPLE_RATE
 HOP = 160  # samples per mel frame
+_REPLACEMENT = "\ufffd"  # what decoding makes of the bytes of an unfinished character
 
 
 def audio_token_count(num_samples: int) -> int:
@@ -36,6 +43,8 @@ class Tokenizer(Protocol):
     def encode(self, text: str, add_special_tokens: bool = ..., split_special_tokens: bool = ...) -> list[int]: ...
 
     def convert_tokens_to_ids(self, tokens: str) -> int: ...
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = ...) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,41 @@ class QwenAudioChatFormat:
             ids("<|audio_eos|>"),
         )
         self.encode: Callable[[str], tuple[int, ...]] = lru_cache(maxsize=4096)(self._encode)
+        # A cut reply is rendered again every turn: search for its ids once.
+        self._cut: Callable[[tuple[int, ...], str], tuple[int, ...]] = lru_cache(maxsize=256)(self._cut_uncached)
 
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self._tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def follow_text(self, ids: Sequence[int], text: str) -> tuple[int, ...]:
+        """The token ids of an assistant message whose reply was generated as `ids` and is now `text`.
+
+        The reply may have been cut since (barge-in keeps only the text the client received, and
+        `conversation.item.truncate` cuts it further): keep the longest prefix of `ids` whose decoded
+        text is a prefix of `text`, then tokenize what remains of `text` (normally nothing). A text
+        equal to the decoded ids keeps them all, without a search.
+        """
+        if self._decode(ids) == text:
+            return tuple(ids)
+        return self._cut(tuple(ids), text)
+
+    def _cut_uncached(self, ids: tuple[int, ...], text: str) -> tuple[int, ...]:
+        # Binary search on a predicate that holds for every prefix of a kept prefix: a prefix ending
+        # inside a character decodes to U+FFFD at its end, which the comparison ignores here...
+        low, high = 0, len(ids)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if text.startswith(self._decode(ids[:middle]).rstrip(_REPLACEMENT)):
+                low = middle
+            else:
+                high = middle - 1
+        # ...and only then do the bytes of a character that the text does not hold go.
+        while not text.startswith(head := self._decode(ids[:low])):
+            low -= 1
+        return (*ids[:low], *self.encode(text[len(head) :]))
 
     @property
     def suppressed_ids(self) -> tuple[int, ...]:
@@ -97,8 +138,9 @@ class QwenAudioChatFormat:
         for message in messages:
             reply = generated(message.key) if message.role == "assistant" and message.key else None
             if reply is not None:
+                text = "".join(part for part in message.parts if isinstance(part, str))
                 out.add_ids((self.im_start, *self.encode("assistant\n")))
-                out.add_ids(reply)
+                out.add_ids(self.follow_text(reply, text))
                 out.add_ids((self.im_end, *self.encode("\n")))
                 continue
             pieces: list[str | AudioPart] = []
@@ -106,9 +148,9 @@ class QwenAudioChatFormat:
                 if isinstance(part, str):
                     pieces.append(part)
                     continue
-                for index, clip in enumerate(split_clips(part)):
+                for clip in split_clips(part):
                     audio_count += 1
-                    pieces += [f"Audio {audio_count}: ", AudioPart(f"{clip.key}#{index}", clip.samples)]
+                    pieces += [f"Audio {audio_count}: ", clip]
             self._turn(out, message.role, pieces)
         out.add_ids((self.im_start, *self.encode("assistant\n")))
         return out
@@ -134,9 +176,10 @@ class QwenAudioChatFormat:
 
 
 def split_clips(part: AudioPart) -> list[AudioPart]:
-    """Split audio into clips of at most 30 s (the processor would silently cut the rest)."""
-    samples = part.samples
-    return [
-        AudioPart(part.key, samples[start : start + CLIP_SAMPLES])
-        for start in range(0, max(len(samples), 1), CLIP_SAMPLES)
-    ]
+    """Split audio into clips of at most 30 s (the processor would silently cut the rest), each keyed
+    by the part's key, its index and its sample count."""
+    clips = []
+    for index, start in enumerate(range(0, max(len(part.samples), 1), CLIP_SAMPLES)):
+        samples = part.samples[start : start + CLIP_SAMPLES]
+        clips.append(AudioPart(f"{part.key}#{index}:{len(samples)}", samples))
+    return clips

@@ -4,7 +4,8 @@ Each session keeps a `DynamicCache` on the device and the key of every position 
 the conversation to ids, keeps the longest prefix the cache already holds, crops the rest, encodes
 only the audio clips past that point, prefills only the new tokens and decodes one token per device
 step. The last sampled token of a reply is not fed to the model; the next rendering, which contains
-it, prefills it.
+it, prefills it. A speculative prefill (while the user is still talking) does the same work ahead of
+the reply, up to the last position of the rendering, whose logits the reply then computes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 import torch
@@ -32,7 +34,7 @@ from .base import (
 from .chat_format import QwenAudioChatFormat, Rendered
 from .detokenizer import IncrementalDetokenizer
 from .presets import PRESETS, build_preset
-from .worker import DeviceWorker, StreamedGeneration
+from .worker import DeviceWorker, StateLock, StreamedGeneration
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +98,8 @@ class TransformersEngine(Engine):
 
 
 class TransformersSession(EngineSession):
-    """One conversation's cache. Its state is touched only on the device thread."""
+    """One conversation's cache. Its state is touched only on the device thread, by one job at a time
+    (`lock`): a generation holds it from its first step to its last."""
 
     def __init__(self, engine: TransformersEngine) -> None:
         self.engine = engine
@@ -104,11 +107,26 @@ class TransformersSession(EngineSession):
         self.keys: list[Hashable] = []  # one per cached position
         self.generated: dict[str, list[int]] = {}
         self.closed = False
+        self.lock = StateLock()
 
     def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> Generation:
         generation = StreamedGeneration(asyncio.get_running_loop())
         self.engine.worker.start(_GenerationJob(self, list(conversation), reply_key, params, generation))
         return generation
+
+    async def prefill(self, conversation: Sequence[Message]) -> None:
+        await self.engine.worker.call(partial(self._speculate, list(conversation)), lock=self.lock)
+
+    def _speculate(self, conversation: Sequence[Message]) -> None:
+        if self.closed:
+            return
+        try:
+            self.speculate(self.render_within(conversation, reply_room(self.engine, None)))
+        except ContextExceeded as exc:
+            log.info("speculative prefill skipped", reason=str(exc))
+        except Exception:
+            log.exception("speculative prefill failed")
+            self.reset()
 
     async def close(self) -> None:
         await self.engine.worker.call(self._release)
@@ -155,32 +173,53 @@ class TransformersSession(EngineSession):
     # --- device-thread operations ------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prefill(self, rendered: Rendered) -> tuple[torch.Tensor, int]:
+    def extend(self, rendered: Rendered) -> tuple[torch.Tensor, int]:
         """Bring the cache to `rendered`; return the next-token logits and the reused prefix length."""
-        engine = self.engine
-        if len(rendered.ids) >= engine.max_context:
+        self._check_fits(rendered)
+        common = self._reuse(rendered.keys, limit=len(rendered.ids) - 1)  # at least one position gives logits
+        return self._append(rendered, common, len(rendered.ids)), common
+
+    @torch.inference_mode()
+    def speculate(self, rendered: Rendered) -> None:
+        """Bring the cache to all of `rendered` but its last position, which the reply will feed."""
+        self._check_fits(rendered)
+        stop = len(rendered.ids) - 1
+        common = self._reuse(rendered.keys[:stop], limit=stop)
+        if common < stop:
+            self._append(rendered, common, stop)
+
+    def _check_fits(self, rendered: Rendered) -> None:
+        limit = self.engine.max_context
+        if len(rendered.ids) >= limit:
             raise ContextExceeded(
-                f"The conversation needs {len(rendered.ids)} tokens; the model's context holds {engine.max_context}."
+                f"The conversation needs {len(rendered.ids)} tokens; the model's context holds {limit}."
             )
-        common = _common_prefix(self.keys, rendered.keys, limit=len(rendered.ids) - 1)
+
+    def _reuse(self, keys: Sequence[Hashable], limit: int) -> int:
+        """Crop the cache to its longest prefix shared with `keys` (at most `limit`); return its length."""
+        common = _common_prefix(self.keys, keys, limit)
         if common == 0 or self.cache is None:
-            self.cache, common = DynamicCache(config=engine.model.config.text_config), 0
+            self.cache, common = DynamicCache(config=self.engine.model.config.text_config), 0
         elif len(self.keys) > common:
             self.cache.crop(common - len(self.keys))
         self.keys = self.keys[:common]
-        device = engine.model.device
-        ids = torch.tensor([rendered.ids[common:]], device=device)
+        return common
+
+    def _append(self, rendered: Rendered, start: int, stop: int) -> torch.Tensor:
+        """Prefill positions `start:stop` of `rendered` after a cache of `start`; return the last logits."""
+        engine = self.engine
+        ids = torch.tensor([rendered.ids[start:stop]], device=engine.model.device)
         embeds = engine.model.get_input_embeddings()(ids)
         for clip in rendered.clips:
             end = clip.start + clip.length
-            if end <= common:
+            if end <= start or clip.start >= stop:
                 continue
-            first = max(clip.start, common)
+            first = max(clip.start, start)
             audio = engine.encoder.encode(clip.samples)
-            embeds[0, first - common : end - common] = audio[first - clip.start :].to(embeds.dtype)
+            embeds[0, first - start : end - start] = audio[first - clip.start :].to(embeds.dtype)
         logits = self._forward(embeds)
-        self.keys = list(rendered.keys)
-        return logits, common
+        self.keys = list(rendered.keys[:stop])
+        return logits
 
     @torch.inference_mode()
     def feed(self, token: int) -> torch.Tensor:
@@ -196,6 +235,11 @@ class TransformersSession(EngineSession):
         out = model.model.language_model(inputs_embeds=embeds, cache=self.cache, use_cache=True)
         logits: torch.Tensor = model.lm_head(out.last_hidden_state[0, -1]).float()
         return logits
+
+
+def reply_room(engine: TransformersEngine, max_tokens: int | None) -> int:
+    """The context a reply keeps free: its `max_tokens`, or a share of the context."""
+    return max_tokens or min(REPLY_ROOM, engine.max_context // 8)
 
 
 def _common_prefix(a: Sequence[Hashable], b: Sequence[Hashable], limit: int) -> int:
@@ -238,6 +282,8 @@ class _GenerationJob:
         session = self.session
         if self.out.cancelled.is_set() or session.closed:
             return self._finish("cancelled")
+        if not session.lock.acquire(self):
+            return True  # a job queued before this one still uses the cache
         try:
             if self.progress is None:
                 logits = self._start()
@@ -254,9 +300,8 @@ class _GenerationJob:
 
     def _start(self) -> torch.Tensor:
         session, engine = self.session, self.session.engine
-        room = self.params.max_tokens or min(REPLY_ROOM, engine.max_context // 8)
-        rendered = session.render_within(self.conversation, room)
-        logits, cached = session.prefill(rendered)
+        rendered = session.render_within(self.conversation, reply_room(engine, self.params.max_tokens))
+        logits, cached = session.extend(rendered)
         session.generated[self.reply_key] = []
         usage = TokenUsage(input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens)
         self.progress = _Progress(usage)
@@ -296,6 +341,7 @@ class _GenerationJob:
         return True
 
     def _finish(self, reason: FinishReason, code: str | None = None, message: str | None = None) -> bool:
+        self.session.lock.release(self)
         text = self.detokenizer.flush()
         if text:
             self.out.push_threadsafe(TextDelta(text, tuple(self.held)))

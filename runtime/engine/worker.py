@@ -3,6 +3,11 @@
 Work comes as jobs whose `step()` does one bounded piece (a prefill, one decode step) and says whether
 more remains. Unfinished jobs go to the back of the queue, so concurrent conversations take turns
 token by token and none waits for another's whole reply. The event loop never runs model code.
+
+Jobs of one conversation share its cache, so they must not take turns with each other: each takes
+the conversation's `StateLock` for as long as it runs, and a job that finds it taken passes its turn.
+The queue keeps its order as it rotates, so a conversation's jobs run one after another, in the
+order they were queued.
 """
 
 from __future__ import annotations
@@ -27,12 +32,36 @@ class Job(Protocol):
         """Do one bounded piece of work; return True if the job has more to do."""
 
 
+class StateLock:
+    """Exclusive use of one conversation's state by one job, across all of that job's steps.
+
+    Touched only on the device thread, so it needs no synchronisation.
+    """
+
+    def __init__(self) -> None:
+        self._holder: object | None = None
+
+    def acquire(self, job: object) -> bool:
+        """Take the lock for `job` (or keep it); False while another job holds it."""
+        if self._holder is None:
+            self._holder = job
+        return self._holder is job
+
+    def release(self, job: object) -> None:
+        """Give the lock back, if `job` holds it."""
+        if self._holder is job:
+            self._holder = None
+
+
 class _Call:
     """A one-step job that runs a function and resolves a future on the event loop."""
 
-    def __init__(self, fn: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, fn: Callable[[], object], loop: asyncio.AbstractEventLoop, lock: StateLock | None = None
+    ) -> None:
         self.fn = fn
         self.loop = loop
+        self.lock = lock
         self.future: asyncio.Future[object] = loop.create_future()
 
     def _settle(self, result: object, error: BaseException | None) -> None:
@@ -44,10 +73,15 @@ class _Call:
             self.future.set_result(result)
 
     def step(self) -> bool:
+        if self.lock is not None and not self.lock.acquire(self):
+            return True  # another job of the same conversation runs: wait for it
         try:
             result, error = self.fn(), None
         except Exception as exc:  # handed to the awaiting coroutine
             result, error = None, exc
+        finally:
+            if self.lock is not None:
+                self.lock.release(self)
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits the result
             self.loop.call_soon_threadsafe(self._settle, result, error)
         return False
@@ -75,9 +109,12 @@ class DeviceWorker:
         """Queue a job; it runs step by step until it says it is done."""
         self._jobs.put(job)
 
-    async def call(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the device thread and return its result (or raise its exception)."""
-        call = _Call(fn, asyncio.get_running_loop())
+    async def call(self, fn: Callable[[], T], lock: StateLock | None = None) -> T:
+        """Run `fn` on the device thread and return its result (or raise its exception).
+
+        With `lock`, `fn` runs once no other job holds it (it waits for a running generation).
+        """
+        call = _Call(fn, asyncio.get_running_loop(), lock)
         self._jobs.put(call)
         return await call.future  # type: ignore[return-value]
 

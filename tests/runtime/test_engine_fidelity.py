@@ -16,7 +16,7 @@ from aural.runtime.engine.qwen2_audio import TransformersEngine
 from aural.runtime.engine.reference import reference_generate
 
 
-def _audio(seed: int, seconds: float) -> np.ndarray:
+def tone(seed: int, seconds: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 16000)) / 16000
     tone = 0.3 * np.sin(2 * np.pi * (200 + 100 * seed) * t)
@@ -30,9 +30,9 @@ def engine():
     engine.worker.shutdown()
 
 
-async def _run(session, conversation, key, n):
+async def run_reply(session, conversation, key, n, **sampling):
     deltas, done = [], None
-    async for event in session.generate(conversation, key, SamplingParams(max_tokens=n)):
+    async for event in session.generate(conversation, key, SamplingParams(max_tokens=n, **sampling)):
         if isinstance(event, TextDelta):
             deltas.append(event)
         else:
@@ -45,11 +45,11 @@ async def _run(session, conversation, key, n):
 async def test_five_turns_match_generate_over_whole_history(engine, instructions):
     session = await engine.open_session()
     turns = [
-        ("audio", _audio(1, 1.3), None),
-        ("audio+text", _audio(2, 0.7), "What is this sound?"),
+        ("audio", tone(1, 1.3), None),
+        ("audio+text", tone(2, 0.7), "What is this sound?"),
         ("text", None, "Tell me more, please: é, 你好."),
-        ("audio", _audio(3, 2.1), None),
-        ("audio+text", _audio(4, 1.0), "Transcribe it."),
+        ("audio", tone(3, 2.1), None),
+        ("audio+text", tone(4, 1.0), "Transcribe it."),
     ]
     conversation: list[Message] = []
     if instructions:
@@ -63,7 +63,7 @@ async def test_five_turns_match_generate_over_whole_history(engine, instructions
             parts.append(text)
         conversation.append(Message("user", tuple(parts), key=f"user{k}"))
 
-        deltas, done = await _run(session, conversation, f"reply{k}", 12)
+        deltas, done = await run_reply(session, conversation, f"reply{k}", 12)
         ours = session.generated[f"reply{k}"]
         expected = reference_generate(engine, conversation, replies, 12)
         assert ours == expected, f"turn {k}"
@@ -72,7 +72,7 @@ async def test_five_turns_match_generate_over_whole_history(engine, instructions
         if k > 0:
             assert done.usage.cached_tokens > 0, "a later turn must reuse the resident cache"
 
-        conversation.append(Message("assistant", ("(text)",), key=f"reply{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), key=f"reply{k}"))
         replies[f"reply{k}"] = ours
     await session.close()
 
@@ -86,8 +86,8 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
     replies: dict[str, list[int]] = {}
     truncated = False
     for k in range(6):
-        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k, 0.6)), f"Turn {k}: what now?"), f"u{k}"))
-        _, done = await _run(session, conversation, f"r{k}", 8)
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", tone(k, 0.6)), f"Turn {k}: what now?"), f"u{k}"))
+        deltas, done = await run_reply(session, conversation, f"r{k}", 8)
         assert done.reason in ("stop", "length")
         assert done.usage.input_tokens <= 400 - 8
         render = partial(engine.chat_format.render, generated=session.generated.get)
@@ -100,10 +100,10 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
             reference = reference_generate(engine, [conversation[0], *conversation[start:]], replies, 8)
             assert session.generated[f"r{k}"] == reference
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), key=f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), key=f"r{k}"))
     assert truncated, "the conversation must have outgrown the context"
     huge = Message("user", ("x" * 500,), key="huge")
-    _, done = await _run(session, [conversation[0], huge], "too-big", 8)
+    _, done = await run_reply(session, [conversation[0], huge], "too-big", 8)
     assert done.reason == "error" and done.error_code == "context_length_exceeded"
     await session.close()
 
@@ -112,20 +112,21 @@ async def test_cancel_between_steps_keeps_cache_and_history_true(engine):
     """A reply cancelled mid-way stays in the history as far as it went; the next turn still equals
     the reference over that history."""
     session = await engine.open_session()
-    conversation = [Message("user", (AudioPart("u0/0", _audio(5, 1.0)), "Talk for a while."), "u0")]
+    conversation = [Message("user", (AudioPart("u0/0", tone(5, 1.0)), "Talk for a while."), "u0")]
     generation = session.generate(conversation, "r0", SamplingParams(max_tokens=200))
-    seen = 0
+    seen, text = 0, ""
     async for event in generation:
         if isinstance(event, TextDelta):
             seen += len(event.token_ids)
+            text += event.text
             if seen >= 3:
                 generation.cancel()
         else:
             assert event.reason == "cancelled"
             assert event.usage.output_tokens == len(session.generated["r0"]) < 200
     partial_reply = session.generated["r0"]
-    conversation += [Message("assistant", ("",), "r0"), Message("user", ("And now?",), "u1")]
-    _, done = await _run(session, conversation, "r1", 10)
+    conversation += [Message("assistant", (text,), "r0"), Message("user", ("And now?",), "u1")]
+    _, done = await run_reply(session, conversation, "r1", 10)
     assert done.usage.cached_tokens > 0
     assert session.generated["r1"] == reference_generate(engine, conversation, {"r0": partial_reply}, 10)
     await session.close()
@@ -136,13 +137,13 @@ async def test_new_instructions_mid_conversation_reprefill_and_stay_true(engine)
     conversation = [Message("system", ("Be brief.",), "sys")]
     replies: dict[str, list[int]] = {}
     for k in range(2):
-        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 7, 0.8)),), f"u{k}"))
-        await _run(session, conversation, f"r{k}", 8)
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", tone(k + 7, 0.8)),), f"u{k}"))
+        deltas, _ = await run_reply(session, conversation, f"r{k}", 8)
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), f"r{k}"))
     conversation[0] = Message("system", ("Answer like a pirate.",), "sys")
     conversation.append(Message("user", ("Who are you?",), "u2"))
-    _, done = await _run(session, conversation, "r2", 8)
+    _, done = await run_reply(session, conversation, "r2", 8)
     assert done.usage.cached_tokens < 10, "everything after the changed system turn is prefilled again"
     assert session.generated["r2"] == reference_generate(engine, conversation, replies, 8)
     await session.close()
@@ -153,13 +154,13 @@ async def test_a_deleted_turn_leaves_the_cache_true_to_the_edited_history(engine
     conversation: list[Message] = []
     replies: dict[str, list[int]] = {}
     for k in range(3):
-        conversation.append(Message("user", (AudioPart(f"u{k}/0", _audio(k + 11, 0.7)), f"Part {k}."), f"u{k}"))
-        await _run(session, conversation, f"r{k}", 8)
+        conversation.append(Message("user", (AudioPart(f"u{k}/0", tone(k + 11, 0.7)), f"Part {k}."), f"u{k}"))
+        deltas, _ = await run_reply(session, conversation, f"r{k}", 8)
         replies[f"r{k}"] = session.generated[f"r{k}"]
-        conversation.append(Message("assistant", ("",), f"r{k}"))
+        conversation.append(Message("assistant", ("".join(d.text for d in deltas),), f"r{k}"))
     del conversation[2:4]  # the second exchange: later audio is renumbered, so the cache is cut there
     conversation.append(Message("user", ("Go on.",), "u3"))
-    _, done = await _run(session, conversation, "r3", 8)
+    _, done = await run_reply(session, conversation, "r3", 8)
     assert 0 < done.usage.cached_tokens < done.usage.input_tokens
     assert session.generated["r3"] == reference_generate(engine, conversation, replies, 8)
     await session.close()
