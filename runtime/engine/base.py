@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .tools import ToolCall, ToolCallDelta, ToolCallDone, ToolUse
+
 SAMPLE_RATE = 16000
 """Every engine takes mono float32 audio at this rate."""
 
@@ -40,22 +42,26 @@ class Message:
 
     `key` is the conversation item id. For an assistant message that this engine session generated
     under the same key, the session reuses the exact token ids it produced (decoded text does not
-    round-trip through a tokenizer).
+    round-trip through a tokenizer). An assistant message may end with function calls; a `tool`
+    message holds one call's result as its text.
     """
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     parts: tuple[Part, ...]
     key: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context."""
+    """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context;
+    `tools` are shown to the model and constrain its calls."""
 
     max_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    tools: ToolUse | None = None
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,11 @@ class GenerationDone:
     error_message: str | None = None
 
 
-GenerationEvent = TextDelta | GenerationDone
+GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone
 
 
 class Generation(ABC):
-    """A running reply: iterate for `TextDelta`s until one `GenerationDone`.
+    """A running reply: iterate for `TextDelta`s and tool-call events until one `GenerationDone`.
 
     Deltas are never queued without bound: when the consumer lags, pending deltas merge into one.
     """

@@ -7,6 +7,10 @@ closed by `<|im_end|>\\n`. Audio longer than 30 s becomes several clips, since t
 30 s. Text that a user typed is tokenized with special tokens split, so typing `<|im_end|>` cannot
 forge a turn boundary.
 
+Tools follow the model family's `ToolFormat` (Qwen2.5's by default): their section ends the system
+turn's content (after the default system text when there is no system message), an assistant turn
+holds its calls after its text, and consecutive `tool` messages share one user turn.
+
 Every position also gets a key: the token id for text, `(audio key, index)` for audio, so that two
 renderings share a prefix only where both the tokens and the audio behind them are the same.
 """
@@ -19,6 +23,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
+from .tools import FunctionSpec, QwenToolFormat, ToolFormat
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CLIP_SAMPLES = 30 * SAMPLE_RATE
@@ -65,8 +70,9 @@ class Rendered:
 class QwenAudioChatFormat:
     """Renders `Message`s for Qwen2-Audio."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, tool_format: ToolFormat | None = None) -> None:
         self._tokenizer = tokenizer
+        self.tool_format = tool_format or QwenToolFormat()
         ids = tokenizer.convert_tokens_to_ids
         self.im_start, self.im_end = ids("<|im_start|>"), ids("<|im_end|>")
         self.audio_bos, self.audio, self.audio_eos = (
@@ -84,31 +90,51 @@ class QwenAudioChatFormat:
         """Tokens the model must never generate: an `<|AUDIO|>` in the history breaks the next turn."""
         return (self.audio_bos, self.audio, self.audio_eos)
 
-    def render(self, messages: Sequence[Message], generated: Callable[[str], Sequence[int] | None]) -> Rendered:
+    def render(
+        self,
+        messages: Sequence[Message],
+        generated: Callable[[str], Sequence[int] | None],
+        tools: Sequence[FunctionSpec] = (),
+    ) -> Rendered:
         """Render `messages` followed by the generation prompt.
 
         Args:
             generated: token ids this session generated for an assistant message key, or None.
+            tools: the functions shown to the model.
         """
         out = Rendered()
         audio_count = 0
+        section = self.tool_format.system_section(tools) if tools else ""
         if not messages or messages[0].role != "system":
-            self._turn(out, "system", [DEFAULT_SYSTEM])
-        for message in messages:
+            self._turn(out, "system", [DEFAULT_SYSTEM + section])
+        results: list[str] = []
+        for index, message in enumerate(messages):
+            if message.role == "tool":  # consecutive results share one user turn
+                results.append("".join(part for part in message.parts if isinstance(part, str)))
+                if index + 1 == len(messages) or messages[index + 1].role != "tool":
+                    self._turn(out, "user", [self.tool_format.results_content(results)])
+                    results = []
+                continue
             reply = generated(message.key) if message.role == "assistant" and message.key else None
             if reply is not None:
                 out.add_ids((self.im_start, *self.encode("assistant\n")))
                 out.add_ids(reply)
                 out.add_ids((self.im_end, *self.encode("\n")))
                 continue
+            if message.tool_calls:
+                text = "".join(part for part in message.parts if isinstance(part, str))
+                self._turn(out, message.role, [self.tool_format.assistant_content(text, message.tool_calls)])
+                continue
             pieces: list[str | AudioPart] = []
             for part in message.parts:
                 if isinstance(part, str):
                     pieces.append(part)
                     continue
-                for index, clip in enumerate(split_clips(part)):
+                for clip_index, clip in enumerate(split_clips(part)):
                     audio_count += 1
-                    pieces += [f"Audio {audio_count}: ", AudioPart(f"{clip.key}#{index}", clip.samples)]
+                    pieces += [f"Audio {audio_count}: ", AudioPart(f"{clip.key}#{clip_index}", clip.samples)]
+            if index == 0 and message.role == "system":
+                pieces.append(section)
             self._turn(out, message.role, pieces)
         out.add_ids((self.im_start, *self.encode("assistant\n")))
         return out

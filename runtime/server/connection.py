@@ -104,8 +104,10 @@ class ConnectionDriver:
             async for event in generation:
                 if isinstance(event, TextDelta):
                     outputs = self._session.on_delta(response_id, event.text)
-                else:
+                elif isinstance(event, GenerationDone):
                     outputs = self._session.on_done(response_id, event)
+                else:
+                    outputs = self._session.on_tool_call(response_id, event)
                 await self._emit(outputs)
         except ConnectionResetError:
             self._log.info("client gone while streaming", response=response_id)

@@ -2,8 +2,10 @@
 
 Sans-IO in the manner of python-websockets' protocol core: `handle()` takes a decoded client event and
 returns, in order, the server events to send and the commands the driver must carry out on the
-engine. The driver reports the engine's progress back through `on_delta()` and `on_done()`. Bad
-input becomes an `error` event and never changes the conversation.
+engine. The driver reports the engine's progress back through `on_delta()`, `on_tool_call()` and
+`on_done()`. Bad input becomes an `error` event and never changes the conversation. `add_item()` and
+`create_response()` are what a client's events do, open to the runtime too (a function run inside the
+runtime answers its call with `add_item()` and continues with `create_response()`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from aural.protocols.models import (
     AudioFormat,
     AudioInputConfig,
     ErrorDetail,
+    FunctionCallItem,
+    FunctionCallOutputItem,
     InputAudio,
     InputItem,
     Item,
@@ -38,8 +42,10 @@ from aural.protocols.models import (
 from aural.protocols.server_events import ServerEventBase, new_id
 
 from ..engine.base import SAMPLE_RATE, AudioSamples, GenerationDone, Message, SamplingParams
+from ..engine.tools import ToolCallDelta, ToolCallDone
 from .items import Conversation, StoredItem
 from .responses import ResponseRun
+from .tool_calls import CallRun, check_tools, tool_use
 
 MIN_COMMIT_MS = 100
 MAX_OUTPUT_TOKENS = 4096
@@ -157,11 +163,12 @@ class ConversationSession:
         """Apply the fields present; an update that fails a check changes nothing."""
         update, out = event.session, []
         config = self.config.model_copy(deep=True)
-        for name in ("instructions", "max_output_tokens", "temperature", "top_p"):
+        fields = ("instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice")
+        for name in (*fields, "parallel_tool_calls"):
             if name in update.model_fields_set:
                 setattr(config, name, getattr(update, name))
         _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-        out += self._reject_tools(update.tools, "session.tools", event.event_id)
+        check_tools(config.tools or [], config.tool_choice, "session")
         audio_in = update.audio.input if update.audio else None
         if audio_in is not None:
             assert config.audio and config.audio.input
@@ -183,13 +190,6 @@ class ConversationSession:
             self._buffer_samples(self._decoder.flush())
             self._decoder = self._decoder_factory(self._format)
         return [*out, se.SessionUpdated(session=self.config.model_copy(deep=True))]
-
-    @staticmethod
-    def _reject_tools(tools: list[Any] | None, param: str, event_id: str | None) -> list[Output]:
-        if not tools:
-            return []
-        message = "Function calling is not supported yet: the tools were not registered."
-        return [error_event(ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event_id))]
 
     # --- input audio buffer ------------------------------------------------------------------------
 
@@ -251,12 +251,9 @@ class ConversationSession:
 
     def _stored(self, item: Item, param: str) -> StoredItem:
         """Validate a client-made item and decode its audio."""
-        if not isinstance(item, MessageItem):
-            raise ProtocolError(
-                ErrorCode.UNSUPPORTED,
-                f"Items of type '{item.type}' are not supported yet.",
-                param=f"{param}.type",
-            )
+        if isinstance(item, FunctionCallItem | FunctionCallOutputItem):
+            item = item.model_copy(update={"id": item.id or new_id("item"), "status": "completed"})
+            return StoredItem(item)
         allowed = {
             "user": ("input_text", "input_audio"),
             "system": ("input_text",),
@@ -294,8 +291,27 @@ class ConversationSession:
         return StoredItem(stored_item, audio)
 
     def _item_create(self, event: ce.ConversationItemCreate) -> list[Output]:
-        stored = self._stored(event.item, "item")
-        previous = self.items.insert(stored, event.previous_item_id)
+        return self.add_item(event.item, event.previous_item_id)
+
+    def add_item(self, item: Item, previous_item_id: str | None = None) -> list[Output]:
+        """Add an item after `previous_item_id` (None: at the end), as `conversation.item.create` does.
+
+        Raises:
+            ProtocolError: an invalid item, a call output whose `call_id` no call in the conversation
+                has, a function call whose `call_id` is taken, or no item `previous_item_id`.
+        """
+        if isinstance(item, FunctionCallOutputItem) and self.items.find_call(item.call_id) is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                f"No function call with call_id '{item.call_id}' in the conversation.",
+                param="item.call_id",
+            )
+        if isinstance(item, FunctionCallItem) and self.items.find_call(item.call_id) is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"call_id '{item.call_id}' is already used.", param="item.call_id"
+            )
+        stored = self._stored(item, "item")
+        previous = self.items.insert(stored, previous_item_id)
         return self._item_added(stored, previous)
 
     def _item_delete(self, event: ce.ConversationItemDelete) -> list[Output]:
@@ -312,14 +328,25 @@ class ConversationSession:
     # --- responses ---------------------------------------------------------------------------------
 
     def _response_create(self, event: ce.ResponseCreate) -> list[Output]:
+        return self.create_response(event.response or ResponseParams())
+
+    def create_response(self, params: ResponseParams) -> list[Output]:
+        """Start a response, as `response.create` does.
+
+        Raises:
+            ProtocolError: a response is already running, or `params` are invalid.
+        """
         if self.response is not None:
             raise ProtocolError(
                 ErrorCode.RESPONSE_ACTIVE,
                 f"Conversation already has an active response in progress: {self.response.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
-        params = event.response or ResponseParams()
-        out = self._reject_tools(params.tools, "response.tools", event.event_id)
+        tools = params.tools if params.tools is not None else self.config.tools or []
+        choice = params.tool_choice if params.tool_choice is not None else self.config.tool_choice
+        if params.tools is not None or params.tool_choice is not None:
+            check_tools(tools, choice, "response")
+        parallel = params.parallel_tool_calls
         max_tokens = params.max_output_tokens if params.max_output_tokens is not None else self.config.max_output_tokens
         _check_max_tokens(max_tokens, "response.max_output_tokens")
         in_conversation = params.conversation != "none"
@@ -333,6 +360,7 @@ class ConversationSession:
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             temperature=temperature or 0.0,
             top_p=top_p or 1.0,
+            tools=tool_use(tools, choice, parallel if parallel is not None else self.config.parallel_tool_calls),
         )
         response = Response(
             id=new_id("resp"),
@@ -342,7 +370,7 @@ class ConversationSession:
         )
         self.response = ResponseRun(response, in_conversation, item_id=new_id("item"))
         start = StartResponse(response.id, self.response.item_id, conversation, sampling, in_conversation)
-        return [*out, self.response.created(), start]
+        return [self.response.created(), start]
 
     def _context(self, inputs: list[InputItem]) -> list[Message]:
         messages = []
@@ -375,7 +403,30 @@ class ConversationSession:
         opening = run.item is None
         events: list[Output] = list(run.delta(text, self.items.last_id()))
         if opening and run.in_conversation:
-            self.items.insert(StoredItem(_public(run.item)))
+            self.items.insert(StoredItem(_public(run.item), turn=run.item_id))
+        return events
+
+    def on_tool_call(self, response_id: str, event: ToolCallDelta | ToolCallDone) -> list[Output]:
+        """The engine went on with a function call of the running response."""
+        run = self.response
+        if run is None or run.id != response_id:
+            return []
+        events: list[Output] = []
+        call = run.calls.get(event.index)
+        if call is None:
+            events += run.close_message(completed=True)
+            if run.item is not None and run.in_conversation:
+                self.items.replace(StoredItem(_public(run.item), turn=run.item_id))
+            call, opened = CallRun.open(run.response, event.name, self.items.last_id(), run.in_conversation)
+            run.calls[event.index] = call
+            events += opened
+            if run.in_conversation:
+                self.items.insert(StoredItem(_public(call.item), turn=run.item_id))
+        if isinstance(event, ToolCallDelta):
+            return events + (call.delta(run.id, event.arguments) if event.arguments else [])
+        events += call.finish(run.id, event.arguments, run.in_conversation)
+        if run.in_conversation:
+            self.items.replace(StoredItem(_public(call.item), turn=run.item_id))
         return events
 
     def on_done(self, response_id: str, result: GenerationDone) -> list[Output]:
@@ -387,11 +438,20 @@ class ConversationSession:
         events: list[Output] = list(run.done(result, self.items.last_id()))
         self.response = None
         if run.item is not None and run.in_conversation:
-            final = StoredItem(_public(run.item))
+            final = StoredItem(_public(run.item), turn=run.item_id)
             if opening:
                 self.items.insert(final)
             else:
                 self.items.replace(final)
+        cut = [call for call in run.calls.values() if not call.done]
+        for call in cut if run.in_conversation else []:
+            self.items.delete(call.item_id, detach=False)  # the engine cut its tokens from the turn
+        if cut and result.reason == "length":
+            message = (
+                f"The call of '{cut[0].item.name}' was cut off at the output token limit before it was complete, "
+                "so it was dropped: raise max_output_tokens or simplify the function's parameters."
+            )
+            events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
         if result.reason == "error" and result.error_code == ErrorCode.CONTEXT_EXCEEDED.value:
             message = result.error_message or "The conversation no longer fits the model's context."
             events.append(error_event(ProtocolError(ErrorCode.CONTEXT_EXCEEDED, message)))
