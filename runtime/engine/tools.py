@@ -151,7 +151,7 @@ class QwenToolFormat(ToolFormat):
     closer = "</tool_call>"
 
     def system_section(self, functions: Sequence[FunctionSpec]) -> str:
-        lines = "".join("\n" + json.dumps(_tool_json(spec), ensure_ascii=False) for spec in functions)
+        lines = "".join("\n" + json.dumps(tool_json(spec), ensure_ascii=False) for spec in functions)
         return (
             "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
             f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>{lines}\n</tools>\n\n"
@@ -191,7 +191,8 @@ class QwenToolFormat(ToolFormat):
         return _QwenCallParser(self.opener, "}\n" + self.closer)
 
 
-def _tool_json(spec: FunctionSpec) -> dict[str, Any]:
+def tool_json(spec: FunctionSpec) -> dict[str, Any]:
+    """A function as the chat templates list it (OpenAI's chat-completions tool shape)."""
     function: dict[str, Any] = {"name": spec.name}
     if spec.description is not None:
         function["description"] = spec.description
