@@ -164,4 +164,3 @@ def reference_generate(
     if reply_ids and reply_ids[-1] in engine.stop_ids:
         reply_ids.pop()
     return reply_ids
-

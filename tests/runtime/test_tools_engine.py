@@ -12,9 +12,9 @@ import pytest
 
 from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, TextDelta
 from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
+from aural.runtime.engine.reference import TOOLS_TEMPLATE, _hf_conversation, reference_generate
 from aural.runtime.engine.reply import ReplyDecoder
-from aural.runtime.engine.tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse
+from aural.runtime.engine.tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse, tool_json
 
 BOOKING = FunctionSpec(
     "book",
@@ -100,7 +100,7 @@ def test_constrained_calls_parse_and_validate_for_100_seeds(engine):
             events += decoder.push(token)
         else:
             pytest.fail(f"seed {seed}: no stop within 400 tokens")
-        tail, keep = decoder.finish()
+        tail, _ = decoder.finish()
         assert tail == []
         call = _check_call(events, schemas, "book" if seed % 2 else None)
         escaped += "\\" in call.arguments
@@ -142,7 +142,8 @@ def test_auto_mode_switches_into_the_grammar_after_the_opener(engine):
     assert text == before
     opener_end = len(_script(engine, before + "\n<tool_call>"))
     assert all(mask is None for mask in masks[:opener_end])
-    assert all(mask is not None and mask[token] for mask, token in zip(masks[opener_end:], script[opener_end:]))
+    constrained = zip(masks[opener_end:], script[opener_end:], strict=True)
+    assert all(mask is not None and mask[token] for mask, token in constrained)
     assert [e for e in events if isinstance(e, ToolCallDone)] == [ToolCallDone(0, "note", call.arguments)]
 
 
@@ -164,7 +165,8 @@ async def test_the_continuation_after_a_result_equals_the_reference(engine):
     session = await engine.open_session()
     conversation = [Message("system", ("Be brief.",), key="sys"), *ASK]
     use = ToolUse(TOOLS, "required", function="note", parallel=False)
-    events = await _events(session, conversation, "r0", SamplingParams(max_tokens=200, temperature=1.0, seed=3, tools=use))
+    params = SamplingParams(max_tokens=200, temperature=1.0, seed=3, tools=use)
+    events = await _events(session, conversation, "r0", params)
     (call,) = [event for event in events if isinstance(event, ToolCallDone)]
     conversation += [
         Message("assistant", (), key="r0", tool_calls=(ToolCall(call.name, call.arguments),)),
@@ -177,7 +179,7 @@ async def test_the_continuation_after_a_result_equals_the_reference(engine):
     assert session.generated["r1"] == expected
     encode = engine.chat_format.encode
     # the call's turn end, the result's user turn, the generation prompt: nothing else is prefilled
-    text = '\n' + 'user\n<tool_response>\n{"ok": true}\n</tool_response>' + "\n" + "assistant\n"
+    text = "\n" + 'user\n<tool_response>\n{"ok": true}\n</tool_response>' + "\n" + "assistant\n"
     special = 4  # <|im_end|>, <|im_start|>, <|im_end|>, <|im_start|>
     assert done.usage.input_tokens - done.usage.cached_tokens == len(encode(text)) + special
     await session.close()
@@ -185,8 +187,6 @@ async def test_the_continuation_after_a_result_equals_the_reference(engine):
 
 def test_the_renderer_equals_the_reference_template_for_calls_made_elsewhere(engine):
     """A history whose calls the client made (rendered from text, not from generated ids)."""
-    from aural.runtime.engine.reference import TOOLS_TEMPLATE, _hf_conversation
-
     conversation = [
         *ASK,
         Message("assistant", ("On it.",), tool_calls=(ToolCall("note", '{"text":"x"}'), ToolCall("note", "{}"))),
@@ -196,7 +196,10 @@ def test_the_renderer_equals_the_reference_template_for_calls_made_elsewhere(eng
     ours = engine.chat_format.render(conversation, lambda key: None, TOOLS).ids
     history, _, _ = _hf_conversation(conversation, {})
     text = engine.processor.apply_chat_template(
-        history, tools=[{"type": "function", "function": {"name": s.name, **({"description": s.description} if s.description else {}), "parameters": dict(s.parameters)}} for s in TOOLS],
-        chat_template=TOOLS_TEMPLATE, add_generation_prompt=True, tokenize=False,
+        history,
+        tools=[tool_json(spec) for spec in TOOLS],
+        chat_template=TOOLS_TEMPLATE,
+        add_generation_prompt=True,
+        tokenize=False,
     )
     assert ours == engine.tokenizer.encode(text, add_special_tokens=False)
