@@ -74,7 +74,7 @@ def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
             param=param,
         )
     try:
-        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
