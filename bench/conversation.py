@@ -126,7 +126,7 @@ class DirectConversation:
             if isinstance(event, TextDelta):
                 arrivals.append(time.perf_counter())
                 deltas.append(event)
-            else:
+            elif isinstance(event, GenerationDone):
                 done = event
         assert done is not None
         reply = timed_reply(start, arrivals, "".join(d.text for d in deltas), done.usage)

@@ -164,7 +164,7 @@ def prefill_fn(session: TransformersSession, count: int) -> Callable[[], object]
 
     def prefill() -> object:
         session.reset()
-        return session.prefill(rendered)
+        return session.extend(rendered)
 
     return prefill
 

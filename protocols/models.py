@@ -158,6 +158,7 @@ class SessionConfig(WireModel):
     audio: AudioConfig | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     max_output_tokens: MaxTokens | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
@@ -244,6 +245,7 @@ class ResponseParams(WireModel):
     output_modalities: list[Literal["text", "audio"]] | None = None
     tools: list[FunctionTool] | None = None
     tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     max_output_tokens: MaxTokens | None = None
     conversation: Literal["auto", "none"] | None = None
     input: list[InputItem] | None = None

@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from .tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse
+
 SAMPLE_RATE = 16000
 """Every engine takes mono float32 audio at this rate."""
 
@@ -42,22 +44,26 @@ class Message:
     `key` is the conversation item id. For an assistant message that this engine session generated
     under the same key, the session reuses the exact token ids it produced (decoded text does not
     round-trip through a tokenizer), as far as their text agrees with the message's: a reply cut
-    since (barge-in, truncation) keeps the ids of the text it still holds.
+    since (barge-in, truncation) keeps the ids of the text it still holds. An assistant message may
+    end with function calls; a `tool` message holds one call's result as its text.
     """
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     parts: tuple[Part, ...]
     key: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context."""
+    """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context;
+    `tools` are shown to the model and constrain its calls."""
 
     max_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    tools: ToolUse | None = None
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,11 @@ class GenerationDone:
     error_message: str | None = None
 
 
-GenerationEvent = TextDelta | GenerationDone
+GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone
 
 
 class Generation(ABC):
-    """A running reply: iterate for `TextDelta`s until one `GenerationDone`.
+    """A running reply: iterate for `TextDelta`s and tool-call events until one `GenerationDone`.
 
     Deltas are never queued without bound: when the consumer lags, pending deltas merge into one.
     """
@@ -119,8 +125,8 @@ class EngineSession(ABC):
         """
 
     @abstractmethod
-    async def prefill(self, conversation: Sequence[Message]) -> None:
-        """Bring the cache to `conversation` as `generate` would render it, without replying.
+    async def prefill(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = ()) -> None:
+        """Bring the cache to `conversation` as `generate` would render it with `tools`, without replying.
 
         Speculative work while the user is still talking: a `generate` of the conversation it
         prefilled (or of one that extends it) then prefills only what differs. It returns when done.

@@ -7,6 +7,10 @@ closed by `<|im_end|>\\n`. Audio longer than 30 s becomes several clips, since t
 30 s. Text that a user typed is tokenized with special tokens split, so typing `<|im_end|>` cannot
 forge a turn boundary.
 
+Tools follow the model family's `ToolFormat` (Qwen2.5's by default): their section ends the system
+turn's content (after the default system text when there is no system message), an assistant turn
+holds its calls after its text, and consecutive `tool` messages share one user turn.
+
 Every position also gets a key: the token id for text, `(clip key, index)` for audio, so that two
 renderings share a prefix only where both the tokens and the audio behind them are the same. A clip's
 key holds its part's key, its index in the part and its sample count: a clip cut shorter (a truncated
@@ -14,7 +18,7 @@ user audio, a partial message rendered while the user is still talking) never ma
 one, and the completed 30 s clips of a growing utterance keep matching.
 
 An assistant message that this session generated is rendered as the token ids it produced, as far as
-they agree with the message's text (see `QwenAudioChatFormat.follow_text`).
+they agree with the message's content, calls included (see `QwenAudioChatFormat.follow_text`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
+from .tools import FunctionSpec, QwenToolFormat, ToolFormat
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CLIP_SAMPLES = 30 * SAMPLE_RATE
@@ -74,8 +79,9 @@ class Rendered:
 class QwenAudioChatFormat:
     """Renders `Message`s for Qwen2-Audio."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, tool_format: ToolFormat | None = None) -> None:
         self._tokenizer = tokenizer
+        self.tool_format = tool_format or QwenToolFormat()
         ids = tokenizer.convert_tokens_to_ids
         self.im_start, self.im_end = ids("<|im_start|>"), ids("<|im_end|>")
         self.audio_bos, self.audio, self.audio_eos = (
@@ -125,23 +131,43 @@ class QwenAudioChatFormat:
         """Tokens the model must never generate: an `<|AUDIO|>` in the history breaks the next turn."""
         return (self.audio_bos, self.audio, self.audio_eos)
 
-    def render(self, messages: Sequence[Message], generated: Callable[[str], Sequence[int] | None]) -> Rendered:
+    def render(
+        self,
+        messages: Sequence[Message],
+        generated: Callable[[str], Sequence[int] | None],
+        tools: Sequence[FunctionSpec] = (),
+    ) -> Rendered:
         """Render `messages` followed by the generation prompt.
 
         Args:
             generated: token ids this session generated for an assistant message key, or None.
+            tools: the functions shown to the model.
         """
         out = Rendered()
         audio_count = 0
+        section = self.tool_format.system_section(tools) if tools else ""
         if not messages or messages[0].role != "system":
-            self._turn(out, "system", [DEFAULT_SYSTEM])
-        for message in messages:
+            self._turn(out, "system", [DEFAULT_SYSTEM + section])
+        results: list[str] = []
+        for index, message in enumerate(messages):
+            if message.role == "tool":  # consecutive results share one user turn
+                results.append("".join(part for part in message.parts if isinstance(part, str)))
+                if index + 1 == len(messages) or messages[index + 1].role != "tool":
+                    self._turn(out, "user", [self.tool_format.results_content(results)])
+                    results = []
+                continue
             reply = generated(message.key) if message.role == "assistant" and message.key else None
             if reply is not None:
                 text = "".join(part for part in message.parts if isinstance(part, str))
+                if message.tool_calls:
+                    text = self.tool_format.assistant_content(text, message.tool_calls)
                 out.add_ids((self.im_start, *self.encode("assistant\n")))
                 out.add_ids(self.follow_text(reply, text))
                 out.add_ids((self.im_end, *self.encode("\n")))
+                continue
+            if message.tool_calls:
+                text = "".join(part for part in message.parts if isinstance(part, str))
+                self._turn(out, message.role, [self.tool_format.assistant_content(text, message.tool_calls)])
                 continue
             pieces: list[str | AudioPart] = []
             for part in message.parts:
@@ -151,6 +177,8 @@ class QwenAudioChatFormat:
                 for clip in split_clips(part):
                     audio_count += 1
                     pieces += [f"Audio {audio_count}: ", clip]
+            if index == 0 and message.role == "system":
+                pieces.append(section)
             self._turn(out, message.role, pieces)
         out.add_ids((self.im_start, *self.encode("assistant\n")))
         return out

@@ -11,7 +11,7 @@ the reply, up to the last position of the rendering, whose logits the reply then
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,18 +28,20 @@ from .base import (
     GenerationDone,
     Message,
     SamplingParams,
-    TextDelta,
     TokenUsage,
 )
 from .chat_format import QwenAudioChatFormat, Rendered
-from .detokenizer import IncrementalDetokenizer
 from .presets import PRESETS, build_preset
+from .reply import ReplyDecoder
+from .tool_grammar import GrammarError, Grammars
+from .tools import FunctionSpec
 from .worker import DeviceWorker, StateLock, StreamedGeneration
 
 log = structlog.get_logger(__name__)
 
 REPLY_ROOM = 512  # context kept free for a reply without max_output_tokens
 RETAIN = 0.75  # share of the context a truncated conversation fills
+CALL_TOKENS = 1024  # a function call longer than this is cut off (and reported as an error, never as a call)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -70,6 +72,7 @@ class TransformersEngine(Engine):
         eos = model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self.stop_ids = frozenset(i for i in [*eos_ids, self.chat_format.im_end] if i is not None)
+        self.grammars = Grammars(self.tokenizer, model.config.text_config.vocab_size, self.stop_ids)
         # Indexed into the logits every step, so a tensor on the model's device (no per-step copy). Past the
         # tokenizer's ids too: an embedding may have more rows than the tokenizer has tokens (Qwen2-Audio-7B:
         # 156032 for ~151.6k), and an id the tokenizer cannot decode must never be sampled.
@@ -114,14 +117,14 @@ class TransformersSession(EngineSession):
         self.engine.worker.start(_GenerationJob(self, list(conversation), reply_key, params, generation))
         return generation
 
-    async def prefill(self, conversation: Sequence[Message]) -> None:
-        await self.engine.worker.call(partial(self._speculate, list(conversation)), lock=self.lock)
+    async def prefill(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = ()) -> None:
+        await self.engine.worker.call(partial(self._speculate, list(conversation), tuple(tools)), lock=self.lock)
 
-    def _speculate(self, conversation: Sequence[Message]) -> None:
+    def _speculate(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec]) -> None:
         if self.closed:
             return
         try:
-            self.speculate(self.render_within(conversation, reply_room(self.engine, None)))
+            self.speculate(self.render_within(conversation, reply_room(self.engine, None), tools))
         except ContextExceeded as exc:
             log.info("speculative prefill skipped", reason=str(exc))
         except Exception:
@@ -136,8 +139,8 @@ class TransformersSession(EngineSession):
         self.reset()
         self.generated.clear()
 
-    def render_within(self, conversation: Sequence[Message], room: int) -> Rendered:
-        """Render `conversation`, leaving `room` tokens of the context for the reply.
+    def render_within(self, conversation: Sequence[Message], room: int, tools: Sequence[FunctionSpec] = ()) -> Rendered:
+        """Render `conversation` (with `tools`), leaving `room` tokens of the context for the reply.
 
         When it does not fit, the oldest turns are dropped (never the system turn), down to
         `RETAIN` of the context, like OpenAI's `truncation: "auto"`: dropping more than the minimum
@@ -146,7 +149,10 @@ class TransformersSession(EngineSession):
         Raises:
             ContextExceeded: even the last message alone does not fit.
         """
-        render = self.engine.chat_format.render
+
+        def render(messages: Sequence[Message], generated: Callable[[str], Sequence[int] | None]) -> Rendered:
+            return self.engine.chat_format.render(messages, generated, tools)
+
         rendered = render(conversation, self.generated.get)
         limit = self.engine.max_context - room
         if len(rendered.ids) <= limit:
@@ -272,8 +278,7 @@ class _GenerationJob:
         self.reply_key = reply_key
         self.params = params
         self.out = out
-        self.detokenizer = IncrementalDetokenizer(session.engine.tokenizer)
-        self.held: list[int] = []
+        self.reply: ReplyDecoder | None = None
         self.progress: _Progress | None = None
         self.generator: torch.Generator | None = None
 
@@ -293,6 +298,8 @@ class _GenerationJob:
             return self._advance(self._sample(logits))
         except ContextExceeded as exc:
             return self._finish("error", "context_length_exceeded", str(exc))
+        except GrammarError as exc:
+            return self._finish("error", "server_error", f"The tools' grammar failed: {exc}")
         except Exception:
             log.exception("generation failed", reply=self.reply_key)
             session.reset()
@@ -300,9 +307,12 @@ class _GenerationJob:
 
     def _start(self) -> torch.Tensor:
         session, engine = self.session, self.session.engine
-        rendered = session.render_within(self.conversation, reply_room(engine, self.params.max_tokens))
+        tools = self.params.tools
+        room = reply_room(engine, self.params.max_tokens)
+        rendered = session.render_within(self.conversation, room, tools.functions if tools else ())
         logits, cached = session.extend(rendered)
         session.generated[self.reply_key] = []
+        self.reply = ReplyDecoder(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
         usage = TokenUsage(input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens)
         self.progress = _Progress(usage)
         if self.params.temperature > 0:
@@ -312,6 +322,10 @@ class _GenerationJob:
 
     def _sample(self, logits: torch.Tensor) -> int:
         logits[self.session.engine.suppressed] = float("-inf")
+        allowed = self.reply.allowed() if self.reply is not None else None
+        if allowed is not None:  # the tools' grammar: a plain unpacked mask, nothing compiled
+            logits[: allowed.size][~torch.from_numpy(allowed)] = float("-inf")
+            logits[allowed.size :] = float("-inf")
         if self.params.temperature <= 0:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / self.params.temperature, dim=-1)
@@ -329,22 +343,24 @@ class _GenerationJob:
             return self._finish("stop")
         session.generated[self.reply_key].append(token)
         progress.count += 1
-        self.held.append(token)
-        text = self.detokenizer.push(token)
-        if text:
-            self.out.push_threadsafe(TextDelta(text, tuple(self.held)))
-            self.held = []
+        assert self.reply is not None
+        for event in self.reply.push(token):
+            self.out.push_threadsafe(event)
         at_limit = self.params.max_tokens is not None and progress.count >= self.params.max_tokens
-        if at_limit or len(session.keys) + 1 >= session.engine.max_context:
+        if at_limit or self.reply.call_tokens >= CALL_TOKENS or len(session.keys) + 1 >= session.engine.max_context:
             return self._finish("length")
         progress.pending = token
         return True
 
     def _finish(self, reason: FinishReason, code: str | None = None, message: str | None = None) -> bool:
         self.session.lock.release(self)
-        text = self.detokenizer.flush()
-        if text:
-            self.out.push_threadsafe(TextDelta(text, tuple(self.held)))
+        if self.reply is not None:
+            events, keep = self.reply.finish()
+            for event in events:
+                self.out.push_threadsafe(event)
+            reply_ids = self.session.generated.get(self.reply_key)
+            if reply_ids is not None:
+                del reply_ids[keep:]  # a call cut off is no part of the reply
         usage = TokenUsage()
         if self.progress is not None:
             base = self.progress.usage

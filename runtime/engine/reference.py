@@ -9,10 +9,15 @@ against, and as the baseline of the benchmarks.
 Assistant turns that a session generated are spliced in as the token ids the model produced (as the
 chat format does): decoded text does not round-trip through a byte-level tokenizer. They are rendered
 as unique placeholder strings, then the placeholders' ids are replaced by the reply's.
+
+With tools, the template is Qwen2-Audio's own extended with Qwen2.5's tool parts, written here in
+Jinja independently of the runtime's renderer (`TOOLS_TEMPLATE`), so that the fidelity tests check one
+against the other.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +26,45 @@ import torch
 from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
 from .chat_format import split_clips
 from .qwen2_audio import TransformersEngine
+from .tools import FunctionSpec, tool_json
+
+_NL = "{{ '\\n' }}"
+TOOLS_TEMPLATE = "".join(
+    [
+        "{%- set audio_count = namespace(value=0) -%}",
+        "{%- if tools -%}<|im_start|>system" + _NL,
+        "{%- if messages[0]['role'] == 'system' -%}{{ messages[0]['content'] }}",
+        "{%- else -%}You are a helpful assistant.{%- endif -%}",
+        _NL + _NL + "# Tools" + _NL + _NL + "You may call one or more functions to assist with the user query.",
+        _NL + _NL + "You are provided with function signatures within <tools></tools> XML tags:" + _NL + "<tools>",
+        "{%- for tool in tools -%}" + _NL + "{{ tool | tojson }}{%- endfor -%}",
+        _NL + "</tools>" + _NL + _NL + "For each function call, return a json object with function name and ",
+        "arguments within <tool_call></tool_call> XML tags:" + _NL + "<tool_call>" + _NL,
+        '{"name": <function-name>, "arguments": <args-json-object>}' + _NL + "</tool_call><|im_end|>" + _NL,
+        "{%- elif messages[0]['role'] != 'system' -%}<|im_start|>system" + _NL,
+        "You are a helpful assistant.<|im_end|>" + _NL + "{%- endif -%}",
+        "{%- for message in messages -%}",
+        "{%- if loop.first and message['role'] == 'system' and tools -%}",
+        "{%- elif message['role'] == 'tool' -%}",
+        "{%- if loop.first or messages[loop.index0 - 1]['role'] != 'tool' -%}<|im_start|>user{%- endif -%}",
+        _NL + "<tool_response>" + _NL + "{{ message['content'] }}" + _NL + "</tool_response>",
+        "{%- if loop.last or messages[loop.index0 + 1]['role'] != 'tool' -%}<|im_end|>" + _NL + "{%- endif -%}",
+        "{%- elif message['role'] == 'assistant' and message['tool_calls'] -%}<|im_start|>assistant",
+        "{%- if message['content'] -%}" + _NL + "{{ message['content'] }}{%- endif -%}",
+        "{%- for call in message['tool_calls'] -%}" + _NL + "<tool_call>" + _NL,
+        '{"name": "{{ call.function.name }}", "arguments": {{ call.function.arguments | tojson }}}',
+        _NL + "</tool_call>{%- endfor -%}<|im_end|>" + _NL,
+        "{%- else -%}<|im_start|>{{ message['role'] }}" + _NL,
+        "{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}",
+        "{%- for content in message['content'] -%}{%- if content['type'] == 'audio' -%}",
+        "{%- set audio_count.value = audio_count.value + 1 -%}",
+        "Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>" + _NL,
+        "{%- else -%}{{ content['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}<|im_end|>" + _NL,
+        "{%- endif -%}{%- endfor -%}",
+        "{%- if add_generation_prompt -%}<|im_start|>assistant" + _NL + "{%- endif -%}",
+    ]
+)
+"""Qwen2-Audio's chat template with Qwen2.5's tool section, tool calls and `tool` turns."""
 
 _PLACEHOLDER = "\x01REPLY{}\x01"  # a control character no real message holds
 
@@ -36,6 +80,11 @@ def _hf_conversation(
         if message.role == "assistant" and message.key and message.key in generated:
             history.append({"role": "assistant", "content": _PLACEHOLDER.format(len(replies))})
             replies.append(generated[message.key])
+        elif message.role == "assistant" and message.tool_calls:
+            calls = [{"type": "function", "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+                     for c in message.tool_calls]  # fmt: skip
+            text = "".join(part for part in message.parts if not isinstance(part, AudioPart))
+            history.append({"role": "assistant", "content": text, "tool_calls": calls})
         elif message.role == "user":
             content: list[dict[str, str]] = []
             for part in message.parts:
@@ -57,6 +106,7 @@ def reference_generate(
     conversation: Sequence[Message],
     generated: Mapping[str, Sequence[int]],
     max_new_tokens: int,
+    tools: Sequence[FunctionSpec] = (),
 ) -> list[int]:
     """Greedy reply to `conversation` by `generate()` over the whole history, from scratch.
 
@@ -68,6 +118,7 @@ def reference_generate(
         generated: token ids of assistant replies by message key; an assistant message whose key is
             here is rendered as those ids, others as their text.
         max_new_tokens: the most tokens to generate.
+        tools: the functions shown to the model (rendered by `TOOLS_TEMPLATE`).
 
     Returns:
         The generated ids, without the stop token.
@@ -77,7 +128,13 @@ def reference_generate(
     """
     processor, tokenizer = engine.processor, engine.tokenizer
     history, replies, clips = _hf_conversation(conversation, generated)
-    text = processor.apply_chat_template(history, add_generation_prompt=True, tokenize=False)
+    if tools:
+        specs = [tool_json(spec) for spec in tools]
+        text = processor.apply_chat_template(
+            history, tools=specs, chat_template=TOOLS_TEMPLATE, add_generation_prompt=True, tokenize=False
+        )
+    else:
+        text = processor.apply_chat_template(history, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=text, audio=clips or None, sampling_rate=SAMPLE_RATE, return_tensors="pt")
     ids: list[int] = inputs["input_ids"][0].tolist()
     for index, reply in enumerate(replies):

@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 import structlog
 
 from .base import Generation, GenerationDone, GenerationEvent, TextDelta
+from .tools import ToolCallDelta
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -127,7 +128,8 @@ class DeviceWorker:
 class StreamedGeneration(Generation):
     """The event-loop side of a generation: the device thread pushes, one consumer iterates.
 
-    Bounded: consecutive deltas that the consumer has not taken yet merge into one.
+    Bounded: consecutive deltas (of text, or of one call's arguments) that the consumer has not taken yet
+    merge into one.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -145,6 +147,8 @@ class StreamedGeneration(Generation):
         last = self._pending[-1] if self._pending else None
         if isinstance(event, TextDelta) and isinstance(last, TextDelta):
             self._pending[-1] = TextDelta(last.text + event.text, last.token_ids + event.token_ids)
+        elif isinstance(event, ToolCallDelta) and isinstance(last, ToolCallDelta) and last.index == event.index:
+            self._pending[-1] = ToolCallDelta(event.index, event.name, last.arguments + event.arguments)
         else:
             self._pending.append(event)
         self._ready.set()

@@ -123,7 +123,7 @@ class ConnectionDriver:
                 self._speech.put_nowait(output)
             elif isinstance(output, Prefill):
                 assert self._engine_session is not None
-                self._spawn(self._engine_session.prefill(output.conversation))
+                self._spawn(self._engine_session.prefill(output.conversation, output.tools))
             elif isinstance(output, Transcribe):
                 self._spawn(self._transcribe(output))
             else:
@@ -148,8 +148,10 @@ class ConnectionDriver:
             async for event in generation:
                 if isinstance(event, TextDelta):
                     outputs = self._session.on_delta(response_id, event.text)
-                else:
+                elif isinstance(event, GenerationDone):
                     outputs = self._session.on_done(response_id, event)
+                else:
+                    outputs = self._session.on_tool_call(response_id, event)
                 await self._emit(outputs)
         except ConnectionResetError:
             self._log.info("client gone while streaming", response=response_id)
@@ -195,8 +197,10 @@ class ConnectionDriver:
             async for event in generation:
                 if isinstance(event, TextDelta):
                     outputs = self._session.on_transcript_delta(command.item_id, command.content_index, event.text)
-                else:
+                elif isinstance(event, GenerationDone):
                     outputs = self._session.on_transcript_done(command.item_id, command.content_index, event)
+                else:  # a transcription has no tools: no call events come
+                    continue
                 await self._emit(outputs)
         except ConnectionResetError:
             pass

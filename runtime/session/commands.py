@@ -14,6 +14,7 @@ from aural.protocols.models import ErrorDetail
 from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import AudioSamples, Message, SamplingParams
+from ..engine.tools import FunctionSpec
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Prefill:
     still talking or the turn is about to end: the reply that follows will find it computed)."""
 
     conversation: list[Message]
+    tools: tuple[FunctionSpec, ...] = ()
 
 
 @dataclass(frozen=True)

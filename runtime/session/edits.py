@@ -7,7 +7,7 @@ import binascii
 from collections.abc import Callable
 
 from aural.protocols.errors import ErrorCode, ProtocolError
-from aural.protocols.models import InputAudio, Item, MessageItem, OutputText
+from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, InputAudio, Item, MessageItem, OutputText
 from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioSamples
@@ -30,13 +30,10 @@ def client_item(item: Item, param: str, decode: Callable[[bytes], AudioSamples])
     """Validate an item a client made and decode its audio with `decode` (the session's input format).
 
     Raises:
-        ProtocolError: an item type Aural cannot store here, content a role cannot hold, missing or
-            undecodable audio, audio shorter than 100 ms.
+        ProtocolError: content a role cannot hold, missing or undecodable audio, audio shorter than 100 ms.
     """
-    if not isinstance(item, MessageItem):
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED, f"Items of type '{item.type}' are not supported yet.", param=f"{param}.type"
-        )
+    if isinstance(item, FunctionCallItem | FunctionCallOutputItem):
+        return StoredItem(item.model_copy(update={"id": item.id or new_id("item"), "status": "completed"}))
     audio: dict[int, AudioSamples] = {}
     content = []
     for index, part in enumerate(item.content):

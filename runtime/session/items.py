@@ -1,22 +1,38 @@
-"""The conversation's items, in order, with the decoded audio behind their audio parts."""
+"""The conversation's items, in order, with the decoded audio behind their audio parts.
+
+The items one response produced (its message, its function calls) share a `turn`: the key under which
+the engine keeps the reply's token ids, so they render as that one assistant turn. When one of them is
+deleted the others lose their turn and render from their text instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aural.protocols.errors import ErrorCode, ProtocolError
-from aural.protocols.models import InputAudio, InputText, Item, MessageItem, OutputText
+from aural.protocols.models import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputAudio,
+    InputText,
+    Item,
+    MessageItem,
+    OutputText,
+)
 
 from ..engine.base import AudioPart, AudioSamples, Message, Part
+from ..engine.tools import ToolCall
 
 
 @dataclass
 class StoredItem:
-    """A wire item plus the 16 kHz samples of its `input_audio` parts, by content index."""
+    """A wire item plus the 16 kHz samples of its `input_audio` parts, by content index, and the turn
+    (reply key) of the response that produced it."""
 
     item: Item
     audio: dict[int, AudioSamples] = field(default_factory=dict)
+    turn: str | None = None
 
     @property
     def id(self) -> str:
@@ -26,14 +42,18 @@ class StoredItem:
     def to_message(self) -> Message:
         """The item as the engine sees it."""
         item = self.item
-        assert isinstance(item, MessageItem), "only message items are stored"
+        if isinstance(item, FunctionCallItem):
+            return Message("assistant", (), key=self.turn or "", tool_calls=(ToolCall(item.name, item.arguments),))
+        if isinstance(item, FunctionCallOutputItem):
+            return Message("tool", (item.output,), key=self.id)
         parts: list[Part] = []
         for index, content in enumerate(item.content):
             if isinstance(content, InputText | OutputText):
                 parts.append(content.text)
             elif isinstance(content, InputAudio):
                 parts.append(AudioPart(f"{self.id}/{index}", self.audio[index]))
-        return Message(item.role, tuple(parts), key=self.id)
+        key = (self.turn or "") if item.role == "assistant" else self.id
+        return Message(item.role, tuple(parts), key=key)
 
 
 class Conversation:
@@ -88,9 +108,34 @@ class Conversation:
             if stored.id == item_id and index < len(content) and isinstance(content[index], InputAudio):
                 content[index] = InputAudio(transcript=transcript)
 
-    def delete(self, item_id: str) -> None:
-        """Raises: ProtocolError if there is no such item."""
-        self._items.remove(self.get(item_id))
+    def delete(self, item_id: str, *, detach: bool = True) -> None:
+        """Delete an item. `detach` False: the engine dropped it from its turn's ids as well.
+
+        Raises:
+            ProtocolError: there is no such item.
+        """
+        stored = self.get(item_id)
+        self._items.remove(stored)
+        if detach and stored.turn is not None:  # the rest of its turn no longer matches the reply's token ids
+            for other in self._items:
+                if other.turn == stored.turn:
+                    other.turn = None
+
+    def find_call(self, call_id: str) -> StoredItem | None:
+        """The function call item with `call_id`, if any."""
+        return next(
+            (s for s in self._items if isinstance(s.item, FunctionCallItem) and s.item.call_id == call_id), None
+        )
 
     def messages(self) -> list[Message]:
-        return [stored.to_message() for stored in self._items]
+        """The items as the engine sees them; the calls of one turn join the turn's message."""
+        messages: list[Message] = []
+        for stored in self._items:
+            message = stored.to_message()
+            last = messages[-1] if messages else None
+            same_turn = last is not None and last.role == "assistant" and last.key == message.key
+            if isinstance(stored.item, FunctionCallItem) and last is not None and same_turn:
+                messages[-1] = replace(last, tool_calls=last.tool_calls + message.tool_calls)
+            else:
+                messages.append(message)
+        return messages

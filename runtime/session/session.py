@@ -2,9 +2,11 @@
 
 Sans-IO in the manner of python-websockets' protocol core: `handle()` takes a decoded client event and
 returns, in order, the server events to send and the commands (`commands.py`) the driver must carry
-out. The driver reports back through `on_delta()`/`on_done()` (the response), `on_speech()` (voice
-activity) and `on_transcript_delta()`/`on_transcript_done()`. Bad input becomes an `error` event and
-never changes the conversation.
+out. The driver reports back through `on_delta()`, `on_tool_call()` and `on_done()` (the response),
+`on_speech()` (voice activity) and `on_transcript_delta()`/`on_transcript_done()`. Bad input becomes an
+`error` event and never changes the conversation. `add_item()` and `create_response()` are what a
+client's events do, open to the runtime too (a function run inside the runtime answers its call with
+`add_item()` and continues with `create_response()`).
 
 With server VAD the session also takes turns: it commits the user's speech when it ends, answers it,
 cancels a response the user talks over (the assistant item keeps exactly the text already sent), and
@@ -25,6 +27,8 @@ from aural.protocols.models import (
     AudioFormat,
     AudioInputConfig,
     ErrorDetail,
+    FunctionCallItem,
+    FunctionCallOutputItem,
     InputAudio,
     InputItem,
     Item,
@@ -41,6 +45,7 @@ from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
 from ..engine.chat_format import CLIP_SAMPLES
+from ..engine.tools import ToolCallDelta, ToolCallDone, ToolUse
 from .commands import (
     CancelResponse,
     DetectSpeech,
@@ -54,6 +59,7 @@ from .edits import MIN_AUDIO, MIN_AUDIO_MS, b64decode, client_item, truncated
 from .input_buffer import DecoderFactory, InputBuffer
 from .items import Conversation, StoredItem
 from .responses import ResponseRun
+from .tool_calls import CallRun, check_tools, tool_use
 from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
 
 MAX_OUTPUT_TOKENS = 4096
@@ -147,11 +153,12 @@ class ConversationSession:
         """Apply the fields present; an update that fails a check changes nothing."""
         update, out = event.session, []
         config = self.config.model_copy(deep=True)
-        for name in ("instructions", "max_output_tokens", "temperature", "top_p"):
+        fields = ("instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice")
+        for name in (*fields, "parallel_tool_calls"):
             if name in update.model_fields_set:
                 setattr(config, name, getattr(update, name))
         _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-        out += self._reject_tools(update.tools, "session.tools", event.event_id)
+        check_tools(config.tools or [], config.tool_choice, "session")
         audio_in = update.audio.input if update.audio else None
         if audio_in is not None:
             assert config.audio and config.audio.input
@@ -186,13 +193,6 @@ class ConversationSession:
         if settings is not None:
             self._streams += 1
             self._turns = TurnTaking(settings, self._streams, self._buffer.end)
-
-    @staticmethod
-    def _reject_tools(tools: list[Any] | None, param: str, event_id: str | None) -> list[Output]:
-        if not tools:
-            return []
-        message = "Function calling is not supported yet: the tools were not registered."
-        return [error_event(ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event_id))]
 
     # --- input audio buffer ------------------------------------------------------------------------
 
@@ -294,7 +294,7 @@ class ConversationSession:
 
     def _respond_to_turn(self) -> list[Output]:
         if self.response is None:
-            return self._start_response(ResponseParams())
+            return self.create_response(ResponseParams())
         self._respond_after = True  # after the running response (cancelled, or left to finish)
         return []
 
@@ -314,7 +314,7 @@ class ConversationSession:
         audio = self._buffer.take(start, end)
         if audio.size >= MIN_AUDIO:
             out += self._commit_audio(audio, item_id)
-        return out + self._start_response(ResponseParams())
+        return out + self.create_response(ResponseParams())
 
     def _pending_turn(self, turns: TurnTaking, end: int) -> list[Message] | None:
         """The conversation a reply would see if the turn ended at `end`; None while a response runs."""
@@ -328,7 +328,10 @@ class ConversationSession:
 
     def _prefill_turn(self, turns: TurnTaking, end: int) -> list[Output]:
         conversation = self._pending_turn(turns, end)
-        return [Prefill(conversation)] if conversation else []
+        if not conversation:
+            return []
+        tools = self._tool_use(ResponseParams())
+        return [Prefill(conversation, tools.functions if tools else ())]
 
     def _prefill_clips(self, turns: TurnTaking) -> list[Output]:
         assert turns.start is not None
@@ -409,8 +412,27 @@ class ConversationSession:
         return client_item(item, param, self._decode)
 
     def _item_create(self, event: ce.ConversationItemCreate) -> list[Output]:
-        stored = self._stored(event.item, "item")
-        previous = self.items.insert(stored, event.previous_item_id)
+        return self.add_item(event.item, event.previous_item_id)
+
+    def add_item(self, item: Item, previous_item_id: str | None = None) -> list[Output]:
+        """Add an item after `previous_item_id` (None: at the end), as `conversation.item.create` does.
+
+        Raises:
+            ProtocolError: an invalid item, a call output whose `call_id` no call in the conversation
+                has, a function call whose `call_id` is taken, or no item `previous_item_id`.
+        """
+        if isinstance(item, FunctionCallOutputItem) and self.items.find_call(item.call_id) is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                f"No function call with call_id '{item.call_id}' in the conversation.",
+                param="item.call_id",
+            )
+        if isinstance(item, FunctionCallItem) and self.items.find_call(item.call_id) is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"call_id '{item.call_id}' is already used.", param="item.call_id"
+            )
+        stored = self._stored(item, "item")
+        previous = self.items.insert(stored, previous_item_id)
         return self._item_added(stored, previous)
 
     def _item_delete(self, event: ce.ConversationItemDelete) -> list[Output]:
@@ -438,17 +460,21 @@ class ConversationSession:
     # --- responses ---------------------------------------------------------------------------------
 
     def _response_create(self, event: ce.ResponseCreate) -> list[Output]:
+        return self.create_response(event.response or ResponseParams())
+
+    def create_response(self, params: ResponseParams) -> list[Output]:
+        """Start a response, as `response.create` does.
+
+        Raises:
+            ProtocolError: a response is already running, or `params` are invalid.
+        """
         if self.response is not None:
             raise ProtocolError(
                 ErrorCode.RESPONSE_ACTIVE,
                 f"Conversation already has an active response in progress: {self.response.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
-        params = event.response or ResponseParams()
-        out = self._reject_tools(params.tools, "response.tools", event.event_id)
-        return [*out, *self._start_response(params)]
-
-    def _start_response(self, params: ResponseParams) -> list[Output]:
+        tools = self._tool_use(params)
         max_tokens = params.max_output_tokens if params.max_output_tokens is not None else self.config.max_output_tokens
         _check_max_tokens(max_tokens, "response.max_output_tokens")
         in_conversation = params.conversation != "none"
@@ -460,6 +486,7 @@ class ConversationSession:
             max_tokens=max_tokens if isinstance(max_tokens, int) else None,
             temperature=temperature or 0.0,
             top_p=top_p or 1.0,
+            tools=tools,
         )
         response = Response(
             id=new_id("resp"),
@@ -471,6 +498,19 @@ class ConversationSession:
         conversation = self._with_instructions(conversation, instructions)
         start = StartResponse(response.id, self.response.item_id, conversation, sampling, in_conversation)
         return [self.response.created(), start]
+
+    def _tool_use(self, params: ResponseParams) -> ToolUse | None:
+        """The tools a response with `params` may call (the session's unless the response names its own).
+
+        Raises:
+            ProtocolError: the response's tools or tool_choice are invalid.
+        """
+        tools = params.tools if params.tools is not None else self.config.tools or []
+        choice = params.tool_choice if params.tool_choice is not None else self.config.tool_choice
+        if params.tools is not None or params.tool_choice is not None:
+            check_tools(tools, choice, "response")
+        parallel = params.parallel_tool_calls
+        return tool_use(tools, choice, parallel if parallel is not None else self.config.parallel_tool_calls)
 
     @staticmethod
     def _with_instructions(conversation: list[Message], instructions: str | None) -> list[Message]:
@@ -510,7 +550,30 @@ class ConversationSession:
         opening = run.item is None
         events: list[Output] = list(run.delta(text, self.items.last_id()))
         if opening and run.in_conversation:
-            self.items.insert(StoredItem(_public(run.item)))
+            self.items.insert(StoredItem(_public(run.item), turn=run.item_id))
+        return events
+
+    def on_tool_call(self, response_id: str, event: ToolCallDelta | ToolCallDone) -> list[Output]:
+        """The engine went on with a function call of the running response."""
+        run = self.response
+        if run is None or run.id != response_id:
+            return []
+        events: list[Output] = []
+        call = run.calls.get(event.index)
+        if call is None:
+            events += run.close_message(completed=True)
+            if run.item is not None and run.in_conversation:
+                self.items.replace(StoredItem(_public(run.item), turn=run.item_id))
+            call, opened = CallRun.open(run.response, event.name, self.items.last_id(), run.in_conversation)
+            run.calls[event.index] = call
+            events += opened
+            if run.in_conversation:
+                self.items.insert(StoredItem(_public(call.item), turn=run.item_id))
+        if isinstance(event, ToolCallDelta):
+            return events + (call.delta(run.id, event.arguments) if event.arguments else [])
+        events += call.finish(run.id, event.arguments, run.in_conversation)
+        if run.in_conversation:
+            self.items.replace(StoredItem(_public(call.item), turn=run.item_id))
         return events
 
     def on_done(self, response_id: str, result: GenerationDone) -> list[Output]:
@@ -522,11 +585,20 @@ class ConversationSession:
         events: list[Output] = list(run.done(result, self.items.last_id()))
         self.response = None
         if run.item is not None and run.in_conversation:
-            final = StoredItem(_public(run.item))
+            final = StoredItem(_public(run.item), turn=run.item_id)
             if opening:
                 self.items.insert(final)
             else:
                 self.items.replace(final)
+        cut = [call for call in run.calls.values() if not call.done]
+        for call in cut if run.in_conversation else []:
+            self.items.delete(call.item_id, detach=False)  # the engine cut its tokens from the turn
+        if cut and result.reason == "length":
+            message = (
+                f"The call of '{cut[0].item.name}' was cut off at the output token limit before it was complete, "
+                "so it was dropped: raise max_output_tokens or simplify the function's parameters."
+            )
+            events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
         if result.reason == "error" and result.error_code == ErrorCode.CONTEXT_EXCEEDED.value:
             message = result.error_message or "The conversation no longer fits the model's context."
             events.append(error_event(ProtocolError(ErrorCode.CONTEXT_EXCEEDED, message)))
@@ -543,7 +615,7 @@ class ConversationSession:
             self._turns.idle_from = self._turns.position
         if self._respond_after:
             self._respond_after = False
-            events += self._start_response(ResponseParams())
+            events += self.create_response(ResponseParams())
         return events
 
 

@@ -86,10 +86,10 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
     assert [s.id for s in session.items] == [user_id, start.reply_key]
 
 
-def test_instructions_become_the_system_turn_and_tools_are_refused(session: ConversationSession) -> None:
+def test_instructions_become_the_system_turn(session: ConversationSession) -> None:
     out = _send(session, type="session.update", session={"instructions": "Be brief.", "tools": [{"name": "f"}]})
-    assert _types(out) == ["error", "session.updated"]
-    assert out[0].error.param == "session.tools"
+    assert _types(out) == ["session.updated"]
+    assert [tool.name for tool in out[0].session.tools] == ["f"]
     _send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": "hi"}]})  # fmt: skip
     start = _send(session, type="response.create")[-1]

@@ -1,0 +1,172 @@
+"""Function calling on the wire: tool definitions checked, and each call streamed as its own item.
+
+A call's events, in order: `response.output_item.added` and `conversation.item.added` (a
+`function_call` item with its `call_id` and `name`), `response.function_call_arguments.delta`…,
+`response.function_call_arguments.done`, `response.output_item.done`, `conversation.item.done`
+(LiveKit reads the calls from `output_item.done`, Pipecat from `conversation.item.added` and
+`arguments.done`). A call cut off before it is complete never gets its `done` events: it is taken
+out of the response and the conversation (`conversation.item.deleted`), so no client runs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from aural.protocols import server_events as se
+from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.models import FunctionCallItem, FunctionTool, Response, ToolChoice, ToolChoiceFunction
+from aural.protocols.server_events import ServerEventBase, new_id
+
+from ..engine.tool_grammar import schema_problem
+from ..engine.tools import FunctionSpec, ToolUse
+
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def check_tools(tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str) -> None:
+    """Check tool definitions and the choice among them.
+
+    Args:
+        param: where they sit (`session`, `response`), for the error's `param`.
+
+    Raises:
+        ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
+            object (or that the decoder cannot enforce), or a choice that names no tool.
+    """
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        where = f"{param}.tools.{index}"
+        if not _NAME.fullmatch(tool.name):
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                f"Invalid function name '{tool.name}': use 1 to 64 letters, digits, '_' or '-'.",
+                param=f"{where}.name",
+            )
+        if tool.name in names:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"Duplicate function name '{tool.name}'.", param=f"{where}.name"
+            )
+        names.add(tool.name)
+        if tool.parameters:
+            _check_schema(tool.name, tool.parameters, f"{where}.parameters")
+    if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"tool_choice names the function '{choice.name}', which is not among the tools.",
+            param=f"{param}.tool_choice.name",
+        )
+    if choice == "required" and not tools:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE, "tool_choice 'required' needs at least one tool.", param=f"{param}.tool_choice"
+        )
+
+
+def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
+    if schema.get("type") != "object":
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"The parameters of '{name}' must be a JSON Schema with type 'object'.",
+            param=param,
+        )
+    try:
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"The parameters of '{name}' are not a valid JSON Schema: {exc.message}",
+            param=param,
+        ) from None
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"The parameters of '{name}' cannot be enforced while decoding: {problem}",
+            param=param,
+        )
+
+
+def tool_use(tools: Sequence[FunctionTool], choice: ToolChoice | None, parallel: bool | None) -> ToolUse | None:
+    """The engine's view of checked tools; None without tools."""
+    if not tools:
+        return None
+    specs = tuple(FunctionSpec(tool.name, tool.description, tool.parameters or {}) for tool in tools)
+    allow_many = parallel is not False
+    if isinstance(choice, ToolChoiceFunction):
+        return ToolUse(specs, "required", choice.name, allow_many)
+    return ToolUse(specs, choice or "auto", None, allow_many)
+
+
+@dataclass
+class CallRun:
+    """The wire state of one function call of a response."""
+
+    item: FunctionCallItem
+    output_index: int
+    previous_item_id: str | None
+    done: bool = False
+
+    @classmethod
+    def open(
+        cls, response: Response, name: str, previous_item_id: str | None, in_conversation: bool
+    ) -> tuple[CallRun, list[ServerEventBase]]:
+        """A new call item at the end of the response's output, and the events that announce it."""
+        item = FunctionCallItem(
+            id=new_id("item"), call_id=new_id("call"), name=name, arguments="", status="in_progress"
+        )
+        run = cls(item, len(response.output), previous_item_id)
+        response.output.append(item)
+        public = item.model_copy(deep=True)
+        events: list[ServerEventBase] = [
+            se.ResponseOutputItemAdded(response_id=response.id, output_index=run.output_index, item=public)
+        ]
+        if in_conversation:
+            events.append(se.ConversationItemAdded(item=public, previous_item_id=previous_item_id))
+        return run, events
+
+    @property
+    def item_id(self) -> str:
+        assert self.item.id is not None
+        return self.item.id
+
+    def delta(self, response_id: str, text: str) -> list[ServerEventBase]:
+        self.item.arguments += text
+        return [
+            se.ResponseFunctionCallArgumentsDelta(
+                response_id=response_id,
+                item_id=self.item_id,
+                output_index=self.output_index,
+                call_id=self.item.call_id,
+                delta=text,
+            )
+        ]
+
+    def finish(self, response_id: str, arguments: str, in_conversation: bool) -> list[ServerEventBase]:
+        """The call is complete: its `done` events."""
+        self.done = True
+        self.item.arguments = arguments
+        self.item.status = "completed"
+        public = self.item.model_copy(deep=True)
+        events: list[ServerEventBase] = [
+            se.ResponseFunctionCallArgumentsDone(
+                response_id=response_id,
+                item_id=self.item_id,
+                output_index=self.output_index,
+                call_id=self.item.call_id,
+                name=self.item.name,
+                arguments=arguments,
+            ),
+            se.ResponseOutputItemDone(response_id=response_id, output_index=self.output_index, item=public),
+        ]
+        if in_conversation:
+            events.append(se.ConversationItemDone(item=public, previous_item_id=self.previous_item_id))
+        return events
+
+    def drop(self, response: Response, in_conversation: bool) -> list[ServerEventBase]:
+        """The call was cut off: out of the response's output, and out of the conversation."""
+        response.output = [item for item in response.output if item is not self.item]
+        return [se.ConversationItemDeleted(item_id=self.item_id)] if in_conversation else []

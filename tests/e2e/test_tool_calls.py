@@ -1,0 +1,66 @@
+"""Function calling over the wire: a named choice makes the tiny model call, every event of the call
+validates against openai's and Pipecat's types, and the answer after the result reuses the cache."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+
+from .conftest import RawClient, add_text, assert_error, read_response
+
+PARAMS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 6},
+        "days": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 7}, "maxItems": 2},
+        "unit": {"enum": ["c", "f"]},
+    },
+    "required": ["city", "days", "unit"],
+    "additionalProperties": False,
+}
+TOOL = {"type": "function", "name": "weather", "description": "The forecast.", "parameters": PARAMS}
+
+
+async def test_a_named_call_then_its_result(session: RawClient) -> None:
+    await session.send({"type": "session.update", "session": {"tools": [TOOL], "temperature": 1.0}})
+    await session.expect("session.updated")
+    await add_text(session, "Weather in Oslo?")
+    choice = {"type": "function", "name": "weather"}
+    await session.send({"type": "response.create", "response": {"tool_choice": choice, "parallel_tool_calls": False}})
+    turn = await read_response(session)
+    kinds = [event["type"] for event in turn.events]
+    assert kinds[:3] == ["response.created", "response.output_item.added", "conversation.item.added"]
+    assert kinds[-4:] == [
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    assert set(kinds[3:-4]) == {"response.function_call_arguments.delta"}
+    done = turn.one("response.function_call_arguments.done")
+    assert done["name"] == "weather"
+    assert "".join(e["delta"] for e in turn.of_type("response.function_call_arguments.delta")) == done["arguments"]
+    jsonschema.validate(json.loads(done["arguments"]), PARAMS)
+    [item] = turn.response["output"]
+    assert item["type"] == "function_call" and item["call_id"] == done["call_id"]
+    assert item["arguments"] == done["arguments"] and turn.response["status"] == "completed"
+
+    await session.send({"type": "conversation.item.create", "item": {
+        "type": "function_call_output", "call_id": "call_unknown", "output": "?"}, "event_id": "bad"})  # fmt: skip
+    assert_error(await session.recv(), "invalid_value", param="item.call_id", event_id="bad")
+    output = {"type": "function_call_output", "call_id": done["call_id"], "output": '{"temp": 21}'}
+    await session.send({"type": "conversation.item.create", "item": output})
+    await session.send({"type": "response.create", "response": {"max_output_tokens": 8, "tool_choice": "none"}})
+    answer = await read_response(session)
+    usage = answer.response["usage"]
+    new = usage["input_tokens"] - usage["input_token_details"]["cached_tokens"]
+    assert 0 < new < 80, "only the result's turn (byte-level tokens) and the generation prompt are prefilled"
+
+
+async def test_bad_tools_get_an_error_and_the_session_goes_on(session: RawClient) -> None:
+    bad = {**TOOL, "parameters": {"type": "object", "properties": {"x": {"type": 5}}}}
+    await session.send({"type": "session.update", "event_id": "s1", "session": {"tools": [bad]}})
+    assert_error(await session.recv(), "invalid_value", param="session.tools.0.parameters", event_id="s1")
+    await session.send({"type": "session.update", "session": {"tools": [TOOL, TOOL]}})
+    assert_error(await session.recv(), "invalid_value", param="session.tools.1.name")
