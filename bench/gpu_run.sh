@@ -2,7 +2,8 @@
 # The one command of a lent GPU machine (torch and transformers there, nothing downloadable), run from the
 # repository root with `.whl` carried: installs the carried wheels (what the engine needs that the machine's
 # image lacks or has too old) into /tmp/site, puts the source on the path through .mypy-path's symlinks
-# (no install), prints the versions and runs bench/gpu.py, its JSON report and log written under $OUT.
+# (no install), prints the versions and runs bench/gpu.py and bench/long_audio.py, their JSON reports and
+# log written under $OUT.
 #
 #     bash bench/gpu_run.sh [bench/gpu.py's arguments]
 set -euo pipefail
@@ -18,3 +19,6 @@ print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {tor
       f"tokenizers {tokenizers.__version__}; {gpu}")
 EOF
 python3 -m bench.gpu --out "$OUT/gpu.json" "$@" 2>&1 | tee -a "$OUT/gpu.log"
+# Speech end → first token for long utterances on the same card (the speech comes as a file: no espeak-ng there).
+python3 -m bench.long_audio --preset "${LONG_AUDIO_PRESET:-7b-random}" --device auto --dtype auto \
+    --speech .whl/speech60.npy --repeats 3 --out "$OUT" 2>&1 | tee -a "$OUT/gpu.log"

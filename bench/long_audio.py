@@ -42,7 +42,6 @@ from aural.runtime.engine.base import SAMPLE_RATE, AudioPart, AudioSamples, Gene
 from aural.runtime.engine.chat_format import CLIP_SAMPLES
 from aural.runtime.engine.qwen2_audio import TransformersEngine, TransformersSession
 from aural.runtime.logs import configure_logging
-from tests.speech import speak
 
 PHRASES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -68,7 +67,9 @@ class Timing:
 
 
 def speech(seconds: float) -> AudioSamples:
-    """Spoken phrases with short pauses, repeated and cut to exactly `seconds`."""
+    """Spoken phrases with short pauses, repeated and cut to exactly `seconds` (needs espeak-ng and PyAV)."""
+    from tests.speech import speak  # only here: a GPU machine has neither, and gets `--speech FILE` instead
+
     pause = np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)
     pieces: list[AudioSamples] = []
     needed = int(seconds * SAMPLE_RATE)
@@ -77,6 +78,15 @@ def speech(seconds: float) -> AudioSamples:
         if sum(len(p) for p in pieces) >= needed:
             return np.concatenate(pieces)[:needed]
     raise AssertionError("unreachable: the phrases cycle")
+
+
+def utterances(args: argparse.Namespace) -> dict[float, AudioSamples]:
+    """The utterances to time: made with espeak-ng, or cut from `--speech` (16 kHz float32 .npy, made with
+    `--save-speech` where espeak-ng is installed)."""
+    if args.speech is None:
+        return {seconds: speech(seconds) for seconds in args.seconds}
+    samples: AudioSamples = np.load(args.speech)
+    return {seconds: samples[: int(seconds * SAMPLE_RATE)] for seconds in args.seconds}
 
 
 def turn(samples: AudioSamples) -> list[Message]:
@@ -121,16 +131,16 @@ async def speculative(engine: TransformersEngine, samples: AudioSamples) -> Timi
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    engine = TransformersEngine.load(args.preset, device="cpu", dtype="float32")
-    utterances = {seconds: speech(seconds) for seconds in args.seconds}
+    engine = TransformersEngine.load(args.preset, device=args.device, dtype=args.dtype)
+    spoken = utterances(args)
     try:
-        for samples in utterances.values():  # warm-up: first-use costs of every shape
+        for samples in spoken.values():  # warm-up: first-use costs of every shape
             await plain(engine, samples)
             await speculative(engine, samples)
         plains: dict[float, list[tuple[float, int]]] = {s: [] for s in args.seconds}
         specs: dict[float, list[Timing]] = {s: [] for s in args.seconds}
         for _ in range(args.repeats):
-            for seconds, samples in utterances.items():  # alternated, so drifting machine speed hits both alike
+            for seconds, samples in spoken.items():  # alternated, so drifting machine speed hits both alike
                 plains[seconds].append(await plain(engine, samples))
                 specs[seconds].append(await speculative(engine, samples))
     finally:
@@ -175,7 +185,7 @@ def summarize(
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
         },
-        "config": {"preset": args.preset, "device": "cpu", "dtype": "float32", "repeats": args.repeats},
+        "config": {"preset": args.preset, "device": args.device, "dtype": args.dtype, "repeats": args.repeats},
         "utterances": rows,
         "targets": {
             "speculative_ttft_spread": {
@@ -216,8 +226,15 @@ def main() -> None:
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seconds", type=float, nargs="+", default=[5.0, 15.0, 30.0, 60.0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="auto: CUDA when present")
+    parser.add_argument("--dtype", default="float32", help="auto: bfloat16 on CUDA")
+    parser.add_argument("--speech", type=Path, help="take the utterances from this .npy instead of espeak-ng")
+    parser.add_argument("--save-speech", type=Path, help="write the longest utterance to this .npy and stop")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    if args.save_speech:
+        np.save(args.save_speech, speech(max(args.seconds)))
+        return
     configure_logging("warning")
     report = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -156,7 +156,7 @@ def reference_generate(
             attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=model.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            suppress_tokens=engine.suppressed,
+            suppress_tokens=engine.suppressed.tolist(),
             eos_token_id=sorted(engine.stop_ids),
             **audio,
         )

@@ -38,8 +38,8 @@ async def stream(client: RawClient, pcm: bytes) -> None:
 
 async def server_vad(client: RawClient, **settings: Any) -> None:
     detection = {"type": "server_vad", "silence_duration_ms": 500, **settings}
-    await client.send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
-        "turn_detection": detection}}}})  # fmt: skip
+    await client.send({"type": "session.update", "session": {"type": "realtime", "max_output_tokens": 16,
+        "audio": {"input": {"turn_detection": detection}}}})  # fmt: skip
     updated = await client.expect("session.updated")
     assert updated["session"]["audio"]["input"]["turn_detection"]["prefix_padding_ms"] == 300
 
