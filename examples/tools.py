@@ -3,6 +3,7 @@
 aural serve &                      # the built-in tiny model (random weights: it will hardly call anything)
 python examples/tools.py "What time is it in Lisbon, and is it warm there?"
 python examples/tools.py "Answer the question in the recording." --audio examples/sample.wav
+python examples/tools.py "Is it warm in Lisbon?" --call get_weather   # force a call to one tool
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import argparse
 import asyncio
 import datetime
 import zoneinfo
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 import aural.sdk
 from aural.sdk import Tools, tool
 
 
+# Bounds such as `max_length` go into the JSON Schema the model is held to: they let it finish a call.
 @tool
-async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, object]:
+async def get_weather(city: Annotated[str, Field(max_length=40)], unit: Literal["c", "f"] = "c") -> dict[str, object]:
     """The current weather in a city.
 
     Args:
@@ -30,7 +34,7 @@ async def get_weather(city: str, unit: Literal["c", "f"] = "c") -> dict[str, obj
 
 
 @tool
-def local_time(timezone: str) -> str:
+def local_time(timezone: Annotated[str, Field(max_length=40)]) -> str:
     """The local time now, as HH:MM.
 
     Args:
@@ -40,11 +44,13 @@ def local_time(timezone: str) -> str:
     return datetime.datetime.now(zoneinfo.ZoneInfo(timezone)).strftime("%H:%M")
 
 
-async def ask(url: str, question: str, audio: str | None) -> None:
+async def ask(url: str, question: str, audio: str | None, force: str | None) -> None:
     tools = Tools([get_weather, local_time], timeout=10.0)
     async with aural.sdk.connect(url, tools=tools) as conn:  # the tools' definitions are sent for you
         await conn.add_message("user", text=question, audio=audio)
-        reply = conn.create_response(max_output_tokens=64)
+        # A named `tool_choice` makes the model call that tool; the continuation is left to the session's choice.
+        choice = {"type": "function", "name": force} if force else None
+        reply = conn.create_response(max_output_tokens=256, tool_choice=choice)
         async for delta in reply:  # the text of every round: before the calls, and after their outputs
             print(delta, end="", flush=True)
         print()
@@ -59,9 +65,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("question", help="what the user asks")
     parser.add_argument("--audio", help="an audio file sent with the question")
+    parser.add_argument("--call", choices=["get_weather", "local_time"], help="make the model call this tool")
     parser.add_argument("--url", default="ws://127.0.0.1:8000/v1/realtime")
     args = parser.parse_args()
-    asyncio.run(ask(args.url, args.question, args.audio))
+    asyncio.run(ask(args.url, args.question, args.audio, args.call))
 
 
 if __name__ == "__main__":

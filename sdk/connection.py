@@ -58,7 +58,7 @@ from aural.protocols.models import (
 )
 from aural.protocols.server_events import Error, SessionCreated, SessionUpdated
 
-from .audio import WIRE_RATE, AudioSource, encode_audio
+from .audio import AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
 from .response import EventHandler, ResponseStream
 from .tools import ToolCall, Tools
@@ -281,6 +281,9 @@ class Connection:
     async def append_audio(self, audio: AudioSource, *, sample_rate: int | None = None) -> None:
         """Append audio to the server's input buffer, converted to the session's input format.
 
+        The format is the one of the latest `session.created` / `session.updated` read: `audio/pcm` at
+        its rate, with its `channels` and `encoding` (GA PCM16 mono at 24 kHz by default).
+
         Args:
             audio: a numpy array (float in [-1, 1] or int16, mono or (frames, channels)), raw bytes
                 already in the session's input format, or the path of an audio file.
@@ -380,14 +383,23 @@ class Connection:
     async def _to_wire(self, audio: AudioSource, sample_rate: int | None) -> bytes:
         if isinstance(audio, bytes) and sample_rate is None:
             return audio  # already in the session's input format, whichever that is
-        return await asyncio.to_thread(encode_audio, audio, sample_rate, rate=self._pcm_rate())
+        fmt = self._pcm_format()
+        return await asyncio.to_thread(
+            encode_audio,
+            audio,
+            sample_rate,
+            rate=fmt.rate,
+            channels=fmt.channels or 1,
+            encoding=fmt.encoding or "pcm16",
+        )
 
-    def _pcm_rate(self) -> int:
-        """The PCM rate the session takes: the GA default unless the session said otherwise."""
+    def _pcm_format(self) -> PcmFormat:
+        """The PCM format the session takes (rate, channels, encoding): the GA default unless the session
+        said otherwise."""
         audio = self._session.audio if self._session else None
         fmt = audio.input.format if audio and audio.input else None
         if fmt is None:
-            return WIRE_RATE
+            return PcmFormat()
         if not isinstance(fmt, PcmFormat):
             raise ValueError(f"the session's input format is {fmt.type}: send raw bytes in that format")
-        return fmt.rate
+        return fmt

@@ -38,3 +38,29 @@ async def test_openai_client(server: Endpoint) -> None:
     )
     assert output.rstrip().endswith("[incomplete]") or output.rstrip().endswith("[completed]")
     assert "error" not in output
+
+
+async def test_tools(server: Endpoint) -> None:
+    question = "Is it warm in Lisbon?"
+    output = await _run(
+        str(ROOT / "examples/tools.py"), question, "--call", "get_weather", "--url", server.realtime_url
+    )
+    [called] = [line for line in output.splitlines() if line.startswith("  called ")]
+    assert called.startswith("  called get_weather({") and '-> {"city"' in called, "the tool ran and answered"
+    assert output.rstrip().endswith(("[completed]", "[incomplete]"))
+
+
+async def test_voice_bot(server: Endpoint) -> None:
+    output = await _run(
+        str(ROOT / "examples/voice_bot.py"), SAMPLE, "--fast", "--linger", "0.5", "--url", server.realtime_url
+    )
+    lines = output.splitlines()
+    assert [line.split(" at ")[0] for line in lines if line.startswith("[speech")] == [
+        "[speech started",
+        "[speech stopped",
+    ]
+    assert sum(line.startswith("you: ") for line in lines) == 1, "the turn was transcribed"
+    reply = [line.removeprefix("bot: ") for line in lines if line.startswith("bot: ")]
+    assert reply and reply[0], "the reply's text was printed (on more lines when the transcript came meanwhile)"
+    assert output.rstrip().endswith(("[completed]", "[incomplete]")), "the reply ended before the bot did"
+    assert "[error" not in output

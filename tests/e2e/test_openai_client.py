@@ -7,16 +7,35 @@ lack (but for two that OpenAI's own server sends too), and must parse to the obj
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
+import jsonschema
 import pytest
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
-from openai.types.realtime import RealtimeConversationItemUserMessageParam, RealtimeSessionCreateRequestParam
+from openai.types.realtime import (
+    ConversationItemAdded,
+    ConversationItemDone,
+    RealtimeConversationItemAssistantMessage,
+    RealtimeConversationItemFunctionCall,
+    RealtimeConversationItemFunctionCallOutput,
+    RealtimeConversationItemUserMessageParam,
+    RealtimeServerEvent,
+    RealtimeSessionCreateRequestParam,
+    ResponseCreatedEvent,
+    ResponseDoneEvent,
+    ResponseFunctionCallArgumentsDeltaEvent,
+    ResponseFunctionCallArgumentsDoneEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseTextDeltaEvent,
+)
 from pydantic import BaseModel
 
 from .conftest import MODEL, Endpoint, RawClient, Turn, assert_consistent, b64, read_response, validate_openai
+from .test_tool_calls import PARAMS, TOOL
 
 SESSION: RealtimeSessionCreateRequestParam = {
     "type": "realtime",
@@ -120,3 +139,75 @@ async def test_two_responses(realtime: AsyncRealtimeConnection, frames: RawClien
     assert first.response_id != second.response_id
     assert first.cached_tokens == 0
     assert second.cached_tokens > 0, "the conversation's KV cache stays resident between responses"
+
+
+_Event = TypeVar("_Event", bound=BaseModel)
+
+
+async def read_typed_until(realtime: AsyncRealtimeConnection, frames: RawClient, last: type[_Event]) -> list[Any]:
+    """Events parsed by the client itself (each raw frame checked first), up to one of type `last`."""
+    events: list[RealtimeServerEvent] = []
+    while not isinstance(events[-1] if events else None, last):
+        events.append(realtime.parse_event(await frames.receive_frame()))
+    return events
+
+
+def only(events: list[Any], kind: type[_Event]) -> list[_Event]:
+    return [event for event in events if isinstance(event, kind)]
+
+
+async def test_a_named_tool_call_answered_through_the_client(
+    realtime: AsyncRealtimeConnection, frames: RawClient
+) -> None:
+    session: RealtimeSessionCreateRequestParam = {
+        "type": "realtime",
+        "output_modalities": ["text"],
+        "tools": [{"type": "function", "name": "weather", "description": "The forecast.", "parameters": PARAMS}],
+        "tool_choice": "none",
+    }
+    await realtime.session.update(session=session)
+    await frames.expect("session.created")
+    assert (await frames.expect("session.updated"))["session"]["tools"] == [TOOL]
+    await realtime.conversation.item.create(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}
+    )
+    await read_typed_until(realtime, frames, ConversationItemDone)
+
+    await realtime.response.create(
+        response={"tool_choice": {"type": "function", "name": "weather"}, "max_output_tokens": 200}
+    )
+    call_events = await read_typed_until(realtime, frames, ResponseDoneEvent)
+    assert isinstance(call_events[0], ResponseCreatedEvent)
+    [added] = only(call_events, ResponseOutputItemAddedEvent)
+    assert isinstance(added.item, RealtimeConversationItemFunctionCall) and added.item.name == "weather"
+    [conversation_added] = only(call_events, ConversationItemAdded)
+    assert isinstance(conversation_added.item, RealtimeConversationItemFunctionCall)
+    deltas = only(call_events, ResponseFunctionCallArgumentsDeltaEvent)
+    [arguments_done] = only(call_events, ResponseFunctionCallArgumentsDoneEvent)
+    assert deltas and "".join(delta.delta for delta in deltas) == arguments_done.arguments
+    assert {delta.call_id for delta in deltas} == {arguments_done.call_id, added.item.call_id}
+    jsonschema.validate(json.loads(arguments_done.arguments), PARAMS)
+    [item_done] = only(call_events, ResponseOutputItemDoneEvent)
+    [conversation_done] = only(call_events, ConversationItemDone)
+    assert item_done.item == conversation_done.item
+    assert isinstance(item_done.item, RealtimeConversationItemFunctionCall)
+    assert item_done.item.arguments == arguments_done.arguments
+    response_done = call_events[-1]
+    assert isinstance(response_done, ResponseDoneEvent) and response_done.response.status == "completed"
+    assert response_done.response.output == [item_done.item]
+
+    call_id = arguments_done.call_id
+    await realtime.conversation.item.create(item={"type": "function_call_output", "call_id": call_id, "output": "21"})
+    [output_added] = only(await read_typed_until(realtime, frames, ConversationItemDone), ConversationItemAdded)
+    assert isinstance(output_added.item, RealtimeConversationItemFunctionCallOutput)
+    assert (output_added.item.call_id, output_added.item.output) == (call_id, "21")
+
+    await realtime.response.create(response={"max_output_tokens": 12})
+    answer = await read_typed_until(realtime, frames, ResponseDoneEvent)
+    text = "".join(delta.delta for delta in only(answer, ResponseTextDeltaEvent))
+    final = answer[-1].response
+    assert final.status in ("completed", "incomplete")
+    [message] = final.output
+    assert isinstance(message, RealtimeConversationItemAssistantMessage)
+    assert text and message.content[0].text == text
+    assert final.usage.input_token_details.cached_tokens > 0, "the call and its output stay in the cache"

@@ -108,10 +108,10 @@ def test_constrained_calls_parse_and_validate_for_100_seeds(engine):
 
 
 async def test_the_tiny_model_makes_valid_calls(engine):
-    """The live path: the random tiny model, temperature 1.0, named and `required` choices."""
+    """The live path: the random tiny model, temperature 1.0, named and `required` choices, 100 seeds."""
     session = await engine.open_session()
     schemas = {spec.name: spec.parameters for spec in TOOLS}
-    for seed in range(6):
+    for seed in range(100):
         params = SamplingParams(max_tokens=400, temperature=1.0, seed=seed, tools=_use(seed))
         events = await _events(session, ASK, f"r{seed}", params)
         assert isinstance(events[-1], GenerationDone) and events[-1].reason == "stop", (seed, events[-1])

@@ -110,6 +110,15 @@ def test_encode_audio_reads_files(write_audio: AudioWriter) -> None:
     assert encode_audio(path, rate=16000) == bytes(2 * 16000)
 
 
+def test_files_become_float32_stereo_holding_the_mono_signal(write_audio: AudioWriter) -> None:
+    samples = np.round(sine(440, 16000, 0.5) * 32767).astype(np.int16).reshape(-1, 1)
+    path = write_audio("tone.wav", "pcm_s16le", samples, 16000)
+    frames = np.frombuffer(encode_audio(path, rate=16000, channels=2, encoding="float32"), "<f4").reshape(-1, 2)
+    mono = pcm(read_audio_file(path, rate=16000)).astype(np.float32) / 32768
+    assert (frames[:, 0] == frames[:, 1]).all()
+    np.testing.assert_allclose(frames[:, 0], mono, atol=1e-6)
+
+
 def test_empty_array_gives_no_bytes() -> None:
     assert to_pcm16(np.zeros(0, dtype=np.float32), 16000) == b""
 
@@ -122,6 +131,8 @@ def test_empty_array_gives_no_bytes() -> None:
         (lambda: to_pcm16(np.zeros(10, dtype=np.int32), 16000), TypeError),
         (lambda: to_pcm16(np.zeros((2, 2, 2)), 16000), ValueError),
         (lambda: to_pcm16(np.zeros(10), 0), ValueError),
+        (lambda: encode_audio(np.zeros(10), 16000, channels=3), ValueError),
+        (lambda: encode_audio(np.zeros(10), 16000, encoding="int8"), ValueError),  # type: ignore[arg-type]
     ],
 )
 def test_bad_input_is_refused(call: Any, error: type[Exception]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pytest
@@ -230,6 +230,36 @@ async def test_append_audio_follows_the_session_pcm_rate(server: FakeServer) -> 
         await conn.append_audio(np.zeros(48000, dtype=np.float32), sample_rate=48000)
     await server.finished()
     assert b"".join(appended(server)) == bytes(2 * 16000)
+
+
+@pytest.mark.parametrize(("channels", "encoding"), [(2, None), (None, "float32"), (2, "float32")])
+async def test_append_audio_writes_the_session_channels_and_encoding(
+    server: FakeServer, channels: Literal[2] | None, encoding: Literal["float32"] | None
+) -> None:
+    server.greeting = [session_with_format(PcmFormat(rate=16000, channels=channels, encoding=encoding))]
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    stereo_tone = np.stack([tone, tone], axis=1)
+    async with connect(server.url) as conn:
+        await conn.recv()
+        await conn.append_audio(tone, sample_rate=16000)
+        await conn.append_audio(stereo_tone, sample_rate=16000)  # downmixed, then written to both channels
+    await server.finished()
+    dtype = "<f4" if encoding == "float32" else "<i2"
+    for sent in appended(server):
+        frames = np.frombuffer(sent, dtype=dtype).reshape(-1, channels or 1)
+        assert frames.shape[0] == 16000
+        assert (frames == frames[:, :1]).all(), "every channel holds the signal"
+        expected = tone if encoding == "float32" else np.frombuffer(to_pcm16(tone, 16000, rate=16000), "<i2")
+        np.testing.assert_allclose(frames[:, 0], expected, atol=1e-6)
+
+
+async def test_raw_bytes_pass_through_in_any_pcm_format(server: FakeServer) -> None:
+    server.greeting = [session_with_format(PcmFormat(channels=2, encoding="float32"))]
+    async with connect(server.url) as conn:
+        await conn.recv()
+        await conn.append_audio(b"\x01\x02\x03\x04" * 100)
+    await server.finished()
+    assert appended(server) == [b"\x01\x02\x03\x04" * 100]
 
 
 async def test_g711_sessions_take_raw_bytes_only(server: FakeServer) -> None:
