@@ -24,6 +24,7 @@ from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.commands import error_event
 from ..session.session import ConversationSession
+from ..tools import ServerTools
 from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
@@ -34,15 +35,24 @@ MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
 VAD: web.AppKey[SileroVad] = web.AppKey("vad", SileroVad)
+SERVER_TOOLS: web.AppKey[ServerTools] = web.AppKey("server_tools", ServerTools)
 
 
-def create_app(engine: Engine, *, model_names: Sequence[str] = (), max_sessions: int = 64) -> web.Application:
+def create_app(
+    engine: Engine,
+    *,
+    model_names: Sequence[str] = (),
+    max_sessions: int = 64,
+    server_tools: ServerTools | None = None,
+) -> web.Application:
     """The runtime's web application.
 
     Args:
         engine: the loaded model, shared by all sessions.
         model_names: the names clients may ask for in `?model=` (the engine's own name always works).
         max_sessions: concurrent conversations; the next one is refused with an `error` event.
+        server_tools: functions the runtime offers to every conversation's model and runs itself; the
+            client sees their calls and outputs as items (see `ConversationSession`).
     """
     app = web.Application()
     app[ENGINE] = engine
@@ -50,6 +60,7 @@ def create_app(engine: Engine, *, model_names: Sequence[str] = (), max_sessions:
     app[SESSIONS] = set()
     app[MAX_SESSIONS] = max_sessions
     app[VAD] = SileroVad.load()
+    app[SERVER_TOOLS] = server_tools or ServerTools()
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
@@ -76,8 +87,11 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    session = ConversationSession(requested or names[0], make_decoder, context_window=app[ENGINE].max_context)
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD])
+    tools = app[SERVER_TOOLS]
+    session = ConversationSession(
+        requested or names[0], make_decoder, context_window=app[ENGINE].max_context, server_tools=tools.definitions
+    )
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], tools)
     app[SESSIONS].add(driver)
     try:
         await driver.run()

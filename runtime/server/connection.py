@@ -3,7 +3,8 @@
 It only moves data. Decoded client events go to the session; the session's server events go out in
 order through one send lock; its commands start or cancel the generation task (whose deltas flow back
 through the session), prefill the cache ahead of a reply, transcribe audio in a side pass, or run the
-voice activity model over new audio — in a worker thread, in order, batching what piled up meanwhile.
+voice activity model over new audio — in a worker thread, in order, batching what piled up meanwhile —
+or run server tools' calls concurrently, each output reported back to the session.
 When the client lags, the engine merges pending deltas, so nothing queues without bound. A dropped
 connection cancels everything and frees the engine session.
 
@@ -26,20 +27,24 @@ from aiohttp import WSMsgType, web
 
 from aural.protocols import decode_client_event, encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.models import FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
 from ..audio.vad import SileroVad, VadStream
 from ..engine.base import Engine, EngineSession, Generation, GenerationDone, TextDelta
 from ..session.commands import (
     CancelResponse,
+    CancelTools,
     DetectSpeech,
     Output,
     Prefill,
+    RunTools,
     StartResponse,
     Transcribe,
     error_event,
 )
 from ..session.session import ConversationSession
+from ..tools import ServerTools
 
 BINARY_AUDIO = "aural.binary-audio"
 
@@ -47,9 +52,16 @@ log = structlog.get_logger(__name__)
 
 
 class ConnectionDriver:
-    """Runs one websocket conversation to its end."""
+    """Runs one websocket conversation to its end; `tools` runs the calls of server tools."""
 
-    def __init__(self, ws: web.WebSocketResponse, engine: Engine, session: ConversationSession, vad: SileroVad) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        engine: Engine,
+        session: ConversationSession,
+        vad: SileroVad,
+        tools: ServerTools | None = None,
+    ) -> None:
         self._ws = ws
         self._engine = engine
         self._session = session
@@ -60,6 +72,10 @@ class ConnectionDriver:
         self._task: asyncio.Task[None] | None = None
         self._speech: asyncio.Queue[DetectSpeech] = asyncio.Queue()
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._tools = tools or ServerTools()
+        self._tool_calls: dict[asyncio.Task[None], str] = {}  # running server tool calls → their response's id
+        self._prefilling = False
+        self._next_prefill: Prefill | None = None
         self._log = log.bind(session=session.id)
 
     async def run(self) -> None:
@@ -122,10 +138,18 @@ class ConnectionDriver:
             elif isinstance(output, DetectSpeech):
                 self._speech.put_nowait(output)
             elif isinstance(output, Prefill):
-                assert self._engine_session is not None
-                self._spawn(self._engine_session.prefill(output.conversation, output.tools))
+                self._prefill(output)
             elif isinstance(output, Transcribe):
                 self._spawn(self._transcribe(output))
+            elif isinstance(output, RunTools):
+                for call in output.calls:
+                    task = self._spawn(self._run_tool(call))
+                    self._tool_calls[task] = output.response_id
+                    task.add_done_callback(self._tool_calls.pop)
+            elif isinstance(output, CancelTools):
+                for task, response_id in list(self._tool_calls.items()):
+                    if response_id in output.response_ids:
+                        task.cancel()
             else:
                 await self._send(output)
 
@@ -134,6 +158,7 @@ class ConnectionDriver:
             await self._ws.send_str(encode_event(event))
 
     async def _start(self, command: StartResponse) -> None:
+        self._next_prefill = None  # the reply renders the conversation itself: a waiting prefill is moot
         assert self._engine_session is not None
         engine_session = self._engine_session
         if not command.in_conversation:  # out of band: leave the conversation's cache alone
@@ -164,10 +189,36 @@ class ConnectionDriver:
             if own is not None:
                 await own.close()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _prefill(self, command: Prefill | None) -> None:
+        """Speculative prefills run one at a time, and only the latest waits: the user keeps talking, so an
+        older one is stale, and a reply must never queue behind a backlog of them."""
+        if self._prefilling:
+            self._next_prefill = command
+            return
+        if command is None:
+            return
+        assert self._engine_session is not None
+        self._prefilling = True
+        self._spawn(self._run_prefill(self._engine_session, command))
+
+    async def _run_prefill(self, engine_session: EngineSession, command: Prefill) -> None:
+        try:
+            await engine_session.prefill(command.conversation, command.tools)
+        finally:
+            self._prefilling = False
+            pending, self._next_prefill = self._next_prefill, None
+            self._prefill(pending)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+        return task
+
+    async def _run_tool(self, call: FunctionCallItem) -> None:
+        output = await self._tools.run(call.name, call.arguments, logger=self._log.bind(call_id=call.call_id))
+        with contextlib.suppress(ConnectionResetError):
+            await self._apply(functools.partial(self._session.on_tool_result, call.call_id, output), "tool output")
 
     async def _detect_speech(self) -> None:
         """Run the voice activity model over new audio in order, off the event loop; audio that piled up

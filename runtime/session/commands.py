@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aural.protocols import server_events as se
 from aural.protocols.errors import ProtocolError
-from aural.protocols.models import ErrorDetail
+from aural.protocols.models import ErrorDetail, FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import AudioSamples, Message, SamplingParams
@@ -65,7 +65,23 @@ class Transcribe:
     params: SamplingParams
 
 
-Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe
+@dataclass(frozen=True)
+class RunTools:
+    """Command: run these calls of server tools (made by response `response_id`) concurrently, and report each
+    output to `on_tool_result`."""
+
+    response_id: str
+    calls: tuple[FunctionCallItem, ...]
+
+
+@dataclass(frozen=True)
+class CancelTools:
+    """Command: stop the server tool calls of these responses that still run; their outputs are not wanted."""
+
+    response_ids: tuple[str, ...]
+
+
+Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools
 Output = ServerEventBase | Command
 
 

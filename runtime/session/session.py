@@ -5,8 +5,18 @@ returns, in order, the server events to send and the commands (`commands.py`) th
 out. The driver reports back through `on_delta()`, `on_tool_call()` and `on_done()` (the response),
 `on_speech()` (voice activity) and `on_transcript_delta()`/`on_transcript_done()`. Bad input becomes an
 `error` event and never changes the conversation. `add_item()` and `create_response()` are what a
-client's events do, open to the runtime too (a function run inside the runtime answers its call with
-`add_item()` and continues with `create_response()`).
+client's events do, open to the runtime too.
+
+Server tools (functions the runtime runs itself) are offered to the model on every response in the
+conversation besides the client's `tools`, which `session.created/updated` list alone; a client tool may
+not take a server tool's name, and `tool_choice` may name one. When a completed response called server
+tools, `RunTools` asks the driver to run them; each output reported to `on_tool_result()` joins the
+conversation as a `function_call_output` item, and once all are in, the session continues with a new
+response over the conversation, of the same parameters (`tool_choice` back to auto; after
+`MAX_TOOL_ROUNDS` such rounds in a row, "none", so that the model answers). A response that called
+client tools too is not continued: the client continues after answering its own calls; nor is one
+when a response already runs. `response.cancel` with no response running, and the user talking over
+(server VAD), stop the server calls still running (`CancelTools`) and the continuation.
 
 With server VAD the session also takes turns: it commits the user's speech when it ends, answers it,
 cancels a response the user talks over (the assistant item keeps exactly the text already sent), and
@@ -16,7 +26,7 @@ asks the engine to read the turn while the user is still talking or falling sile
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aural.protocols import client_events as ce
@@ -29,6 +39,7 @@ from aural.protocols.models import (
     ErrorDetail,
     FunctionCallItem,
     FunctionCallOutputItem,
+    FunctionTool,
     InputAudio,
     InputItem,
     Item,
@@ -48,9 +59,11 @@ from ..engine.chat_format import CLIP_SAMPLES
 from ..engine.tools import ToolCallDelta, ToolCallDone, ToolUse
 from .commands import (
     CancelResponse,
+    CancelTools,
     DetectSpeech,
     Output,
     Prefill,
+    RunTools,
     StartResponse,
     Transcribe,
     error_event,
@@ -59,10 +72,12 @@ from .edits import MIN_AUDIO, MIN_AUDIO_MS, b64decode, client_item, truncated
 from .input_buffer import DecoderFactory, InputBuffer
 from .items import Conversation, StoredItem
 from .responses import ResponseRun
-from .tool_calls import CallRun, check_tools, tool_use
+from .tool_calls import CallRun, ToolRound, check_tools, tool_use
 from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
 
 MAX_OUTPUT_TOKENS = 4096
+MAX_TOOL_ROUNDS = 8
+"""Rounds of server tool calls the session answers and continues in a row before it asks for an answer."""
 TRANSCRIBE_PROMPT = "Transcribe the speech in this audio exactly as spoken, with no other words."
 _PER_MS = SAMPLE_RATE // 1000
 
@@ -76,6 +91,7 @@ class ConversationSession:
         context_window: the model's context in tokens, reported in `rate_limits.updated` after each
             response so that clients see how full the conversation is.
         max_buffer_seconds: the input audio buffer's bound.
+        server_tools: the definitions of the functions the runtime runs itself (already checked).
     """
 
     def __init__(
@@ -85,6 +101,7 @@ class ConversationSession:
         *,
         context_window: int = 8192,
         max_buffer_seconds: float = 15 * 60,
+        server_tools: Sequence[FunctionTool] = (),
     ) -> None:
         self.context_window = context_window
         self.id = new_id("sess")
@@ -108,6 +125,10 @@ class ConversationSession:
         self._streams = 0  # detection streams started
         self._respond_after = False  # server VAD committed a turn while a response was running
         self._transcripts: dict[tuple[str, int], str] = {}
+        self._server_tools = tuple(server_tools)
+        self._params = ResponseParams()  # the running response's
+        self._depth = 0  # server tool rounds answered and continued before the running response
+        self._rounds: dict[str, ToolRound] = {}  # by response id
         self._handlers: dict[str, Callable[[Any], list[Output]]] = {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,
@@ -158,7 +179,7 @@ class ConversationSession:
             if name in update.model_fields_set:
                 setattr(config, name, getattr(update, name))
         _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-        check_tools(config.tools or [], config.tool_choice, "session")
+        check_tools(config.tools or [], config.tool_choice, "session", self._server_tools)
         audio_in = update.audio.input if update.audio else None
         if audio_in is not None:
             assert config.audio and config.audio.input
@@ -277,6 +298,8 @@ class ConversationSession:
         if turns.settings.interrupt_response and run and run.in_conversation and run.cancel_reason is None:
             run.cancel_reason = "turn_detected"
             out.append(CancelResponse(run.id))
+        if turns.settings.interrupt_response:
+            out += self._cancel_tools()
         return out
 
     def _speech_stopped(self, turns: TurnTaking, end: int) -> list[Output]:
@@ -474,10 +497,10 @@ class ConversationSession:
                 f"Conversation already has an active response in progress: {self.response.id}. "
                 "Wait until the response is finished before creating a new one.",
             )
-        tools = self._tool_use(params)
+        in_conversation = params.conversation != "none"
+        tools = self._tool_use(params, in_conversation)
         max_tokens = params.max_output_tokens if params.max_output_tokens is not None else self.config.max_output_tokens
         _check_max_tokens(max_tokens, "response.max_output_tokens")
-        in_conversation = params.conversation != "none"
         conversation = self._context(params.input) if params.input is not None else self.items.messages()
         instructions = params.instructions if params.instructions is not None else self.config.instructions
         temperature = params.temperature if params.temperature is not None else self.config.temperature
@@ -495,22 +518,26 @@ class ConversationSession:
             metadata=params.metadata,
         )
         self.response = ResponseRun(response, in_conversation, item_id=new_id("item"))
+        self._params, self._depth = params, 0
         conversation = self._with_instructions(conversation, instructions)
         start = StartResponse(response.id, self.response.item_id, conversation, sampling, in_conversation)
         return [self.response.created(), start]
 
-    def _tool_use(self, params: ResponseParams) -> ToolUse | None:
-        """The tools a response with `params` may call (the session's unless the response names its own).
+    def _tool_use(self, params: ResponseParams, in_conversation: bool = True) -> ToolUse | None:
+        """The tools a response with `params` may call: the session's unless the response names its own, and
+        the server's (only in the conversation, where their outputs go).
 
         Raises:
             ProtocolError: the response's tools or tool_choice are invalid.
         """
         tools = params.tools if params.tools is not None else self.config.tools or []
         choice = params.tool_choice if params.tool_choice is not None else self.config.tool_choice
+        server = self._server_tools if in_conversation else ()
         if params.tools is not None or params.tool_choice is not None:
-            check_tools(tools, choice, "response")
+            check_tools(tools, choice, "response", server)
         parallel = params.parallel_tool_calls
-        return tool_use(tools, choice, parallel if parallel is not None else self.config.parallel_tool_calls)
+        parallel = parallel if parallel is not None else self.config.parallel_tool_calls
+        return tool_use([*tools, *server], choice, parallel)
 
     @staticmethod
     def _with_instructions(conversation: list[Message], instructions: str | None) -> list[Message]:
@@ -529,6 +556,8 @@ class ConversationSession:
 
     def _response_cancel(self, event: ce.ResponseCancel) -> list[Output]:
         run = self.response
+        if run is None and self._rounds and event.response_id in (None, *self._rounds):
+            return self._cancel_tools()
         if run is None or (event.response_id is not None and event.response_id != run.id):
             raise ProtocolError(
                 ErrorCode.NO_ACTIVE_RESPONSE,
@@ -611,12 +640,57 @@ class ConversationSession:
                 reset_seconds=0.0,
             )
             events.append(se.RateLimitsUpdated(rate_limits=[room]))
+        if result.reason == "stop" and run.in_conversation:
+            events += self._run_server_tools(run)
         if self._turns is not None:
             self._turns.idle_from = self._turns.position
         if self._respond_after:
             self._respond_after = False
             events += self.create_response(ResponseParams())
         return events
+
+    # --- server tools ------------------------------------------------------------------------------
+
+    def _run_server_tools(self, run: ResponseRun) -> list[Output]:
+        """The command to run the server tools' calls of a completed response, if it made any."""
+        names = {tool.name for tool in self._server_tools}
+        calls = [call.item for call in run.calls.values() if call.done]
+        mine = tuple(call.model_copy(deep=True) for call in calls if call.name in names)
+        if not mine:
+            return []
+        depth = self._depth + 1
+        choice = "auto" if depth < MAX_TOOL_ROUNDS else "none"
+        follow_up = self._params.model_copy(update={"tool_choice": choice, "input": None})
+        continued = follow_up if len(mine) == len(calls) else None
+        self._rounds[run.id] = ToolRound({call.call_id for call in mine}, continued, depth)
+        return [RunTools(run.id, mine)]
+
+    def on_tool_result(self, call_id: str, output: str) -> list[Output]:
+        """A server tool's call finished with `output`: it joins the conversation after the others, and the
+        last output of a response's server calls starts the continuation (unless a response runs already)."""
+        found = next((key for key, tool_round in self._rounds.items() if call_id in tool_round.waiting), None)
+        if found is None:  # cancelled meanwhile
+            return []
+        tool_round = self._rounds[found]
+        tool_round.waiting.discard(call_id)
+        try:
+            events = self.add_item(FunctionCallOutputItem(call_id=call_id, output=output))
+        except ProtocolError:  # the client deleted the call meanwhile
+            events = []
+        if tool_round.waiting:
+            return events
+        del self._rounds[found]
+        if tool_round.follow_up is None or self.response is not None:
+            return events
+        events += self.create_response(tool_round.follow_up)  # parameters already checked: it cannot fail
+        self._depth = tool_round.depth
+        return events
+
+    def _cancel_tools(self) -> list[Output]:
+        """Stop every server call still running; no continuation follows."""
+        cancelled = tuple(self._rounds)
+        self._rounds.clear()
+        return [CancelTools(cancelled)] if cancelled else []
 
 
 def _public(item: Item | None) -> Item:

@@ -19,7 +19,14 @@ import jsonschema
 
 from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
-from aural.protocols.models import FunctionCallItem, FunctionTool, Response, ToolChoice, ToolChoiceFunction
+from aural.protocols.models import (
+    FunctionCallItem,
+    FunctionTool,
+    Response,
+    ResponseParams,
+    ToolChoice,
+    ToolChoiceFunction,
+)
 from aural.protocols.server_events import ServerEventBase, new_id
 
 from ..engine.tool_grammar import schema_problem
@@ -28,17 +35,21 @@ from ..engine.tools import FunctionSpec, ToolUse
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
-def check_tools(tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str) -> None:
+def check_tools(
+    tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str, server: Sequence[FunctionTool] = ()
+) -> None:
     """Check tool definitions and the choice among them.
 
     Args:
         param: where they sit (`session`, `response`), for the error's `param`.
+        server: the runtime's own tools (checked when loaded), offered too: their names are taken, and
+            the choice may name one.
 
     Raises:
         ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
             object (or that the decoder cannot enforce), or a choice that names no tool.
     """
-    names: set[str] = set()
+    names = {tool.name for tool in server}
     for index, tool in enumerate(tools):
         where = f"{param}.tools.{index}"
         if not _NAME.fullmatch(tool.name):
@@ -48,9 +59,13 @@ def check_tools(tools: Sequence[FunctionTool], choice: ToolChoice | None, param:
                 param=f"{where}.name",
             )
         if tool.name in names:
-            raise ProtocolError(
-                ErrorCode.INVALID_VALUE, f"Duplicate function name '{tool.name}'.", param=f"{where}.name"
+            server_tool = any(known.name == tool.name for known in server)
+            message = (
+                f"The server has a tool named '{tool.name}': give yours another name."
+                if server_tool
+                else f"Duplicate function name '{tool.name}'."
             )
+            raise ProtocolError(ErrorCode.INVALID_VALUE, message, param=f"{where}.name")
         names.add(tool.name)
         if tool.parameters:
             _check_schema(tool.name, tool.parameters, f"{where}.parameters")
@@ -60,7 +75,7 @@ def check_tools(tools: Sequence[FunctionTool], choice: ToolChoice | None, param:
             f"tool_choice names the function '{choice.name}', which is not among the tools.",
             param=f"{param}.tool_choice.name",
         )
-    if choice == "required" and not tools:
+    if choice == "required" and not names:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE, "tool_choice 'required' needs at least one tool.", param=f"{param}.tool_choice"
         )
@@ -170,3 +185,16 @@ class CallRun:
         """The call was cut off: out of the response's output, and out of the conversation."""
         response.output = [item for item in response.output if item is not self.item]
         return [se.ConversationItemDeleted(item_id=self.item_id)] if in_conversation else []
+
+
+@dataclass
+class ToolRound:
+    """The server tools' calls of one finished response, running in the runtime."""
+
+    waiting: set[str]
+    """The call ids not answered yet."""
+    follow_up: ResponseParams | None
+    """The response to create once every call is answered; None when the response called client tools too
+    (the client continues after answering its own calls)."""
+    depth: int
+    """Rounds in a row that the runtime answered and continued, this one included."""

@@ -32,6 +32,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from aural.runtime.engine.qwen2_audio import TransformersEngine
 from aural.runtime.server.app import create_app
+from aural.runtime.tools import ServerTools
 from aural.sdk.audio import read_audio_file
 
 Event = dict[str, Any]
@@ -85,11 +86,13 @@ def engine() -> Iterator[TransformersEngine]:
 
 
 @pytest.fixture
-async def server(engine: TransformersEngine) -> AsyncIterator[Endpoint]:
+async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
     """The runtime on a free loopback port, run as `aural serve` runs it (an AppRunner, so without the
-    handler cancellation on disconnect that aiohttp's test server adds). At the end, once the test's
-    clients have closed, every session must have been freed."""
-    runner = web.AppRunner(create_app(engine, model_names=[MODEL]))
+    handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of
+    the test module's `SERVER_TOOLS` if it has one. At the end, once the test's clients have closed,
+    every session must have been freed."""
+    tools: ServerTools | None = getattr(request.module, "SERVER_TOOLS", None)
+    runner = web.AppRunner(create_app(engine, model_names=[MODEL], server_tools=tools))
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -1,0 +1,289 @@
+"""Server-side tools: loading `--tools` specs, running calls (every failure an error output), and the
+conversation state machine running them and continuing the response, with scripted engine events."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from pydantic import Field
+
+from aural.protocols import decode_client_event
+from aural.protocols import server_events as se
+from aural.runtime import serve as serve_module
+from aural.runtime.audio.pcm import PcmDecoder
+from aural.runtime.engine.base import GenerationDone, TokenUsage
+from aural.runtime.engine.tools import ToolCallDone
+from aural.runtime.session.commands import CancelTools, Output, RunTools, StartResponse
+from aural.runtime.session.session import MAX_TOOL_ROUNDS, ConversationSession
+from aural.runtime.tools import DEFAULT_TIMEOUT, ServerTools, ToolLoadError
+from examples.server_tools import get_time, lookup_order
+
+# --- ServerTools -----------------------------------------------------------------------------------
+
+
+def _module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, source: str) -> str:
+    """An importable module `name` holding `source`."""
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_specs_load_functions_lists_and_dicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = _module(tmp_path, monkeypatch, "dict_tools", """
+        def add(a: int, b: int) -> int:
+            '''The sum.'''
+            return a + b
+
+        TOOLS = {"plus": add}
+    """)  # fmt: skip
+    tools = ServerTools.load(["examples.server_tools:TOOLS", f"{name}:TOOLS", f"{name}:add"])
+    assert [tool.name for tool in tools.definitions] == ["get_time", "lookup_order", "plus", "add"]
+    [plus] = [tool for tool in tools.definitions if tool.name == "plus"]
+    assert plus.description == "The sum." and plus.parameters is not None
+    assert plus.parameters["required"] == ["a", "b"]
+    assert "plus" in tools and len(tools) == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("examples.server_tools", "expected 'package.module:attr'"),
+        ("no_such_module_here:x", "cannot import 'no_such_module_here'"),
+        ("examples.server_tools:NOPE", "has no attribute 'NOPE'"),
+        ("examples.server_tools:ORDERS", "expected a function"),
+        ("json:dumps", "has no type hint"),
+        ("examples.server_tools:get_time", "already loaded"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_reason(spec: str, problem: str) -> None:
+    with pytest.raises(ToolLoadError, match=problem):
+        ServerTools.load(["examples.server_tools:TOOLS", spec])
+
+
+def _lookaround(code: Annotated[str, Field(pattern=r"(?=a)b")]) -> str:
+    return code
+
+
+def _unknown_format(code: Annotated[str, Field(json_schema_extra={"format": "mine"})]) -> str:
+    return code
+
+
+@pytest.mark.parametrize(
+    ("fn", "problem"),
+    [(_lookaround, "look-around"), (_unknown_format, "cannot be enforced while decoding: Unknown format: mine")],
+)
+def test_a_schema_that_cannot_be_validated_or_enforced_is_refused(fn: Any, problem: str) -> None:
+    with pytest.raises(ToolLoadError, match=problem):
+        ServerTools([fn])
+
+
+def test_serve_refuses_a_bad_spec_before_it_loads_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_module, "configure_logging", lambda level: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    parser = argparse.ArgumentParser()
+    serve_module.add_arguments(parser)
+    args = parser.parse_args(["--model", "/no/such/checkpoint", "--tools", "examples.server_tools:NOPE"])
+    assert args.tool_timeout == DEFAULT_TIMEOUT
+    with pytest.raises(SystemExit, match=r"^aural serve: --tools examples.server_tools:NOPE: .* no attribute 'NOPE'"):
+        serve_module.serve(args)
+
+
+async def test_results_and_failures_become_outputs() -> None:
+    def boom(n: int) -> str:
+        raise ValueError(f"bad {n}")
+
+    tools = ServerTools([get_time, lookup_order, boom])
+    assert json.loads(await tools.run("lookup_order", '{"order_id": 1001}')) == {
+        "order_id": 1001, "status": "shipped", "items": 2}  # fmt: skip
+    assert len(await tools.run("get_time", "")) == len("HH:MM"), "no arguments: the defaults"
+    failures = {
+        "lookup_order": ('{"order_id": 7}', "lookup_order raised KeyError: 'no order 7'"),
+        "boom": ('{"n": 3}', "boom raised ValueError: bad 3"),
+        "nope": ("{}", "unknown tool 'nope' (the tools are: get_time, lookup_order, boom)"),
+    }
+    for name, (arguments, error) in failures.items():
+        assert json.loads(await tools.run(name, arguments)) == {"error": error}
+    invalid = json.loads(await tools.run("lookup_order", '{"order_id": "7", "x": 1}'))["error"]
+    assert invalid.startswith("invalid arguments for lookup_order: order_id: ") and "x: Extra inputs" in invalid
+
+
+async def test_a_slow_call_times_out_and_sync_functions_run_in_a_thread() -> None:
+    release = threading.Event()
+    threads: list[int] = []
+
+    def blocking(n: int) -> int:
+        threads.append(threading.get_ident())
+        release.wait()
+        return n
+
+    async def sleepy(n: int) -> int:
+        await asyncio.sleep(3600)
+        return n
+
+    tools = ServerTools([blocking, sleepy], timeout=0.01)
+    assert json.loads(await tools.run("sleepy", '{"n": 1}')) == {"error": "sleepy did not finish within 0.01 s"}
+    assert json.loads(await tools.run("blocking", '{"n": 1}')) == {"error": "blocking did not finish within 0.01 s"}
+    release.set()
+    assert threads and threads[0] != threading.get_ident(), "the event loop's thread was never blocked"
+    assert await ServerTools([blocking], timeout=None).run("blocking", '{"n": 2}') == "2"
+
+
+# --- the session -----------------------------------------------------------------------------------
+
+CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
+SERVER = ServerTools([get_time, lookup_order]).definitions
+
+
+def _send(session: ConversationSession, /, **event: Any) -> list[Output]:
+    return session.handle(decode_client_event(json.dumps(event)))
+
+
+@pytest.fixture
+def session() -> ConversationSession:
+    session = ConversationSession("tiny", PcmDecoder, server_tools=SERVER)
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Order 1001?"}]}
+    _send(session, type="conversation.item.create", item=item)
+    return session
+
+
+def _respond(session: ConversationSession, *calls: str, **response: Any) -> tuple[StartResponse, list[Output]]:
+    """Start a response whose reply is `calls` (function names); returns its start and `on_done`'s outputs."""
+    command = _send(session, type="response.create", response=response)[-1]
+    assert isinstance(command, StartResponse)
+    for index, name in enumerate(calls):
+        session.on_tool_call(command.response_id, ToolCallDone(index, name, "{}"))
+    return command, session.on_done(command.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
+
+
+def test_server_tools_are_offered_but_not_listed(session: ConversationSession) -> None:
+    [created] = session.start()
+    assert isinstance(created, se.SessionCreated) and created.session.tools == []
+    start, _ = _respond(session, tool_choice={"type": "function", "name": "lookup_order"})
+    assert start.params.tools is not None and start.params.tools.function == "lookup_order"
+    assert [spec.name for spec in start.params.tools.functions] == ["get_time", "lookup_order"]
+    [update] = _send(session, type="session.update", session={"tools": [CLIENT], "tool_choice": "required"})
+    assert isinstance(update, se.SessionUpdated) and [t.name for t in update.session.tools or []] == ["weather"]
+
+
+def test_out_of_band_responses_get_only_the_clients_tools(session: ConversationSession) -> None:
+    start = _send(session, type="response.create", response={"conversation": "none"})[-1]
+    assert isinstance(start, StartResponse) and start.params.tools is None
+    session.on_done(start.response_id, GenerationDone("stop", TokenUsage(1, 0, 0, 1)))
+    choice = {"type": "function", "name": "get_time"}
+    [error] = _send(session, type="response.create", response={"conversation": "none", "tool_choice": choice})
+    assert isinstance(error, se.Error) and error.error.param == "response.tool_choice.name"
+
+
+@pytest.mark.parametrize("event", ["session.update", "response.create"])
+def test_a_client_tool_may_not_take_a_server_tools_name(session: ConversationSession, event: str) -> None:
+    where = "session" if event == "session.update" else "response"
+    [error] = _send(session, type=event, **{where: {"tools": [{**CLIENT, "name": "get_time"}]}})
+    assert isinstance(error, se.Error) and error.error.param == f"{where}.tools.0.name"
+    assert "server has a tool named 'get_time'" in error.error.message and session.response is None
+
+
+def test_server_calls_run_then_their_outputs_join_and_the_response_continues(session: ConversationSession) -> None:
+    first, done = _respond(session, "lookup_order", "get_time", tool_choice="required", max_output_tokens=99)
+    assert [type(o).__name__ for o in done] == ["ResponseDone", "RateLimitsUpdated", "RunTools"]
+    run = done[-1]
+    assert isinstance(run, RunTools) and run.response_id == first.response_id
+    assert [call.name for call in run.calls] == ["lookup_order", "get_time"]
+    outputs = session.on_tool_result(run.calls[1].call_id, "12:00")
+    assert [o.type for o in outputs if isinstance(o, se.ServerEventBase)] == [
+        "conversation.item.added", "conversation.item.done"]  # fmt: skip
+    assert session.response is None, "one call still runs"
+    outputs = session.on_tool_result(run.calls[0].call_id, '{"status": "shipped"}')
+    assert [type(o).__name__ for o in outputs] == [
+        "ConversationItemAdded", "ConversationItemDone", "ResponseCreated", "StartResponse"]  # fmt: skip
+    follow = outputs[-1]
+    assert isinstance(follow, StartResponse) and follow.params.max_tokens == 99
+    assert follow.params.tools is not None and follow.params.tools.mode == "auto"
+    assert [m.role for m in follow.conversation] == ["user", "assistant", "tool", "tool"]
+    assert session.on_tool_result(run.calls[0].call_id, "again") == [], "an answered call is not answered twice"
+
+
+def test_a_response_that_also_called_a_client_tool_is_left_to_the_client(session: ConversationSession) -> None:
+    _send(session, type="session.update", session={"tools": [CLIENT]})
+    _, done = _respond(session, "weather", "get_time", tool_choice="required")
+    run = done[-1]
+    assert isinstance(run, RunTools) and [call.name for call in run.calls] == ["get_time"]
+    outputs = session.on_tool_result(run.calls[0].call_id, "12:00")
+    assert [type(o).__name__ for o in outputs] == ["ConversationItemAdded", "ConversationItemDone"]
+    assert session.response is None
+
+
+def test_client_calls_alone_and_cut_responses_run_nothing(session: ConversationSession) -> None:
+    _send(session, type="session.update", session={"tools": [CLIENT]})
+    _, done = _respond(session, "weather", tool_choice="required")
+    assert not any(isinstance(o, RunTools) for o in done)
+    start = _send(session, type="response.create", response={"tool_choice": "required"})[-1]
+    assert isinstance(start, StartResponse)
+    session.on_tool_call(start.response_id, ToolCallDone(0, "get_time", "{}"))
+    done = session.on_done(start.response_id, GenerationDone("length", TokenUsage(1, 0, 0, 1)))
+    assert not any(isinstance(o, RunTools) for o in done)
+
+
+def test_an_output_for_a_call_the_client_deleted_is_dropped(session: ConversationSession) -> None:
+    _, done = _respond(session, "get_time", "lookup_order", tool_choice="required")
+    run = done[-1]
+    assert isinstance(run, RunTools)
+    _send(session, type="conversation.item.delete", item_id=run.calls[0].id)
+    assert session.on_tool_result(run.calls[0].call_id, "12:00") == []
+    follow = session.on_tool_result(run.calls[1].call_id, "{}")[-1]
+    assert isinstance(follow, StartResponse) and [m.role for m in follow.conversation] == ["user", "assistant", "tool"]
+
+
+def test_cancel_with_no_response_stops_the_running_calls(session: ConversationSession) -> None:
+    first, done = _respond(session, "get_time", tool_choice="required")
+    run = done[-1]
+    assert isinstance(run, RunTools)
+    [error] = _send(session, type="response.cancel", response_id="resp_other")
+    assert isinstance(error, se.Error) and error.error.code == "response_cancel_not_active"
+    assert _send(session, type="response.cancel", response_id=first.response_id) == [CancelTools((first.response_id,))]
+    assert session.on_tool_result(run.calls[0].call_id, "12:00") == [], "a cancelled call's output is dropped"
+    [error] = _send(session, type="response.cancel")
+    assert isinstance(error, se.Error)
+
+
+def _continue(session: ConversationSession, done: list[Output]) -> StartResponse:
+    """Answer the server call that ended `done`; returns the continuation."""
+    run = done[-1]
+    assert isinstance(run, RunTools)
+    follow = session.on_tool_result(run.calls[0].call_id, "12:00")[-1]
+    assert isinstance(follow, StartResponse) and follow.params.tools is not None
+    return follow
+
+
+def test_talking_over_stops_the_running_calls(session: ConversationSession) -> None:
+    vad = {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": {"type": "server_vad"}}
+    _send(session, type="session.update", session={"audio": {"input": vad}})
+    first, _ = _respond(session, "get_time", tool_choice="required")
+    windows = 20  # of 32 ms: the audio's content does not matter, its speech probabilities are scripted
+    _send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(2 * 512 * windows)).decode())
+    outputs = session.on_speech(1, [0.9] * windows)
+    assert [o.type for o in outputs if isinstance(o, se.ServerEventBase)] == ["input_audio_buffer.speech_started"]
+    assert CancelTools((first.response_id,)) in outputs
+
+
+def test_after_max_rounds_in_a_row_the_model_must_answer(session: ConversationSession) -> None:
+    _, done = _respond(session, "get_time", tool_choice="required")
+    modes = []
+    for _ in range(MAX_TOOL_ROUNDS):
+        follow = _continue(session, done)
+        assert follow.params.tools is not None
+        modes.append(follow.params.tools.mode)
+        session.on_tool_call(follow.response_id, ToolCallDone(0, "get_time", "{}"))
+        done = session.on_done(follow.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
+    assert modes == ["auto"] * (MAX_TOOL_ROUNDS - 1) + ["none"]
+    _, done = _respond(session, "get_time", tool_choice="required")  # a client's response starts a new count
+    tools = _continue(session, done).params.tools
+    assert tools is not None and tools.mode == "auto"
