@@ -2,7 +2,7 @@
 # The one command of a lent GPU machine (torch and transformers there, nothing downloadable), run from the
 # repository root with `.whl` carried: installs the carried wheels (what the engine needs that the machine's
 # image lacks or has too old) into /tmp/site, puts the source on the path through .mypy-path's symlinks
-# (no install), prints the versions and runs bench/gpu.py and bench/long_audio.py, their JSON reports and
+# (no install), prints the versions and runs bench/gpu.py, bench/long_audio.py and bench/decode_step.py, their JSON reports and
 # log written under $OUT.
 #
 #     bash bench/gpu_run.sh [bench/gpu.py's arguments]
@@ -22,3 +22,5 @@ python3 -m bench.gpu --out "$OUT/gpu.json" "$@" 2>&1 | tee -a "$OUT/gpu.log"
 # Speech end → first token for long utterances on the same card (the speech comes as a file: no espeak-ng there).
 python3 -m bench.long_audio --preset "${LONG_AUDIO_PRESET:-7b-random}" --device auto --dtype auto \
     --speech .whl/speech60.npy --repeats 3 --out "$OUT" 2>&1 | tee -a "$OUT/gpu.log"
+# Where one decode step's time goes (forward, head, sampling, host).
+python3 -m bench.decode_step --out "$OUT/decode_step.json" 2>&1 | tee -a "$OUT/gpu.log"

@@ -2,8 +2,8 @@
 
 - Per-token cost of constrained decoding: each repeat runs one reply constrained by a named
   `tool_choice` and one free reply of the same length, in alternation, from the same cached prompt
-  (the tools are in the prompt of both). The decode interval of a reply is (last event - first
-  event) / (tokens - 1); the figure is the median constrained interval over the median free one. The
+  (the tools are in the prompt of both). The decode interval of a reply is (its end - its request) /
+  tokens; the figure is the median constrained interval over the median free one. The
   grammar's own share is also timed alone: mask fill + unpack, per token, over the same calls.
 - Call to continuation: from the event that carries the call's last argument text to the first text
   of the answer, when the result is sent back as soon as the call's reply ends. It includes the
@@ -50,14 +50,19 @@ ASK = Message("user", ("What will the weather be in Oslo this week?",), key="u0"
 async def timed(
     session: TransformersSession, conversation: list[Message], key: str, params: SamplingParams
 ) -> list[tuple[float, GenerationEvent]]:
-    return [(time.perf_counter(), event) async for event in session.generate(conversation, key, params)]
+    """The reply's events with their arrival times, after a first entry for the moment it was asked for."""
+    start = time.perf_counter()
+    events = [(time.perf_counter(), event) async for event in session.generate(conversation, key, params)]
+    return [(start, GenerationDone("stop")), *events]
 
 
 def interval(events: list[tuple[float, GenerationEvent]]) -> tuple[float, int]:
+    """Seconds per token, from the request to the end (the prompt is cached: its prefill is a few tokens).
+    Not from the first event: a call's first event waits for its name, text for whole characters."""
     done = events[-1][1]
     assert isinstance(done, GenerationDone)
     tokens = done.usage.output_tokens
-    return (events[-2][0] - events[0][0]) / max(tokens - 1, 1), tokens
+    return (events[-1][0] - events[0][0]) / max(tokens, 1), tokens
 
 
 async def run(preset: str, repeats: int) -> dict[str, Any]:
@@ -71,17 +76,6 @@ async def run(preset: str, repeats: int) -> dict[str, Any]:
         step, tokens = interval(call_events)
         forced.append(step)
         call_tokens.append(tokens)
-        # a free reply of the same length, the same tools in the prompt
-        free_params = SamplingParams(max_tokens=tokens, temperature=1.0, seed=repeat, tools=ToolUse((WEATHER,), "none"))
-        free.append(interval(await timed(session, [ASK], f"free{repeat}", free_params))[0])
-
-        # the grammar alone over the same call's tokens
-        decoder = ReplyDecoder(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
-        start = time.perf_counter()
-        for token in session.generated[f"call{repeat}"]:
-            decoder.allowed()
-            decoder.push(token)
-        masks.append((time.perf_counter() - start) / len(session.generated[f"call{repeat}"]))
 
         # answer at once: the result goes back the moment the call's reply ends
         last_args = max(at for at, event in call_events if isinstance(event, ToolCallDelta))
@@ -95,6 +89,18 @@ async def run(preset: str, repeats: int) -> dict[str, Any]:
         answer = await timed(session, conversation, f"answer{repeat}", answer_params)
         first_text = next(at for at, event in answer if isinstance(event, TextDelta))
         handoffs.append(first_text - last_args)
+
+        # a free reply of the same length, the same tools in the prompt
+        free_params = SamplingParams(max_tokens=tokens, temperature=1.0, seed=repeat, tools=ToolUse((WEATHER,), "none"))
+        free.append(interval(await timed(session, [ASK], f"free{repeat}", free_params))[0])
+
+        # the grammar alone over the same call's tokens
+        decoder = ReplyDecoder(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+        start = time.perf_counter()
+        for token in session.generated[f"call{repeat}"]:
+            decoder.allowed()
+            decoder.push(token)
+        masks.append((time.perf_counter() - start) / len(session.generated[f"call{repeat}"]))
     await session.close()
     await engine.close()
     median_forced, median_free = statistics.median(forced), statistics.median(free)

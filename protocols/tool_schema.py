@@ -29,11 +29,13 @@ Used by the SDK's `@tool` and by the runtime's server-side tools. Standard libra
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, create_model
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .models import FunctionTool
@@ -114,6 +116,30 @@ def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
         return create_model(f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid", strict=True), **fields)
     except PydanticUserError as exc:
         raise TypeError(f"{fn.__qualname__}: {exc}") from exc
+
+
+def error_output(message: str) -> str:
+    """A failed call's output, as the model reads it: `{"error": message}`."""
+    return json.dumps({"error": message})
+
+
+def result_output(result: object) -> str:
+    """A call's result as its output: a string as it is, anything else as JSON.
+
+    Raises:
+        ValueError: the result cannot be written as JSON.
+    """
+    if isinstance(result, str):
+        return result
+    try:
+        return pydantic_core.to_json(result).decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def argument_problems(exc: ValidationError) -> str:
+    """What is wrong with a call's arguments, one clause per problem (`days.0: Input should be...`)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
 
 
 def _described(hint: Any) -> bool:

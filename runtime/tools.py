@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,13 @@ from pydantic import BaseModel, ValidationError
 
 from aural.protocols.errors import ProtocolError
 from aural.protocols.models import FunctionTool
-from aural.protocols.tool_schema import arguments_model, schema_from_function
+from aural.protocols.tool_schema import (
+    argument_problems,
+    arguments_model,
+    error_output,
+    result_output,
+    schema_from_function,
+)
 
 from .session.tool_calls import check_tools
 
@@ -132,36 +137,32 @@ class ServerTools:
         logger = logger or log
         tool = self._tools.get(name)
         if tool is None:
-            return _error(f"unknown tool {name!r} (the tools are: {', '.join(self._tools) or 'none'})")
+            return error_output(f"unknown tool {name!r} (the tools are: {', '.join(self._tools) or 'none'})")
         try:
             kwargs = dict(tool.arguments.model_validate_json(arguments or "{}"))
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+            problems = argument_problems(exc)
             logger.info("server tool called with invalid arguments", tool=name, problems=problems)
-            return _error(f"invalid arguments for {name}: {problems}")
+            return error_output(f"invalid arguments for {name}: {problems}")
         try:
             result = await asyncio.wait_for(_call(tool.fn, kwargs), self.timeout)
         except TimeoutError:
             logger.warning("server tool timed out", tool=name, timeout=self.timeout)
-            return _error(f"{name} did not finish within {self.timeout:g} s")
+            return error_output(f"{name} did not finish within {self.timeout:g} s")
         except Exception as exc:
             logger.warning("server tool raised", tool=name, exc_info=True)
-            return _error(f"{name} raised {type(exc).__name__}: {exc}")
+            return error_output(f"{name} raised {type(exc).__name__}: {exc}")
         try:
-            return result if isinstance(result, str) else pydantic_core.to_json(result).decode()
-        except pydantic_core.PydanticSerializationError as exc:
+            return result_output(result)
+        except ValueError as exc:
             logger.warning("server tool result is not JSON", tool=name, exc_info=True)
-            return _error(f"the result of {name} cannot be written as JSON: {exc}")
+            return error_output(f"the result of {name} cannot be written as JSON: {exc}")
 
 
 async def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
     return await asyncio.to_thread(fn, **kwargs)
-
-
-def _error(message: str) -> str:
-    return json.dumps({"error": message})
 
 
 def _resolve(spec: str) -> object:

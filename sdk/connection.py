@@ -71,6 +71,9 @@ APPEND_CHUNK_BYTES = 192 * 1024
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest server message accepted. Items echoed with their audio can exceed websockets' 1 MiB."""
 
+BINARY_AUDIO = "aural.binary-audio"
+"""The subprotocol under which Aural takes input audio as binary websocket frames."""
+
 
 _Model = TypeVar("_Model", bound=WireModel)
 
@@ -102,6 +105,7 @@ def connect(
     on_event: EventHandler | None = None,
     ssl: SSLContext | None = None,
     tools: Tools | None = None,
+    binary_audio: bool = False,
 ) -> Connection:
     """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
 
@@ -118,9 +122,12 @@ def connect(
         tools: functions the model may call. Their definitions are sent with `session.update` as soon
             as the connection opens, and every `ResponseStream` runs the calls its response ends in,
             sends their outputs and asks for the continuation (see `ResponseStream`).
+        binary_audio: offer Aural's `aural.binary-audio` subprotocol; when the server takes it,
+            `append_audio` sends raw binary frames instead of base64 JSON events (28% fewer bytes);
+            other servers simply get JSON.
     """
     target = url if model is None else _with_model(url, model)
-    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools)
+    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools, binary_audio=binary_audio)
 
 
 class Connection:
@@ -143,6 +150,7 @@ class Connection:
         on_event: EventHandler | None = None,
         ssl: SSLContext | None = None,
         tools: Tools | None = None,
+        binary_audio: bool = False,
     ) -> None:
         self.url = url
         self.on_event = on_event
@@ -151,6 +159,9 @@ class Connection:
         self._ssl = ssl
         self._ws: ClientConnection | None = None
         self._session: SessionConfig | None = None
+        self._offer_binary = binary_audio
+        self.binary_audio = False
+        """True once the server agreed to binary audio frames (see `connect`)."""
 
     async def _open(self) -> Self:
         if self._ws is not None:
@@ -158,9 +169,13 @@ class Connection:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
         try:
             tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}  # else the system's
-            self._ws = await ws_connect(self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls)
+            offer: dict[str, Any] = {"subprotocols": [BINARY_AUDIO]} if self._offer_binary else {}
+            self._ws = await ws_connect(
+                self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls, **offer
+            )
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
+        self.binary_audio = self._ws.subprotocol == BINARY_AUDIO
         if self.tools:
             await self.send(SessionUpdate(session=SessionConfig(tools=self.tools.definitions)))
         return self
@@ -289,14 +304,19 @@ class Connection:
                 already in the session's input format, or the path of an audio file.
             sample_rate: the rate of an array, or of raw bytes that are PCM16 mono at another rate.
 
-        Large audio is sent as several `input_audio_buffer.append` events.
+        Large audio is sent as several `input_audio_buffer.append` events (binary frames, when the
+        connection negotiated them).
 
         Raises:
             ValueError, TypeError: as for `aural.sdk.audio.encode_audio`.
         """
         pcm = memoryview(await self._to_wire(audio, sample_rate))
         for start in range(0, len(pcm), APPEND_CHUNK_BYTES):
-            await self.send(InputAudioBufferAppend(audio=_b64(pcm[start : start + APPEND_CHUNK_BYTES])))
+            chunk = pcm[start : start + APPEND_CHUNK_BYTES]
+            if self.binary_audio:
+                await self._socket.send(bytes(chunk))
+            else:
+                await self.send(InputAudioBufferAppend(audio=_b64(chunk)))
 
     async def commit(self) -> None:
         """Commit the input buffer as a user message (`input_audio_buffer.commit`)."""

@@ -29,11 +29,16 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import jsonschema
-import pydantic_core
 from pydantic import ValidationError
 
 from aural.protocols.models import FunctionCallItem, FunctionTool
-from aural.protocols.tool_schema import arguments_model, schema_from_function
+from aural.protocols.tool_schema import (
+    argument_problems,
+    arguments_model,
+    error_output,
+    result_output,
+    schema_from_function,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +124,7 @@ def _signature_parser(fn: Callable[..., Any]) -> Callable[[str], dict[str, Any]]
         try:
             return dict(model.model_validate_json(arguments))
         except ValidationError as exc:
-            problems = (f"{'.'.join(map(str, error['loc'])) or 'arguments'}: {error['msg']}" for error in exc.errors())
-            raise ArgumentsError("; ".join(problems)) from exc
+            raise ArgumentsError(argument_problems(exc)) from exc
 
     return parse
 
@@ -297,8 +301,8 @@ class Tools:
             logger.warning("tool %s raised", item.name, exc_info=True)
             return _failed(item, f"{item.name} raised {type(exc).__name__}: {exc}")
         try:
-            output = result if isinstance(result, str) else pydantic_core.to_json(result).decode()
-        except pydantic_core.PydanticSerializationError as exc:
+            output = result_output(result)
+        except ValueError as exc:
             return _failed(item, f"the result of {item.name} cannot be written as JSON: {exc}")
         return ToolCall(item.call_id, item.name, item.arguments, output)
 
@@ -308,4 +312,4 @@ class Tools:
 
 
 def _failed(item: FunctionCallItem, error: str) -> ToolCall:
-    return ToolCall(item.call_id, item.name, item.arguments, json.dumps({"error": error}), error)
+    return ToolCall(item.call_id, item.name, item.arguments, error_output(error), error)

@@ -25,7 +25,6 @@ asks the engine to read the turn while the user is still talking or falling sile
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,7 +35,6 @@ from aural.protocols.models import (
     AudioConfig,
     AudioFormat,
     AudioInputConfig,
-    ErrorDetail,
     FunctionCallItem,
     FunctionCallOutputItem,
     FunctionTool,
@@ -65,7 +63,6 @@ from .commands import (
     Prefill,
     RunTools,
     StartResponse,
-    Transcribe,
     error_event,
 )
 from .edits import MIN_AUDIO, MIN_AUDIO_MS, b64decode, client_item, truncated
@@ -73,12 +70,12 @@ from .input_buffer import DecoderFactory, InputBuffer
 from .items import Conversation, StoredItem
 from .responses import ResponseRun
 from .tool_calls import CallRun, ToolRound, check_tools, tool_use
+from .transcription import Transcriptions
 from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
 
 MAX_OUTPUT_TOKENS = 4096
 MAX_TOOL_ROUNDS = 8
 """Rounds of server tool calls the session answers and continues in a row before it asks for an answer."""
-TRANSCRIBE_PROMPT = "Transcribe the speech in this audio exactly as spoken, with no other words."
 _PER_MS = SAMPLE_RATE // 1000
 
 
@@ -124,7 +121,7 @@ class ConversationSession:
         self._turns: TurnTaking | None = None
         self._streams = 0  # detection streams started
         self._respond_after = False  # server VAD committed a turn while a response was running
-        self._transcripts: dict[tuple[str, int], str] = {}
+        self._transcriptions = Transcriptions(self.items)
         self._server_tools = tuple(server_tools)
         self._params = ResponseParams()  # the running response's
         self._depth = 0  # server tool rounds answered and continued before the running response
@@ -255,7 +252,7 @@ class ConversationSession:
         return [
             se.InputAudioBufferCommitted(item_id=stored.id, previous_item_id=previous),
             *self._item_added(stored, previous),
-            *self._transcribe(stored.id, 0, audio),
+            *self._transcriptions.start(self._input.transcription, stored.id, 0, audio),
         ]
 
     def _clear(self, event: ce.InputAudioBufferClear) -> list[Output]:
@@ -366,51 +363,13 @@ class ConversationSession:
 
     # --- input transcription -----------------------------------------------------------------------
 
-    def _transcribe(self, item_id: str, index: int, audio: AudioSamples) -> list[Output]:
-        settings = self._input.transcription
-        if settings is None:
-            return []
-        prompt = TRANSCRIBE_PROMPT
-        if settings.language:
-            prompt += f" The speech is in the language '{settings.language}'."
-        if settings.prompt:
-            prompt += f" Context: {settings.prompt}"
-        message = Message("user", (AudioPart(f"{item_id}/{index}", audio), prompt), key=f"transcription:{item_id}")
-        max_tokens = min(MAX_OUTPUT_TOKENS, 16 + 8 * math.ceil(audio.size / SAMPLE_RATE))
-        self._transcripts[(item_id, index)] = ""
-        return [Transcribe(item_id, index, [message], SamplingParams(max_tokens=max_tokens))]
-
     def on_transcript_delta(self, item_id: str, index: int, text: str) -> list[Output]:
         """The side pass transcribed more of an audio part."""
-        if (item_id, index) not in self._transcripts or not text:
-            return []
-        self._transcripts[(item_id, index)] += text
-        return [se.ConversationItemInputAudioTranscriptionDelta(item_id=item_id, content_index=index, delta=text)]
+        return self._transcriptions.delta(item_id, index, text)
 
     def on_transcript_done(self, item_id: str, index: int, result: GenerationDone) -> list[Output]:
         """The side pass ended; a finished transcript is also kept in the item."""
-        transcript = self._transcripts.pop((item_id, index), None)
-        if transcript is None:
-            return []
-        if result.reason in ("cancelled", "error"):
-            detail = ErrorDetail(
-                type="server_error",
-                code=result.error_code or "transcription_failed",
-                message=result.error_message or "The transcription did not finish.",
-            )
-            failed = se.ConversationItemInputAudioTranscriptionFailed
-            return [failed(item_id=item_id, content_index=index, error=detail)]
-        self.items.set_transcript(item_id, index, transcript)
-        usage = se.TranscriptUsage(
-            input_tokens=result.usage.input_tokens,
-            output_tokens=result.usage.output_tokens,
-            total_tokens=result.usage.input_tokens + result.usage.output_tokens,
-        )
-        return [
-            se.ConversationItemInputAudioTranscriptionCompleted(
-                item_id=item_id, content_index=index, transcript=transcript, usage=usage
-            )
-        ]
+        return self._transcriptions.done(item_id, index, result)
 
     # --- conversation items ------------------------------------------------------------------------
 

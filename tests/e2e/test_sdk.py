@@ -97,3 +97,17 @@ async def test_voice_chat_audio_analysis_and_text_turns(
     assert [cached_tokens(stream) > 0 for stream in streams] == [False, True, True], "the KV cache stays resident"
     assert user_content(passed_on) == [["input_audio"], ["input_audio", "input_text"], ["input_text"]]
     assert sum(isinstance(event, InputAudioBufferCommitted) for event in passed_on) == 1
+
+
+async def test_binary_audio_frames_when_the_server_agrees(server: Endpoint) -> None:
+    """`binary_audio=True`: the server takes the subprotocol and the same audio arrives as binary frames."""
+    async with connect(server.realtime_url, model=MODEL, binary_audio=True) as conn:
+        assert conn.binary_audio
+        await conn.append_audio(SAMPLE_WAV)
+        await conn.commit()
+        committed = await anext(e async for e in conn if isinstance(e, InputAudioBufferCommitted))
+        stream = conn.create_response(max_output_tokens=4)
+        await stream.collect()
+        assert stream.response is not None and stream.response.usage is not None
+        assert stream.response.usage.input_token_details.audio_tokens > 0
+        assert committed.item_id

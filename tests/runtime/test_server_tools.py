@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import pytest
 from pydantic import Field
 
-from aural.protocols import decode_client_event
 from aural.protocols import server_events as se
 from aural.runtime import serve as serve_module
 from aural.runtime.audio.pcm import PcmDecoder
@@ -26,6 +25,7 @@ from aural.runtime.session.commands import CancelTools, Output, RunTools, StartR
 from aural.runtime.session.session import MAX_TOOL_ROUNDS, ConversationSession
 from aural.runtime.tools import DEFAULT_TIMEOUT, ServerTools, ToolLoadError
 from examples.server_tools import get_time, lookup_order
+from tests.runtime.session_events import send
 
 # --- ServerTools -----------------------------------------------------------------------------------
 
@@ -143,21 +143,17 @@ CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object"
 SERVER = ServerTools([get_time, lookup_order]).definitions
 
 
-def _send(session: ConversationSession, /, **event: Any) -> list[Output]:
-    return session.handle(decode_client_event(json.dumps(event)))
-
-
 @pytest.fixture
 def session() -> ConversationSession:
     session = ConversationSession("tiny", PcmDecoder, server_tools=SERVER)
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Order 1001?"}]}
-    _send(session, type="conversation.item.create", item=item)
+    send(session, type="conversation.item.create", item=item)
     return session
 
 
 def _respond(session: ConversationSession, *calls: str, **response: Any) -> tuple[StartResponse, list[Output]]:
     """Start a response whose reply is `calls` (function names); returns its start and `on_done`'s outputs."""
-    command = _send(session, type="response.create", response=response)[-1]
+    command = send(session, type="response.create", response=response)[-1]
     assert isinstance(command, StartResponse)
     for index, name in enumerate(calls):
         session.on_tool_call(command.response_id, ToolCallDone(index, name, "{}"))
@@ -170,23 +166,23 @@ def test_server_tools_are_offered_but_not_listed(session: ConversationSession) -
     start, _ = _respond(session, tool_choice={"type": "function", "name": "lookup_order"})
     assert start.params.tools is not None and start.params.tools.function == "lookup_order"
     assert [spec.name for spec in start.params.tools.functions] == ["get_time", "lookup_order"]
-    [update] = _send(session, type="session.update", session={"tools": [CLIENT], "tool_choice": "required"})
+    [update] = send(session, type="session.update", session={"tools": [CLIENT], "tool_choice": "required"})
     assert isinstance(update, se.SessionUpdated) and [t.name for t in update.session.tools or []] == ["weather"]
 
 
 def test_out_of_band_responses_get_only_the_clients_tools(session: ConversationSession) -> None:
-    start = _send(session, type="response.create", response={"conversation": "none"})[-1]
+    start = send(session, type="response.create", response={"conversation": "none"})[-1]
     assert isinstance(start, StartResponse) and start.params.tools is None
     session.on_done(start.response_id, GenerationDone("stop", TokenUsage(1, 0, 0, 1)))
     choice = {"type": "function", "name": "get_time"}
-    [error] = _send(session, type="response.create", response={"conversation": "none", "tool_choice": choice})
+    [error] = send(session, type="response.create", response={"conversation": "none", "tool_choice": choice})
     assert isinstance(error, se.Error) and error.error.param == "response.tool_choice.name"
 
 
 @pytest.mark.parametrize("event", ["session.update", "response.create"])
 def test_a_client_tool_may_not_take_a_server_tools_name(session: ConversationSession, event: str) -> None:
     where = "session" if event == "session.update" else "response"
-    [error] = _send(session, type=event, **{where: {"tools": [{**CLIENT, "name": "get_time"}]}})
+    [error] = send(session, type=event, **{where: {"tools": [{**CLIENT, "name": "get_time"}]}})
     assert isinstance(error, se.Error) and error.error.param == f"{where}.tools.0.name"
     assert "server has a tool named 'get_time'" in error.error.message and session.response is None
 
@@ -212,7 +208,7 @@ def test_server_calls_run_then_their_outputs_join_and_the_response_continues(ses
 
 
 def test_a_response_that_also_called_a_client_tool_is_left_to_the_client(session: ConversationSession) -> None:
-    _send(session, type="session.update", session={"tools": [CLIENT]})
+    send(session, type="session.update", session={"tools": [CLIENT]})
     _, done = _respond(session, "weather", "get_time", tool_choice="required")
     run = done[-1]
     assert isinstance(run, RunTools) and [call.name for call in run.calls] == ["get_time"]
@@ -222,10 +218,10 @@ def test_a_response_that_also_called_a_client_tool_is_left_to_the_client(session
 
 
 def test_client_calls_alone_and_cut_responses_run_nothing(session: ConversationSession) -> None:
-    _send(session, type="session.update", session={"tools": [CLIENT]})
+    send(session, type="session.update", session={"tools": [CLIENT]})
     _, done = _respond(session, "weather", tool_choice="required")
     assert not any(isinstance(o, RunTools) for o in done)
-    start = _send(session, type="response.create", response={"tool_choice": "required"})[-1]
+    start = send(session, type="response.create", response={"tool_choice": "required"})[-1]
     assert isinstance(start, StartResponse)
     session.on_tool_call(start.response_id, ToolCallDone(0, "get_time", "{}"))
     done = session.on_done(start.response_id, GenerationDone("length", TokenUsage(1, 0, 0, 1)))
@@ -236,7 +232,7 @@ def test_an_output_for_a_call_the_client_deleted_is_dropped(session: Conversatio
     _, done = _respond(session, "get_time", "lookup_order", tool_choice="required")
     run = done[-1]
     assert isinstance(run, RunTools)
-    _send(session, type="conversation.item.delete", item_id=run.calls[0].id)
+    send(session, type="conversation.item.delete", item_id=run.calls[0].id)
     assert session.on_tool_result(run.calls[0].call_id, "12:00") == []
     follow = session.on_tool_result(run.calls[1].call_id, "{}")[-1]
     assert isinstance(follow, StartResponse) and [m.role for m in follow.conversation] == ["user", "assistant", "tool"]
@@ -246,11 +242,11 @@ def test_cancel_with_no_response_stops_the_running_calls(session: ConversationSe
     first, done = _respond(session, "get_time", tool_choice="required")
     run = done[-1]
     assert isinstance(run, RunTools)
-    [error] = _send(session, type="response.cancel", response_id="resp_other")
+    [error] = send(session, type="response.cancel", response_id="resp_other")
     assert isinstance(error, se.Error) and error.error.code == "response_cancel_not_active"
-    assert _send(session, type="response.cancel", response_id=first.response_id) == [CancelTools((first.response_id,))]
+    assert send(session, type="response.cancel", response_id=first.response_id) == [CancelTools((first.response_id,))]
     assert session.on_tool_result(run.calls[0].call_id, "12:00") == [], "a cancelled call's output is dropped"
-    [error] = _send(session, type="response.cancel")
+    [error] = send(session, type="response.cancel")
     assert isinstance(error, se.Error)
 
 
@@ -265,10 +261,10 @@ def _continue(session: ConversationSession, done: list[Output]) -> StartResponse
 
 def test_talking_over_stops_the_running_calls(session: ConversationSession) -> None:
     vad = {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": {"type": "server_vad"}}
-    _send(session, type="session.update", session={"audio": {"input": vad}})
+    send(session, type="session.update", session={"audio": {"input": vad}})
     first, _ = _respond(session, "get_time", tool_choice="required")
     windows = 20  # of 32 ms: the audio's content does not matter, its speech probabilities are scripted
-    _send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(2 * 512 * windows)).decode())
+    send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(2 * 512 * windows)).decode())
     outputs = session.on_speech(1, [0.9] * windows)
     assert [o.type for o in outputs if isinstance(o, se.ServerEventBase)] == ["input_audio_buffer.speech_started"]
     assert CancelTools((first.response_id,)) in outputs

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 
 from aural.protocols import client_events as ce
-from aural.protocols import decode_client_event
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, Output, StartResponse
 from aural.runtime.session.session import ConversationSession
+from tests.runtime.session_events import send, types
 
 
 def _pcm24k(seconds: float) -> str:
     t = np.arange(int(seconds * 24000)) / 24000
     return base64.b64encode((np.sin(2 * np.pi * 300 * t) * 8000).astype("<i2").tobytes()).decode()
-
-
-def _send(conversation: ConversationSession, /, **event: Any) -> list[Output]:
-    return conversation.handle(decode_client_event(json.dumps(event)))
-
-
-def _types(outputs: list[Output]) -> list[str]:
-    return [o.type if hasattr(o, "type") else type(o).__name__ for o in outputs]
 
 
 @pytest.fixture
@@ -42,14 +33,14 @@ def test_session_created_carries_the_config(session: ConversationSession) -> Non
 
 
 def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> None:
-    assert _send(session, type="input_audio_buffer.append", audio=_pcm24k(0.5)) == []
-    committed = _send(session, type="input_audio_buffer.commit", event_id="c1")
-    assert _types(committed) == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
+    assert send(session, type="input_audio_buffer.append", audio=_pcm24k(0.5)) == []
+    committed = send(session, type="input_audio_buffer.commit", event_id="c1")
+    assert types(committed) == ["input_audio_buffer.committed", "conversation.item.added", "conversation.item.done"]
     user_id = committed[0].item_id
     assert committed[1].item.id == user_id and committed[1].item.role == "user"
 
-    started = _send(session, type="response.create", response={"metadata": {"client_event_id": "r1"}})
-    assert _types(started) == ["response.created", "StartResponse"]
+    started = send(session, type="response.create", response={"metadata": {"client_event_id": "r1"}})
+    assert types(started) == ["response.created", "StartResponse"]
     created, start = started
     assert created.response.metadata == {"client_event_id": "r1"}
     assert isinstance(start, StartResponse) and start.response_id == created.response.id
@@ -58,7 +49,7 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
     assert message.parts[0].samples.size == 8000  # 0.5 s at 16 kHz
 
     first = session.on_delta(start.response_id, "Hel")
-    assert _types(first) == [
+    assert types(first) == [
         "response.output_item.added",
         "conversation.item.added",
         "response.content_part.added",
@@ -66,9 +57,9 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
     ]
     assert first[1].previous_item_id == user_id
     assert first[0].item.id == start.reply_key == first[3].item_id
-    assert _types(session.on_delta(start.response_id, "lo")) == ["response.output_text.delta"]
+    assert types(session.on_delta(start.response_id, "lo")) == ["response.output_text.delta"]
     done = session.on_done(start.response_id, GenerationDone("stop", TokenUsage(40, 10, 12, 2)))
-    assert _types(done) == [
+    assert types(done) == [
         "response.output_text.done",
         "response.content_part.done",
         "response.output_item.done",
@@ -87,101 +78,101 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
 
 
 def test_instructions_become_the_system_turn(session: ConversationSession) -> None:
-    out = _send(session, type="session.update", session={"instructions": "Be brief.", "tools": [{"name": "f"}]})
-    assert _types(out) == ["session.updated"]
+    out = send(session, type="session.update", session={"instructions": "Be brief.", "tools": [{"name": "f"}]})
+    assert types(out) == ["session.updated"]
     assert [tool.name for tool in out[0].session.tools] == ["f"]
-    _send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": [
+    send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": "hi"}]})  # fmt: skip
-    start = _send(session, type="response.create")[-1]
+    start = send(session, type="response.create")[-1]
     assert isinstance(start, StartResponse)
     assert [m.role for m in start.conversation] == ["system", "user"]
     assert start.conversation[0].parts == ("Be brief.",)
 
 
 def test_server_vad_defaults_are_echoed_and_semantic_vad_is_refused(session: ConversationSession) -> None:
-    out = _send(session, type="session.update", session={
+    out = send(session, type="session.update", session={
         "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}}}})  # fmt: skip
     (updated,) = out
     vad = updated.session.audio.input.turn_detection
     assert (vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms) == (0.5, 300, 700)
     assert vad.create_response is True and vad.interrupt_response is True
-    out = _send(session, type="session.update", event_id="u1", session={
+    out = send(session, type="session.update", event_id="u1", session={
         "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}})  # fmt: skip
-    assert _types(out) == ["error", "session.updated"]
+    assert types(out) == ["error", "session.updated"]
     assert out[0].error.param == "session.audio.input.turn_detection.type" and out[0].error.event_id == "u1"
     assert out[1].session.audio.input.turn_detection.silence_duration_ms == 700, "the previous setting stays"
 
 
 def test_commit_too_short_keeps_the_audio(session: ConversationSession) -> None:
-    _send(session, type="input_audio_buffer.append", audio=_pcm24k(0.05))
-    (error,) = _send(session, type="input_audio_buffer.commit")
+    send(session, type="input_audio_buffer.append", audio=_pcm24k(0.05))
+    (error,) = send(session, type="input_audio_buffer.commit")
     assert error.error.code == "input_audio_buffer_commit_empty"
-    _send(session, type="input_audio_buffer.append", audio=_pcm24k(0.1))
-    committed = _send(session, type="input_audio_buffer.commit")
+    send(session, type="input_audio_buffer.append", audio=_pcm24k(0.1))
+    committed = send(session, type="input_audio_buffer.commit")
     assert committed[0].type == "input_audio_buffer.committed"
     assert session.items.messages()[0].parts[0].samples.size == pytest.approx(2400, abs=2)
 
 
 def test_one_response_at_a_time_and_cancel(session: ConversationSession) -> None:
-    _send(session, type="input_audio_buffer.append", audio=_pcm24k(0.3))
-    _send(session, type="input_audio_buffer.commit")
-    start = _send(session, type="response.create")[-1]
-    (busy,) = _send(session, type="response.create", event_id="x")
+    send(session, type="input_audio_buffer.append", audio=_pcm24k(0.3))
+    send(session, type="input_audio_buffer.commit")
+    start = send(session, type="response.create")[-1]
+    (busy,) = send(session, type="response.create", event_id="x")
     assert busy.error.code == "conversation_already_has_active_response" and busy.error.event_id == "x"
-    assert _send(session, type="response.cancel") == [CancelResponse(start.response_id)]
-    assert _send(session, type="response.cancel") == []  # already being cancelled
+    assert send(session, type="response.cancel") == [CancelResponse(start.response_id)]
+    assert send(session, type="response.cancel") == []  # already being cancelled
     done = session.on_done(start.response_id, GenerationDone("cancelled"))
-    assert _types(done) == ["response.done"]  # nothing said: no assistant item
+    assert types(done) == ["response.done"]  # nothing said: no assistant item
     assert done[0].response.status_details.reason == "client_cancelled"
     assert len(session.items) == 1
-    (idle,) = _send(session, type="response.cancel")
+    (idle,) = send(session, type="response.cancel")
     assert idle.error.code == "response_cancel_not_active"
 
 
 def test_out_of_band_response_leaves_the_conversation_alone(session: ConversationSession) -> None:
-    _send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": [
+    send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": [
         {"type": "input_text", "text": "hi"}]})  # fmt: skip
-    out = _send(session, type="response.create", response={"conversation": "none", "input": [
+    out = send(session, type="response.create", response={"conversation": "none", "input": [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "summarize"}]}]})  # fmt: skip
     start = out[-1]
     assert isinstance(start, StartResponse) and not start.in_conversation
     assert [m.parts for m in start.conversation] == [("summarize",)]
     events = session.on_delta(start.response_id, "ok") + session.on_done(start.response_id, GenerationDone("stop"))
-    assert "conversation.item.added" not in _types(events)
+    assert "conversation.item.added" not in types(events)
     assert len(session.items) == 1
 
 
 def test_items_insert_delete_retrieve_and_errors(session: ConversationSession) -> None:
     def create(text: str, **extra: Any) -> list[Output]:
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}], **extra}
-        return _send(session, type="conversation.item.create", item=item)
+        return send(session, type="conversation.item.create", item=item)
 
     create("a", id="a")
     create("b", id="b")
-    out = _send(session, type="conversation.item.create", previous_item_id="root", item={
+    out = send(session, type="conversation.item.create", previous_item_id="root", item={
         "type": "message", "id": "z", "role": "system", "content": [{"type": "input_text", "text": "z"}]})  # fmt: skip
     assert out[0].previous_item_id is None
     assert [s.id for s in session.items] == ["z", "a", "b"]
     assert create("dup", id="a")[0].error.param == "item.id"
-    assert _send(session, type="conversation.item.retrieve", item_id="a")[0].item.id == "a"
-    assert _send(session, type="conversation.item.delete", item_id="a")[0].type == "conversation.item.deleted"
+    assert send(session, type="conversation.item.retrieve", item_id="a")[0].item.id == "a"
+    assert send(session, type="conversation.item.delete", item_id="a")[0].type == "conversation.item.deleted"
     for kind in ("conversation.item.delete", "conversation.item.retrieve"):
-        assert _send(session, type=kind, item_id="a")[0].error.code == "item_not_found"
+        assert send(session, type=kind, item_id="a")[0].error.code == "item_not_found"
     bad_audio = {"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": "@@@"}]}
-    assert _send(session, type="conversation.item.create", item=bad_audio)[0].error.code == "invalid_audio"
+    assert send(session, type="conversation.item.create", item=bad_audio)[0].error.code == "invalid_audio"
     wrong = {"type": "message", "role": "assistant", "content": [{"type": "input_text", "text": "x"}]}
-    assert _send(session, type="conversation.item.create", item=wrong)[0].error.param == "item.content.0.type"
+    assert send(session, type="conversation.item.create", item=wrong)[0].error.param == "item.content.0.type"
     assert [s.id for s in session.items] == ["z", "b"]
 
 
 def test_bad_base64_and_format_change(session: ConversationSession) -> None:
-    (error,) = _send(session, type="input_audio_buffer.append", audio="not base64!", event_id="a1")
+    (error,) = send(session, type="input_audio_buffer.append", audio="not base64!", event_id="a1")
     assert error.error.code == "invalid_audio" and error.error.event_id == "a1"
-    _send(session, type="session.update", session={"audio": {"input": {"format": {"type": "audio/pcmu"}}}})
-    _send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(range(256)) * 8).decode())
-    assert _send(session, type="input_audio_buffer.commit")[0].type == "input_audio_buffer.committed"
+    send(session, type="session.update", session={"audio": {"input": {"format": {"type": "audio/pcmu"}}}})
+    send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(range(256)) * 8).decode())
+    assert send(session, type="input_audio_buffer.commit")[0].type == "input_audio_buffer.committed"
     assert session.items.messages()[0].parts[0].samples.size == 4096  # 2048 bytes at 8 kHz → 16 kHz
 
 
 def test_event_classes_are_handled(session: ConversationSession) -> None:
-    assert _types(session.handle(ce.InputAudioBufferClear())) == ["input_audio_buffer.cleared"]
+    assert types(session.handle(ce.InputAudioBufferClear())) == ["input_audio_buffer.cleared"]

@@ -7,51 +7,38 @@ probabilities the driver would report are scripted, 0.9 for speech and 0.0 for s
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 
-from aural.protocols import decode_client_event
 from aural.protocols.models import MessageItem
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, DetectSpeech, Output, Prefill, StartResponse, Transcribe
 from aural.runtime.session.session import ConversationSession
+from tests.runtime.session_events import of, send, types
 
 WINDOW = 512  # samples per probability, 32 ms
-
-
-def _send(conversation: ConversationSession, /, **event: Any) -> list[Output]:
-    return conversation.handle(decode_client_event(json.dumps(event)))
-
-
-def _types(outputs: list[Output]) -> list[str]:
-    return [o.type if hasattr(o, "type") else type(o).__name__ for o in outputs]
-
-
-def _of(outputs: list[Output], kind: type) -> list[Any]:
-    return [o for o in outputs if isinstance(o, kind)]
 
 
 def _append(session: ConversationSession, windows: int) -> list[Output]:
     """Append `windows` × 32 ms of a 16 kHz tone (its content does not matter: probabilities are scripted)."""
     t = np.arange(windows * WINDOW) / 16000
     pcm = (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
-    return _send(session, type="input_audio_buffer.append", audio=base64.b64encode(pcm).decode())
+    return send(session, type="input_audio_buffer.append", audio=base64.b64encode(pcm).decode())
 
 
 def _speech(session: ConversationSession, pattern: list[tuple[float, int]], stream: int = 1) -> list[Output]:
     """Append audio for `pattern` ([(probability, windows)…]) and report its probabilities."""
     probabilities = [p for p, n in pattern for _ in range(n)]
     appended = _append(session, len(probabilities))
-    assert sum(c.samples.size for c in _of(appended, DetectSpeech)) == len(probabilities) * WINDOW
+    assert sum(c.samples.size for c in of(appended, DetectSpeech)) == len(probabilities) * WINDOW
     return session.on_speech(stream, probabilities)
 
 
 def _vad(session: ConversationSession, **settings: Any) -> None:
-    _send(session, type="session.update", session={"audio": {"input": {
+    send(session, type="session.update", session={"audio": {"input": {
         "format": {"type": "audio/pcm", "rate": 16000},
         "turn_detection": {"type": "server_vad", **settings}}}})  # fmt: skip
 
@@ -65,7 +52,7 @@ def session() -> ConversationSession:
 
 def test_a_turn_is_detected_committed_and_answered(session: ConversationSession) -> None:
     out = _speech(session, [(0.0, 20), (0.9, 40), (0.0, 20)])
-    assert _types(out) == [
+    assert types(out) == [
         "input_audio_buffer.speech_started",
         "Prefill",
         "input_audio_buffer.speech_stopped",
@@ -79,7 +66,7 @@ def test_a_turn_is_detected_committed_and_answered(session: ConversationSession)
     assert started.audio_start_ms == 20 * 32 - 300, "onset minus prefix_padding_ms"
     assert stopped.audio_end_ms == 60 * 32
     assert started.item_id == stopped.item_id == committed.item_id
-    (start,) = _of(out, StartResponse)
+    (start,) = of(out, StartResponse)
     (audio,) = start.conversation[-1].parts
     assert isinstance(audio, AudioPart) and audio.samples.size == (60 * 32 - 340) * 16
     assert start.conversation[-1].key == committed.item_id
@@ -90,17 +77,17 @@ def test_a_turn_is_detected_committed_and_answered(session: ConversationSession)
 
 def test_a_pause_shorter_than_the_silence_duration_does_not_split_a_turn(session: ConversationSession) -> None:
     out = _speech(session, [(0.0, 10), (0.9, 20), (0.0, 10), (0.9, 20), (0.0, 20)])
-    assert _types(out).count("input_audio_buffer.speech_started") == 1
-    assert _types(out).count("Prefill") == 2, "each fall into silence prefills speculatively"
+    assert types(out).count("input_audio_buffer.speech_started") == 1
+    assert types(out).count("Prefill") == 2, "each fall into silence prefills speculatively"
     (stopped,) = [o for o in out if getattr(o, "type", "") == "input_audio_buffer.speech_stopped"]
     assert stopped.audio_end_ms == 60 * 32
 
 
 def test_speech_over_a_response_cancels_it_and_keeps_only_the_text_sent(session: ConversationSession) -> None:
-    (start,) = _of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
+    (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
     session.on_delta(start.response_id, "Hello")
     out = _speech(session, [(0.9, 10)])
-    assert _types(out) == ["input_audio_buffer.speech_started", "CancelResponse"]
+    assert types(out) == ["input_audio_buffer.speech_started", "CancelResponse"]
     assert session.on_delta(start.response_id, " world") == [], "nothing more is sent after the cancel"
     done = session.on_done(start.response_id, GenerationDone("cancelled", TokenUsage(10, 0, 5, 3)))
     response = next(o for o in done if getattr(o, "type", "") == "response.done").response
@@ -108,25 +95,25 @@ def test_speech_over_a_response_cancels_it_and_keeps_only_the_text_sent(session:
     assistant = session.items.messages()[-1]
     assert assistant.role == "assistant" and assistant.parts == ("Hello",)
     out = _speech(session, [(0.9, 10), (0.0, 20)])
-    (second,) = _of(out, StartResponse)
+    (second,) = of(out, StartResponse)
     assert [m.role for m in second.conversation] == ["user", "assistant", "user"]
 
 
 def test_without_interrupt_the_next_turn_is_answered_after_the_running_response(session: ConversationSession) -> None:
     _vad(session, interrupt_response=False)
-    (first,) = _of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=2), StartResponse)
+    (first,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=2), StartResponse)
     out = _speech(session, [(0.9, 20), (0.0, 20)], stream=2)
-    assert not _of(out, CancelResponse) and not _of(out, StartResponse) and not _of(out, Prefill)
-    assert "input_audio_buffer.committed" in _types(out)
+    assert not of(out, CancelResponse) and not of(out, StartResponse) and not of(out, Prefill)
+    assert "input_audio_buffer.committed" in types(out)
     done = session.on_done(first.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
-    (second,) = _of(done, StartResponse)
+    (second,) = of(done, StartResponse)
     assert [m.role for m in second.conversation] == ["user", "user", "assistant"], "the empty reply closes last"
 
 
 def test_long_speech_prefills_each_completed_clip(session: ConversationSession) -> None:
     windows_per_clip = 30 * 16000 // WINDOW + 1
     out = _speech(session, [(0.0, 10), (0.9, windows_per_clip)]) + _speech(session, [(0.9, windows_per_clip)])
-    prefills = _of(out, Prefill)
+    prefills = of(out, Prefill)
     assert [p.conversation[-1].parts[0].samples.size for p in prefills] == [30 * 16000, 60 * 16000]
     assert len({p.conversation[-1].key for p in prefills}) == 1, "the partial turn keeps its item id"
 
@@ -134,31 +121,31 @@ def test_long_speech_prefills_each_completed_clip(session: ConversationSession) 
 def test_stale_detection_streams_are_ignored(session: ConversationSession) -> None:
     _vad(session, silence_duration_ms=300)
     appended = _append(session, 10)
-    assert {c.stream for c in _of(appended, DetectSpeech)} == {2}
+    assert {c.stream for c in of(appended, DetectSpeech)} == {2}
     assert session.on_speech(1, [0.9] * 10) == []
-    assert _types(session.on_speech(2, [0.9] * 10)) == ["input_audio_buffer.speech_started"]
+    assert types(session.on_speech(2, [0.9] * 10)) == ["input_audio_buffer.speech_started"]
 
 
 def test_idle_timeout_commits_and_answers(session: ConversationSession) -> None:
     _vad(session, idle_timeout_ms=1000)
-    (start,) = _of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=2), StartResponse)
+    (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=2), StartResponse)
     session.on_done(start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
     assert _speech(session, [(0.0, 20)], stream=2) == []
     out = _speech(session, [(0.0, 20)], stream=2)
-    assert _types(out)[0] == "input_audio_buffer.timeout_triggered"
-    assert "StartResponse" in _types(out)
+    assert types(out)[0] == "input_audio_buffer.timeout_triggered"
+    assert "StartResponse" in types(out)
 
 
 def test_manual_commit_during_speech_uses_the_announced_item(session: ConversationSession) -> None:
     (started,) = _speech(session, [(0.0, 10), (0.9, 20)])
-    committed = _send(session, type="input_audio_buffer.commit")[0]
+    committed = send(session, type="input_audio_buffer.commit")[0]
     assert committed.item_id == started.item_id
     assert not [o for o in _speech(session, [(0.0, 30)]) if getattr(o, "type", "") == "input_audio_buffer.committed"]
 
 
 def _answered(session: ConversationSession) -> tuple[str, str]:
     """A committed user turn and a finished reply 'Hello world'; returns their item ids."""
-    (start,) = _of(_speech(session, [(0.0, 10), (0.9, 40), (0.0, 20)]), StartResponse)
+    (start,) = of(_speech(session, [(0.0, 10), (0.9, 40), (0.0, 20)]), StartResponse)
     session.on_delta(start.response_id, "Hello world")
     session.on_done(start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
     return start.conversation[-1].key, start.reply_key
@@ -166,11 +153,11 @@ def _answered(session: ConversationSession) -> tuple[str, str]:
 
 def test_truncate_cuts_user_audio_and_assistant_text(session: ConversationSession) -> None:
     user, reply = _answered(session)
-    out = _send(session, type="conversation.item.truncate", item_id=user, content_index=0, audio_end_ms=500)
-    assert _types(out) == ["conversation.item.truncated"]
+    out = send(session, type="conversation.item.truncate", item_id=user, content_index=0, audio_end_ms=500)
+    assert types(out) == ["conversation.item.truncated"]
     assert session.items.messages()[0].parts[0].samples.size == 8000
-    out = _send(session, type="conversation.item.truncate", item_id=reply, content_index=0, audio_end_ms=0, text_end=5)
-    assert _types(out) == ["conversation.item.truncated"]
+    out = send(session, type="conversation.item.truncate", item_id=reply, content_index=0, audio_end_ms=0, text_end=5)
+    assert types(out) == ["conversation.item.truncated"]
     assert session.items.messages()[1].parts == ("Hello",)
 
 
@@ -191,25 +178,25 @@ def test_bad_truncations_change_nothing(
     user, reply = _answered(session)
     before = [m.parts for m in session.items.messages()]
     item_id = {"user": user, "reply": reply, "nobody": "item_nope"}[target]
-    (error,) = _send(session, type="conversation.item.truncate", item_id=item_id, **{"content_index": 0, **fields})
+    (error,) = send(session, type="conversation.item.truncate", item_id=item_id, **{"content_index": 0, **fields})
     assert error.type == "error" and error.error.param == param
     after = [m.parts for m in session.items.messages()]
     assert len(after) == len(before) and after[1] == before[1] and after[0][0].samples.size == before[0][0].samples.size
 
 
 def test_an_item_cannot_be_truncated_while_its_response_runs(session: ConversationSession) -> None:
-    (start,) = _of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
+    (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
     session.on_delta(start.response_id, "Hi")
-    (error,) = _send(session, type="conversation.item.truncate", item_id=start.reply_key, content_index=0,
+    (error,) = send(session, type="conversation.item.truncate", item_id=start.reply_key, content_index=0,
                      audio_end_ms=0, text_end=1)  # fmt: skip
     assert error.error.param == "item_id"
 
 
 def test_transcription_runs_aside_and_lands_in_the_item(session: ConversationSession) -> None:
-    _send(session, type="session.update", session={"audio": {"input": {"transcription": {"language": "en"}}}})
+    send(session, type="session.update", session={"audio": {"input": {"transcription": {"language": "en"}}}})
     out = _speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=1)
-    (transcribe,) = _of(out, Transcribe)
-    assert _types(out).index("Transcribe") < _types(out).index("StartResponse")
+    (transcribe,) = of(out, Transcribe)
+    assert types(out).index("Transcribe") < types(out).index("StartResponse")
     (message,) = transcribe.conversation
     assert isinstance(message.parts[0], AudioPart) and "Transcribe" in str(message.parts[1])
     deltas = session.on_transcript_delta(transcribe.item_id, 0, "hel") + session.on_transcript_delta(
@@ -223,7 +210,7 @@ def test_transcription_runs_aside_and_lands_in_the_item(session: ConversationSes
 
 
 def test_failed_transcription_is_reported(session: ConversationSession) -> None:
-    _send(session, type="session.update", session={"audio": {"input": {"transcription": {}}}})
-    (transcribe,) = _of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), Transcribe)
+    send(session, type="session.update", session={"audio": {"input": {"transcription": {}}}})
+    (transcribe,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), Transcribe)
     (failed,) = session.on_transcript_done(transcribe.item_id, 0, GenerationDone("error", error_code="server_error"))
     assert failed.type == "conversation.item.input_audio_transcription.failed" and failed.error.code == "server_error"

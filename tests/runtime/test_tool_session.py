@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from aural.protocols import decode_client_event
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.engine.tools import ToolCallDelta, ToolCallDone
-from aural.runtime.session.session import ConversationSession, Output, StartResponse
+from aural.runtime.session.session import ConversationSession, StartResponse
+from tests.runtime.session_events import send, types
 
 WEATHER = {
     "type": "function",
@@ -20,25 +19,17 @@ WEATHER = {
 }
 
 
-def _send(session: ConversationSession, /, **event: Any) -> list[Output]:
-    return session.handle(decode_client_event(json.dumps(event)))
-
-
-def _types(outputs: list[Output]) -> list[str]:
-    return [o.type if hasattr(o, "type") else type(o).__name__ for o in outputs]
-
-
 @pytest.fixture
 def session() -> ConversationSession:
     session = ConversationSession("tiny", PcmDecoder)
-    _send(session, type="session.update", session={"tools": [WEATHER], "tool_choice": "auto"})
+    send(session, type="session.update", session={"tools": [WEATHER], "tool_choice": "auto"})
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}
-    _send(session, type="conversation.item.create", item=item)
+    send(session, type="conversation.item.create", item=item)
     return session
 
 
 def _start(session: ConversationSession, **response: Any) -> StartResponse:
-    start = _send(session, type="response.create", response=response)[-1]
+    start = send(session, type="response.create", response=response)[-1]
     assert isinstance(start, StartResponse)
     return start
 
@@ -49,7 +40,7 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
     rid = start.response_id
     session.on_delta(rid, "Checking.")
     opened = session.on_tool_call(rid, ToolCallDelta(0, "weather", '{"ci'))
-    assert _types(opened) == [
+    assert types(opened) == [
         "response.output_text.done",
         "response.content_part.done",
         "response.output_item.done",
@@ -63,7 +54,7 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
     assert opened[5].previous_item_id == start.reply_key
     session.on_tool_call(rid, ToolCallDelta(0, "weather", 'ty": "Oslo"}'))
     done = session.on_tool_call(rid, ToolCallDone(0, "weather", '{"city": "Oslo"}'))
-    assert _types(done) == [
+    assert types(done) == [
         "response.function_call_arguments.done",
         "response.output_item.done",
         "conversation.item.done",
@@ -75,9 +66,9 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
     (*_, turn) = session.items.messages()
     assert turn.key == start.reply_key and [c.name for c in turn.tool_calls] == ["weather"]
 
-    out = _send(session, type="conversation.item.create", item={
+    out = send(session, type="conversation.item.create", item={
         "type": "function_call_output", "call_id": call.call_id, "output": "sunny"})  # fmt: skip
-    assert _types(out) == ["conversation.item.added", "conversation.item.done"]
+    assert types(out) == ["conversation.item.added", "conversation.item.done"]
     follow = _start(session)
     assert [m.role for m in follow.conversation] == ["user", "assistant", "tool"]
     assert follow.conversation[-1].parts == ("sunny",)
@@ -88,7 +79,7 @@ def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) ->
     opened = session.on_tool_call(rid, ToolCallDelta(0, "weather", '{"ci'))
     call_id = opened[0].item.id
     end = session.on_done(rid, GenerationDone("length", TokenUsage(10, 0, 0, 5)))
-    assert _types(end)[:3] == ["conversation.item.deleted", "response.done", "error"]
+    assert types(end)[:3] == ["conversation.item.deleted", "response.done", "error"]
     assert end[0].item_id == call_id and end[1].response.output == []
     assert end[2].error.code == "tool_call_incomplete"
     assert [m.role for m in session.items.messages()] == ["user"]
@@ -107,14 +98,14 @@ def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) ->
 def test_invalid_tool_definitions_are_refused_and_change_nothing(
     session: ConversationSession, update: dict[str, Any], param: str
 ) -> None:
-    (error,) = _send(session, type="session.update", event_id="u", session=update)
+    (error,) = send(session, type="session.update", event_id="u", session=update)
     assert (error.error.code, error.error.param, error.error.event_id) == ("invalid_value", param, "u")
     assert [t.name for t in session.config.tools or []] == ["weather"] and session.config.tool_choice == "auto"
 
 
 def test_an_output_for_an_unknown_call_is_refused(session: ConversationSession) -> None:
     item = {"type": "function_call_output", "call_id": "call_nope", "output": "x"}
-    (error,) = _send(session, type="conversation.item.create", item=item)
+    (error,) = send(session, type="conversation.item.create", item=item)
     assert error.error.param == "item.call_id" and len(session.items) == 1
-    (error,) = _send(session, type="response.create", response={"tool_choice": {"type": "function", "name": "x"}})
+    (error,) = send(session, type="response.create", response={"tool_choice": {"type": "function", "name": "x"}})
     assert error.error.param == "response.tool_choice.name" and session.response is None
