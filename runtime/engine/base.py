@@ -132,7 +132,9 @@ class EngineSession(ABC):
         prefilled (or of one that extends it) then prefills only what differs. It returns when done.
         It never fails: a failure is logged and leaves a consistent (possibly empty) cache. The
         session's work runs in the order it was asked for: a prefill asked for while a generation
-        of this session runs waits for that generation to end, never running between its steps.
+        of this session runs waits for that generation to end, never running between its steps; a
+        prefill that a later request (another prefill, a `generate`) supersedes stops at its next
+        step (an audio clip), its work so far kept.
         """
 
     @abstractmethod

@@ -11,9 +11,9 @@ the reply, up to the last position of the rendering, whose logits the reply then
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import structlog
 import torch
@@ -111,25 +111,19 @@ class TransformersSession(EngineSession):
         self.generated: dict[str, list[int]] = {}
         self.closed = False
         self.lock = StateLock()
+        self.wanted = 0  # requests for this cache so far: a speculative prefill runs only while it is the latest
 
     def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> Generation:
+        self.wanted += 1
         generation = StreamedGeneration(asyncio.get_running_loop())
         self.engine.worker.start(_GenerationJob(self, list(conversation), reply_key, params, generation))
         return generation
 
     async def prefill(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = ()) -> None:
-        await self.engine.worker.call(partial(self._speculate, list(conversation), tuple(tools)), lock=self.lock)
-
-    def _speculate(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec]) -> None:
-        if self.closed:
-            return
-        try:
-            self.speculate(self.render_within(conversation, reply_room(self.engine, None), tools))
-        except ContextExceeded as exc:
-            log.info("speculative prefill skipped", reason=str(exc))
-        except Exception:
-            log.exception("speculative prefill failed")
-            self.reset()
+        self.wanted += 1  # a prefill still running for an older request stops at its next step
+        done = asyncio.get_running_loop().create_future()
+        self.engine.worker.start(_SpeculationJob(self, list(conversation), tuple(tools), self.wanted, done))
+        await done
 
     async def close(self) -> None:
         await self.engine.worker.call(self._release)
@@ -184,15 +178,6 @@ class TransformersSession(EngineSession):
         self._check_fits(rendered)
         common = self._reuse(rendered.keys, limit=len(rendered.ids) - 1)  # at least one position gives logits
         return self._append(rendered, common, len(rendered.ids)), common
-
-    @torch.inference_mode()
-    def speculate(self, rendered: Rendered) -> None:
-        """Bring the cache to all of `rendered` but its last position, which the reply will feed."""
-        self._check_fits(rendered)
-        stop = len(rendered.ids) - 1
-        common = self._reuse(rendered.keys[:stop], limit=stop)
-        if common < stop:
-            self._append(rendered, common, stop)
 
     def _check_fits(self, rendered: Rendered) -> None:
         limit = self.engine.max_context
@@ -260,6 +245,66 @@ class _Progress:
     usage: TokenUsage
     pending: int | None = None  # sampled, not yet fed
     count: int = 0
+
+
+class _SpeculationJob:
+    """A speculative prefill, run one audio clip at a time: it brings the cache to all of the rendering but
+    its last position (which the reply feeds) and stops early, cache consistent, once a newer request for
+    the session (another prefill, a reply) supersedes it. Failures are logged, never raised."""
+
+    def __init__(
+        self,
+        session: TransformersSession,
+        conversation: list[Message],
+        tools: tuple[FunctionSpec, ...],
+        ticket: int,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.session = session
+        self.conversation = conversation
+        self.tools = tools
+        self.ticket = ticket
+        self.done = done
+        self.rendered: Rendered | None = None
+        self.position = 0
+
+    @torch.inference_mode()
+    def step(self) -> bool:
+        session = self.session
+        if not session.lock.acquire(self):
+            return True  # a reply of this session runs: wait for it
+        try:
+            if session.closed or session.wanted != self.ticket:
+                return self._end()
+            if self.rendered is None:
+                self.rendered = session.render_within(self.conversation, reply_room(session.engine, None), self.tools)
+                session._check_fits(self.rendered)
+                stop = len(self.rendered.ids) - 1
+                self.position = session._reuse(self.rendered.keys[:stop], limit=stop)
+            stop = len(self.rendered.ids) - 1
+            ends = [clip.start + clip.length for clip in self.rendered.clips]
+            until = min([end for end in ends if end > self.position] + [stop])
+            if self.position < until:
+                session._append(self.rendered, self.position, until)
+                self.position = until
+            return self.position < stop or self._end()
+        except ContextExceeded as exc:
+            log.info("speculative prefill skipped", reason=str(exc))
+        except Exception:
+            log.exception("speculative prefill failed")
+            session.reset()
+        return self._end()
+
+    def _end(self) -> bool:
+        self.session.lock.release(self)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits
+            self.done.get_loop().call_soon_threadsafe(_settle, self.done)
+        return False
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _GenerationJob:

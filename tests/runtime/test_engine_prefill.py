@@ -111,3 +111,31 @@ async def test_a_failed_prefill_is_logged_and_leaves_the_session_usable(engine, 
     assert session.generated["r1"] == reference_generate(engine, conversation, {"r0": session.generated["r0"]}, 8)
     await session.close()
     await session.prefill(conversation)  # after close: nothing to do, and no error
+
+
+async def test_a_superseded_prefill_stops_at_its_next_clip(engine):
+    """A prefill works one clip at a time and stops, its cache consistent, once a newer request exists."""
+    from aural.runtime.engine.qwen2_audio import _SpeculationJob
+
+    long = tone(5, 61.0)
+    session, history = await _with_history(engine)
+    conversation = [*history, _said(long)]
+    session.wanted += 1
+    job = _SpeculationJob(session, conversation, (), session.wanted, asyncio.get_running_loop().create_future())
+    assert job.step() is True, "three clips: more to do after the first"
+    first_clip = len(session.keys)
+    session.wanted += 1  # a newer request
+    assert job.step() is False
+    await asyncio.sleep(0)
+    probe = object()
+    assert job.done.done() and len(session.keys) == first_clip
+    assert session.lock.acquire(probe), "the lock was released"
+    session.lock.release(probe)
+
+    _, done = await run_reply(session, conversation, "r1", 8)  # the reply takes over from the first clip
+    assert done.usage.cached_tokens == first_clip
+    plain, _ = await _with_history(engine)
+    await run_reply(plain, conversation, "r1", 8)
+    assert session.generated["r1"] == plain.generated["r1"]
+    await session.close()
+    await plain.close()
