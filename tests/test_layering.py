@@ -54,6 +54,9 @@ def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None =
             None,
         ),
         ("runtime", ("torch", "transformers"), MODEL_CODE),
+        ("runtime", ("onnxruntime",), {"vad.py"}),  # the voice activity model runner alone
+        ("runtime", ("llguidance",), {"tool_grammar.py"}),  # the grammar engine behind one module
+        ("runtime/engine", ("av", "aiohttp", "onnxruntime"), None),
     ],
 )
 def test_dependency_rules(folder: str, forbidden: tuple[str, ...], skip: set[str] | None) -> None:
