@@ -1,4 +1,8 @@
-"""Random event sequences, valid and not, never break the state machine's invariants."""
+"""Random event sequences, valid and not, never break the state machine's invariants.
+
+The sequences mix client events with what the driver reports: the engine's text and ends, speech
+probabilities of the voice activity model (server VAD turns on and off), transcriptions finishing.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from aural.protocols import ProtocolError, decode_client_event
 from aural.protocols.server_events import ServerEventBase
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
-from aural.runtime.session.commands import CancelResponse, StartResponse
+from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
 from aural.runtime.session.session import ConversationSession
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
@@ -63,6 +67,10 @@ EVENT = st.one_of(
     ),
     st.fixed_dictionaries({"type": st.just("response.cancel")}, optional={"response_id": IDS}),
     st.fixed_dictionaries(
+        {"type": st.just("conversation.item.truncate"), "item_id": IDS, "content_index": st.integers(0, 2)},
+        optional={"audio_end_ms": st.sampled_from([0, 150, 99_000]), "text_end": st.integers(0, 20)},
+    ),
+    st.fixed_dictionaries(
         {
             "type": st.just("session.update"),
             "session": st.fixed_dictionaries(
@@ -70,7 +78,13 @@ EVENT = st.one_of(
                 optional={
                     "instructions": TEXT,
                     "max_output_tokens": st.sampled_from([4, 0, "inf"]),
-                    "audio": st.just({"input": {"format": {"type": "audio/pcmu"}}}),
+                    "audio": st.sampled_from(
+                        [
+                            {"input": {"format": {"type": "audio/pcmu"}}},
+                            {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 96}}},
+                            {"input": {"turn_detection": None, "transcription": {"language": "en"}}},
+                        ]
+                    ),
                 },
             ),
         },
@@ -78,38 +92,53 @@ EVENT = st.one_of(
     st.sampled_from(["{", "[]", '{"type": "nope"}']),
     st.just("engine"),  # the engine finishes the running response
     st.just("delta"),  # the engine produces text for it
+    st.sampled_from(["speech", "silence"]),  # the voice activity model reports on the audio sent so far
+    st.just("transcribed"),  # a transcription side pass ends
 )
 
 
 def _check(outputs: list[Any]) -> None:
     for output in outputs:
-        assert isinstance(output, ServerEventBase | StartResponse | CancelResponse)
+        assert isinstance(output, ServerEventBase | Command)
         if isinstance(output, ServerEventBase):
             json.loads(output.model_dump_json())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EVENT, max_size=25))
 def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
     session = ConversationSession("tiny", PcmDecoder)
     running: str | None = None
+    heard: list[DetectSpeech] = []  # audio the voice activity model has not reported on yet
+    transcribing: list[Transcribe] = []
     for raw in events:
+        outputs: list[Any] = []
         if raw in ("engine", "delta"):
-            if running is not None:
-                if raw == "delta":
-                    _check(session.on_delta(running, "hé"))
-                    continue
-                _check(session.on_done(running, GenerationDone("stop", TokenUsage(10, 2, 0, 1))))
+            if running is not None and raw == "delta":
+                outputs = session.on_delta(running, "hé")
+            elif running is not None:
+                outputs = session.on_done(running, GenerationDone("stop", TokenUsage(10, 2, 0, 1)))
                 running = None
-            continue
-        try:
-            event = decode_client_event(raw if isinstance(raw, str) else json.dumps(raw))
-        except ProtocolError:
-            continue
-        outputs = session.handle(event)
+        elif raw in ("speech", "silence"):
+            for command in heard:
+                windows = [0.9 if raw == "speech" else 0.0] * (command.samples.size // 512)
+                outputs += session.on_speech(command.stream, windows)
+            heard = []
+        elif raw == "transcribed":
+            for command in transcribing:
+                outputs += session.on_transcript_done(command.item_id, command.content_index, GenerationDone("stop"))
+            transcribing = []
+        else:
+            try:
+                event = decode_client_event(raw if isinstance(raw, str) else json.dumps(raw))
+            except ProtocolError:
+                continue
+            outputs = session.handle(event)
         _check(outputs)
+        heard += [o for o in outputs if isinstance(o, DetectSpeech)]
+        transcribing += [o for o in outputs if isinstance(o, Transcribe)]
         starts = [o for o in outputs if isinstance(o, StartResponse)]
-        assert not (starts and running), "one response at a time"
+        assert len(starts) <= 1 and not (starts and running), "one response at a time"
         if starts:
             running = starts[0].response_id
         ids = [stored.id for stored in session.items]
