@@ -6,6 +6,13 @@
 # log written under $OUT.
 #
 #     bash bench/gpu_run.sh [bench/gpu.py's arguments]
+#
+# Fill .whl (git-ignored) here first: the wheels the GPU image lacks, for CPython 3.12 —
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         --platform manylinux_2_31_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#         transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==1.33.0 structlog==26.1.0 llguidance==1.9.1
+# and the speech the long-audio bench cuts its utterances from (no espeak-ng there):
+#     python -m bench.long_audio --save-speech .whl/speech60.npy
 set -euo pipefail
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT"
