@@ -76,7 +76,7 @@ def main() -> None:
             return logits
 
         def engine_step() -> object:
-            logits = session.feed(65)
+            logits = session.feed([65])
             logits[engine.suppressed] = float("-inf")
             token = int(torch.argmax(logits))
             cache.crop(-1)

@@ -213,12 +213,12 @@ class TransformersSession(EngineSession):
         return logits
 
     @torch.inference_mode()
-    def feed(self, token: int) -> torch.Tensor:
-        """Append one token to the cache; return the next-token logits."""
+    def feed(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Append tokens to the cache in one pass; return the next-token logits."""
         model = self.engine.model
-        embeds = model.get_input_embeddings()(torch.tensor([[token]], device=model.device))
+        embeds = model.get_input_embeddings()(torch.tensor([list(tokens)], device=model.device))
         logits = self._forward(embeds)
-        self.keys.append(token)
+        self.keys.extend(tokens)
         return logits
 
     def _forward(self, embeds: torch.Tensor) -> torch.Tensor:
@@ -243,7 +243,7 @@ def _common_prefix(a: Sequence[Hashable], b: Sequence[Hashable], limit: int) -> 
 @dataclass
 class _Progress:
     usage: TokenUsage
-    pending: int | None = None  # sampled, not yet fed
+    pending: list[int] | None = None  # sampled (and then forced by the grammar), not yet fed
     count: int = 0
 
 
@@ -386,16 +386,37 @@ class _GenerationJob:
         assert progress is not None
         if token in session.engine.stop_ids:
             return self._finish("stop")
-        session.generated[self.reply_key].append(token)
-        progress.count += 1
-        assert self.reply is not None
+        progress.pending = []
+        if not self._take(token):
+            return self._finish("length")
+        for forced in self.reply_forced():  # computed once the sampled token is in the grammar
+            if not self._take(forced):
+                return self._finish("length")
+        return True
+
+    def _take(self, token: int) -> bool:
+        """Add a token to the reply (fed with the next step); False when the reply is at a limit."""
+        assert self.progress is not None and self.progress.pending is not None and self.reply is not None
+        self.session.generated[self.reply_key].append(token)
+        self.progress.count += 1
+        self.progress.pending.append(token)
         for event in self.reply.push(token):
             self.out.push_threadsafe(event)
-        at_limit = self.params.max_tokens is not None and progress.count >= self.params.max_tokens
-        if at_limit or self.reply.call_tokens >= CALL_TOKENS or len(session.keys) + 1 >= session.engine.max_context:
-            return self._finish("length")
-        progress.pending = token
-        return True
+        return not self._at_limit()
+
+    def reply_forced(self) -> list[int]:
+        """Tokens the grammar forces after the sampled one, up to the first stop id (a stop ends the reply
+        through sampling, as usual)."""
+        assert self.reply is not None
+        forced = self.reply.forced()
+        stops = [i for i, token in enumerate(forced) if token in self.session.engine.stop_ids]
+        return forced[: stops[0]] if stops else forced
+
+    def _at_limit(self) -> bool:
+        assert self.progress is not None and self.reply is not None
+        at_limit = self.params.max_tokens is not None and self.progress.count >= self.params.max_tokens
+        room = len(self.session.keys) + len(self.progress.pending or []) >= self.session.engine.max_context
+        return at_limit or self.reply.call_tokens >= CALL_TOKENS or room
 
     def _finish(self, reason: FinishReason, code: str | None = None, message: str | None = None) -> bool:
         self.session.lock.release(self)

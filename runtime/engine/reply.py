@@ -57,8 +57,13 @@ class ReplyDecoder:
         """The tokens allowed next, or None when decoding is free."""
         return self._constraint.allowed() if self._constraint is not None else None
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar forces next (none while decoding is free): they need no sampling, and the
+        engine feeds them to the model in one pass."""
+        return self._constraint.forced() if self._constraint is not None else []
+
     def push(self, token: int) -> list[GenerationEvent]:
-        """Take one sampled token; return the events it completes.
+        """Take one sampled (or forced) token; return the events it completes.
 
         Raises:
             GrammarError: the token breaks the grammar (the mask was not applied).

@@ -55,6 +55,10 @@ class Constraint:
         bits = np.unpackbits(self._words.view(np.uint8), bitorder="little")[: self._vocab_size]
         return bits.astype(np.bool_)
 
+    def forced(self) -> list[int]:
+        """The tokens the grammar allows no alternative to from here (the call's closing text, say)."""
+        return list(self._matcher.compute_ff_tokens())
+
     def consume(self, token: int) -> bool:
         """Advance by one sampled token; False if the grammar does not allow it."""
         return bool(self._matcher.consume_token(token))
