@@ -119,6 +119,28 @@ async def test_the_tiny_model_makes_valid_calls(engine):
     await session.close()
 
 
+async def test_forced_tokens_are_fed_in_one_pass(engine, monkeypatch):
+    """What the grammar forces (the wrapper, the keys, the closing text) is not sampled token by token: a
+    named call takes far fewer model passes than it has tokens, and still validates."""
+    from aural.runtime.engine.qwen2_audio import TransformersSession
+
+    feeds: list[int] = []
+    feed = TransformersSession.feed
+
+    def counting_feed(self, tokens):
+        feeds.append(len(tokens))
+        return feed(self, tokens)
+
+    monkeypatch.setattr(TransformersSession, "feed", counting_feed)
+    session = await engine.open_session()
+    params = SamplingParams(max_tokens=400, temperature=1.0, seed=3, tools=_use(1))
+    events = await _events(session, ASK, "forced", params)
+    _check_call(events[:-1], {spec.name: spec.parameters for spec in TOOLS}, "book")
+    assert sum(feeds) == events[-1].usage.output_tokens, "each token is fed once (the stop is sampled after the last)"
+    assert max(feeds) > 10 and len(feeds) < events[-1].usage.output_tokens / 2
+    await session.close()
+
+
 def _script(engine, text: str) -> list[int]:
     return engine.tokenizer.encode(text, add_special_tokens=False)
 
