@@ -389,7 +389,7 @@ class _GenerationJob:
         progress.pending = []
         if not self._take(token):
             return self._finish("length")
-        for forced in self.reply_forced():  # computed once the sampled token is in the grammar
+        for forced in self._forced():  # computed once the sampled token is in the grammar
             if not self._take(forced):
                 return self._finish("length")
         return True
@@ -404,7 +404,7 @@ class _GenerationJob:
             self.out.push_threadsafe(event)
         return not self._at_limit()
 
-    def reply_forced(self) -> list[int]:
+    def _forced(self) -> list[int]:
         """Tokens the grammar forces after the sampled one, up to the first stop id (a stop ends the reply
         through sampling, as usual)."""
         assert self.reply is not None

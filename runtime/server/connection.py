@@ -74,8 +74,6 @@ class ConnectionDriver:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._tools = tools or ServerTools()
         self._tool_calls: dict[asyncio.Task[None], str] = {}  # running server tool calls → their response's id
-        self._prefilling = False
-        self._next_prefill: Prefill | None = None
         self._log = log.bind(session=session.id)
 
     async def run(self) -> None:
@@ -138,7 +136,9 @@ class ConnectionDriver:
             elif isinstance(output, DetectSpeech):
                 self._speech.put_nowait(output)
             elif isinstance(output, Prefill):
-                self._prefill(output)
+                # Stale ones cost nothing: the engine drops a prefill that a newer request superseded.
+                assert self._engine_session is not None
+                self._spawn(self._engine_session.prefill(output.conversation, output.tools))
             elif isinstance(output, Transcribe):
                 self._spawn(self._transcribe(output))
             elif isinstance(output, RunTools):
@@ -158,7 +158,6 @@ class ConnectionDriver:
             await self._ws.send_str(encode_event(event))
 
     async def _start(self, command: StartResponse) -> None:
-        self._next_prefill = None  # the reply renders the conversation itself: a waiting prefill is moot
         assert self._engine_session is not None
         engine_session = self._engine_session
         if not command.in_conversation:  # out of band: leave the conversation's cache alone
@@ -188,26 +187,6 @@ class ConnectionDriver:
         finally:
             if own is not None:
                 await own.close()
-
-    def _prefill(self, command: Prefill | None) -> None:
-        """Speculative prefills run one at a time, and only the latest waits: the user keeps talking, so an
-        older one is stale, and a reply must never queue behind a backlog of them."""
-        if self._prefilling:
-            self._next_prefill = command
-            return
-        if command is None:
-            return
-        assert self._engine_session is not None
-        self._prefilling = True
-        self._spawn(self._run_prefill(self._engine_session, command))
-
-    async def _run_prefill(self, engine_session: EngineSession, command: Prefill) -> None:
-        try:
-            await engine_session.prefill(command.conversation, command.tools)
-        finally:
-            self._prefilling = False
-            pending, self._next_prefill = self._next_prefill, None
-            self._prefill(pending)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
