@@ -25,8 +25,8 @@ from aural.runtime.engine.base import (
     TextDelta,
     TokenUsage,
 )
-from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from tests.support.reference import reference_generate
 
 AUDIO_SECONDS = 2.0
 INSTRUCTIONS = (

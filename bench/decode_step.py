@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from aural.runtime.engine.chat_format import Rendered
-from aural.runtime.engine.qwen2_audio import TransformersEngine, TransformersSession
+from aural.runtime.engine.qwen2_audio.chat_format import Rendered
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.logs import configure_logging
 
 

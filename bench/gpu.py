@@ -40,8 +40,8 @@ import torch
 import transformers
 
 from aural.runtime.engine.base import AudioPart, EngineSession, GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.chat_format import Rendered
-from aural.runtime.engine.qwen2_audio import TransformersEngine, TransformersSession
+from aural.runtime.engine.qwen2_audio.chat_format import Rendered
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.logs import configure_logging
 from bench.conversation import (
     INSTRUCTIONS,

@@ -39,8 +39,8 @@ import torch
 import transformers
 
 from aural.runtime.engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
-from aural.runtime.engine.chat_format import CLIP_SAMPLES
-from aural.runtime.engine.qwen2_audio import TransformersEngine, TransformersSession
+from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.logs import configure_logging
 
 PHRASES = (

@@ -25,10 +25,20 @@ from typing import Any
 
 import torch
 
-from aural.runtime.engine.base import GenerationDone, GenerationEvent, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio import TransformersEngine, TransformersSession
+from aural.runtime.engine.base import (
+    FunctionSpec,
+    GenerationDone,
+    GenerationEvent,
+    Message,
+    SamplingParams,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolUse,
+)
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.engine.reply import ReplyDecoder
-from aural.runtime.engine.tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse
 
 WEATHER = FunctionSpec(
     "weather",

@@ -9,7 +9,7 @@ three measurements in one run, the first two turn by turn in alternation so that
 - in-process: a fresh `EngineSession` of the same engine driven directly, with the same conversation
   (the audio as the server decodes it), so the difference in decode speed is what streaming costs.
 - naive: transformers' `generate()` over the whole history for one token, every turn
-  (`aural.runtime.engine.reference`), with the replies the runtime produced.
+  (`tests.support.reference`), with the replies the runtime produced.
 
 The decode interval of a reply is (last delta - first delta) / (output tokens - 1): the detokenizer may
 merge held-back bytes into one delta, so the token count comes from the usage. TTFTs are medians per
@@ -54,7 +54,7 @@ from aural.runtime.engine.base import (
     Message,
     TokenUsage,
 )
-from aural.runtime.engine.qwen2_audio import TransformersEngine
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.logs import configure_logging
 from bench.conversation import (
     AUDIO_SECONDS,

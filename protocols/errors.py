@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     RESPONSE_ACTIVE = "conversation_already_has_active_response"
     NO_ACTIVE_RESPONSE = "response_cancel_not_active"
     CONTEXT_EXCEEDED = "context_length_exceeded"
+    KV_BUDGET_EXCEEDED = "kv_budget_exceeded"
     TOOL_CALL_INCOMPLETE = "tool_call_incomplete"
     SERVER_ERROR = "server_error"
     TOO_MANY_SESSIONS = "session_limit_reached"

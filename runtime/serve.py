@@ -10,7 +10,7 @@ import sys
 import structlog
 from aiohttp import web
 
-from .engine.qwen2_audio import TransformersEngine
+from .engine.qwen2_audio.engine import TransformersEngine
 from .logs import configure_logging
 from .server.app import create_app
 from .tools import DEFAULT_TIMEOUT, ServerTools, ToolLoadError

@@ -9,19 +9,78 @@ on this module alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from .tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse
+from ..errors import EngineError
 
 SAMPLE_RATE = 16000
 """Every engine takes mono float32 audio at this rate."""
 
 AudioSamples = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function the model may call. `parameters` is the JSON Schema of its arguments object."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """The tools of one reply and how they may be used.
+
+    `mode` "auto": the model chooses between text and calls (a call, once opened, is constrained);
+    "required": the reply is one or more calls, constrained from its first token; "none": the tools
+    are shown to the model but nothing is read as a call. `function` narrows "required" to one
+    function (a named `tool_choice`). `parallel` False allows at most one call per reply.
+    """
+
+    functions: tuple[FunctionSpec, ...]
+    mode: Literal["auto", "none", "required"] = "auto"
+    function: str | None = None
+    parallel: bool = True
+
+    @property
+    def callable(self) -> tuple[FunctionSpec, ...]:
+        """The functions a call of this reply may name."""
+        if self.function is None:
+            return self.functions
+        return tuple(spec for spec in self.functions if spec.name == self.function)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call as it stands in the history: the function's name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """Engine event: call `index` of the reply goes on. The first delta of a call names the function
+    (its `arguments` may be empty); later ones carry new argument text."""
+
+    index: int
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDone:
+    """Engine event: call `index` is complete; `arguments` is the whole JSON object, as generated."""
+
+    index: int
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,8 +150,8 @@ class GenerationDone:
 
     reason: FinishReason
     usage: TokenUsage = field(default_factory=TokenUsage)
-    error_code: str | None = None
-    error_message: str | None = None
+    error: EngineError | None = None
+    """Why a generation ended with reason `error`."""
 
 
 GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from .base import GenerationEvent, TextDelta
+from ..errors import GrammarError
+from .base import GenerationEvent, TextDelta, ToolCallDelta, ToolCallDone, ToolUse
 from .detokenizer import Decoder, IncrementalDetokenizer
-from .tool_grammar import BoolMask, Constraint, GrammarError, Grammars
-from .tools import CallParser, ToolCallDelta, ToolCallDone, ToolFormat, ToolUse
+from .tool_format import CallParser, ToolFormat
+from .tool_grammar import BoolMask, Constraint, Grammars
 
 
 class ReplyDecoder:

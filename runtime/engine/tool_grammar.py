@@ -18,13 +18,10 @@ import llguidance.numpy
 import numpy as np
 import numpy.typing as npt
 
-from .tools import STRICT_JSON
+from ..errors import GrammarError
+from .tool_format import STRICT_JSON
 
 BoolMask = npt.NDArray[np.bool_]
-
-
-class GrammarError(Exception):
-    """A grammar (from the tools' schemas) that the library cannot compile."""
 
 
 class _HfTokenizer(Protocol):

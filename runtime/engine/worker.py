@@ -21,8 +21,7 @@ from typing import Protocol, TypeVar
 
 import structlog
 
-from .base import Generation, GenerationDone, GenerationEvent, TextDelta
-from .tools import ToolCallDelta
+from .base import Generation, GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

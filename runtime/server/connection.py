@@ -32,6 +32,7 @@ from aural.protocols.server_events import ServerEventBase
 
 from ..audio.vad import SileroVad, VadStream
 from ..engine.base import Engine, EngineSession, Generation, GenerationDone, TextDelta
+from ..errors import ModelFailure
 from ..session.commands import (
     CancelResponse,
     CancelTools,
@@ -181,7 +182,7 @@ class ConnectionDriver:
             self._log.info("client gone while streaming", response=response_id)
         except Exception:
             self._log.exception("streaming failed", response=response_id)
-            failed = GenerationDone("error", error_code="server_error", error_message="The response failed.")
+            failed = GenerationDone("error", error=ModelFailure("The response failed."))
             with contextlib.suppress(Exception):
                 await self._emit(self._session.on_done(response_id, failed))
         finally:

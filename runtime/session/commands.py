@@ -13,8 +13,7 @@ from aural.protocols.errors import ProtocolError
 from aural.protocols.models import ErrorDetail, FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
-from ..engine.base import AudioSamples, Message, SamplingParams
-from ..engine.tools import FunctionSpec
+from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ from aural.protocols.models import (
     OutputText,
 )
 
-from ..engine.base import AudioPart, AudioSamples, Message, Part
-from ..engine.tools import ToolCall
+from ..engine.base import AudioPart, AudioSamples, Message, Part, ToolCall
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aural.protocols import server_events as se
+from aural.protocols.errors import ErrorCode
 from aural.protocols.models import (
     InputTokenDetails,
     MessageItem,
@@ -26,6 +27,7 @@ from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import GenerationDone, TokenUsage
 from .tool_calls import CallRun
+from .wire_errors import wire_code
 
 _STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled", "error": "failed"}
 
@@ -139,7 +141,10 @@ class ResponseRun:
         elif status == "incomplete":
             self.response.status_details = StatusDetails(type="incomplete", reason="max_output_tokens")
         elif status == "failed":
-            error = StatusError(type="server_error", code=result.error_code, message=result.error_message)
+            failure = result.error
+            code = wire_code(failure).value if failure else ErrorCode.SERVER_ERROR.value
+            message = failure.message if failure else "The response failed."
+            error = StatusError(type="server_error", code=code, message=message)
             self.response.status_details = StatusDetails(type="failed", error=error)
         else:
             self.response.status_details = StatusDetails(type="completed")

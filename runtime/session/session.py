@@ -52,9 +52,18 @@ from aural.protocols.models import (
 )
 from aural.protocols.server_events import new_id
 
-from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
-from ..engine.chat_format import CLIP_SAMPLES
-from ..engine.tools import ToolCallDelta, ToolCallDone, ToolUse
+from ..engine.base import (
+    SAMPLE_RATE,
+    AudioPart,
+    AudioSamples,
+    GenerationDone,
+    Message,
+    SamplingParams,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolUse,
+)
+from ..engine.qwen2_audio.chat_format import CLIP_SAMPLES
 from .commands import (
     CancelResponse,
     CancelTools,
@@ -72,6 +81,7 @@ from .responses import ResponseRun
 from .tool_calls import CallRun, ToolRound, check_tools, tool_use
 from .transcription import Transcriptions
 from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
+from .wire_errors import wire_code, wire_error
 
 MAX_OUTPUT_TOKENS = 4096
 MAX_TOOL_ROUNDS = 8
@@ -587,9 +597,8 @@ class ConversationSession:
                 "so it was dropped: raise max_output_tokens or simplify the function's parameters."
             )
             events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
-        if result.reason == "error" and result.error_code == ErrorCode.CONTEXT_EXCEEDED.value:
-            message = result.error_message or "The conversation no longer fits the model's context."
-            events.append(error_event(ProtocolError(ErrorCode.CONTEXT_EXCEEDED, message)))
+        if result.error is not None and wire_code(result.error) is not ErrorCode.SERVER_ERROR:
+            events.append(error_event(wire_error(result.error)))
         used = result.usage.input_tokens + result.usage.output_tokens
         if run.in_conversation and used:
             room = RateLimit(

@@ -29,8 +29,8 @@ from aural.protocols.models import (
 )
 from aural.protocols.server_events import ServerEventBase, new_id
 
+from ..engine.base import FunctionSpec, ToolUse
 from ..engine.tool_grammar import schema_problem
-from ..engine.tools import FunctionSpec, ToolUse
 
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 

@@ -15,6 +15,7 @@ from aural.protocols.models import AudioTranscription, ErrorDetail
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
 from .commands import Output, Transcribe
 from .items import Conversation
+from .wire_errors import wire_code
 
 PROMPT = "Transcribe the speech in this audio exactly as spoken, with no other words."
 MAX_TOKENS = 4096
@@ -56,8 +57,8 @@ class Transcriptions:
         if result.reason in ("cancelled", "error"):
             detail = ErrorDetail(
                 type="server_error",
-                code=result.error_code or "transcription_failed",
-                message=result.error_message or "The transcription did not finish.",
+                code=wire_code(result.error).value if result.error else "transcription_failed",
+                message=result.error.message if result.error else "The transcription did not finish.",
             )
             failed = se.ConversationItemInputAudioTranscriptionFailed
             return [failed(item_id=item_id, content_index=index, error=detail)]

@@ -30,7 +30,7 @@ from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from aural.runtime.engine.qwen2_audio import TransformersEngine
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
 from aural.runtime.tools import ServerTools
 from aural.sdk.audio import read_audio_file

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aural.runtime.engine.chat_format import audio_token_count
+from aural.runtime.engine.qwen2_audio.chat_format import audio_token_count
 
 from .conftest import (
     RUNAWAY_PROMPT,

@@ -11,7 +11,7 @@ import trustme
 from aiohttp import web
 
 import aural.sdk
-from aural.runtime.engine.qwen2_audio import TransformersEngine
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.serve import tls_context
 from aural.runtime.server.app import create_app
 

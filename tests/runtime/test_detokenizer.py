@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aural.runtime.engine.detokenizer import IncrementalDetokenizer
-from aural.runtime.engine.presets import byte_level_processor
+from aural.runtime.engine.qwen2_audio.presets import byte_level_processor
 
 TOKENIZER = byte_level_processor().tokenizer
 

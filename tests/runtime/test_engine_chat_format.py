@@ -10,8 +10,8 @@ from transformers import Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from aural.runtime.engine.base import AudioPart, Message
-from aural.runtime.engine.chat_format import CLIP_SAMPLES, QwenAudioChatFormat, split_clips
-from aural.runtime.engine.presets import SPECIAL_TOKENS
+from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES, QwenAudioChatFormat, split_clips
+from aural.runtime.engine.qwen2_audio.presets import SPECIAL_TOKENS
 
 _MERGES = [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o"), ("w", "o"), ("wo", "r"), ("l", "d"), ("wor", "ld")]
 

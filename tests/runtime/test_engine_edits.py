@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from tests.runtime.test_engine_fidelity import run_reply, tone
+from tests.support.reference import reference_generate
 
 _QUESTION = Message("user", (AudioPart("u0/0", tone(2, 1.0)), "Say something."), "u0")
 _NEXT = Message("user", ("And now?",), "u1")

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from aural.runtime.engine.base import AudioPart, GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.errors import ContextExceeded
+from tests.support.reference import reference_generate
 
 
 def tone(seed: int, seconds: float) -> np.ndarray:
@@ -104,7 +105,7 @@ async def test_a_full_context_drops_the_oldest_turns(engine, monkeypatch):
     assert truncated, "the conversation must have outgrown the context"
     huge = Message("user", ("x" * 500,), key="huge")
     _, done = await run_reply(session, [conversation[0], huge], "too-big", 8)
-    assert done.reason == "error" and done.error_code == "context_length_exceeded"
+    assert done.reason == "error" and isinstance(done.error, ContextExceeded)
     await session.close()
 
 

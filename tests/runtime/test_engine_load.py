@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from aural.runtime.engine.base import AudioPart, GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.presets import PRESETS, build_preset
-from aural.runtime.engine.qwen2_audio import TransformersEngine
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.qwen2_audio.presets import PRESETS, build_preset
 
 
 async def _reply(engine: TransformersEngine, params: SamplingParams | None = None) -> tuple[list[int], str]:

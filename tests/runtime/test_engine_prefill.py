@@ -14,10 +14,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta
-from aural.runtime.engine.chat_format import CLIP_SAMPLES
-from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import reference_generate
+from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from tests.runtime.test_engine_fidelity import run_reply, tone
+from tests.support.reference import reference_generate
 
 _HISTORY = [Message("user", (AudioPart("u0/0", tone(1, 0.8)),), "u0")]
 
@@ -115,7 +115,7 @@ async def test_a_failed_prefill_is_logged_and_leaves_the_session_usable(engine, 
 
 async def test_a_superseded_prefill_stops_at_its_next_clip(engine):
     """A prefill works one clip at a time and stops, its cache consistent, once a newer request exists."""
-    from aural.runtime.engine.qwen2_audio import _SpeculationJob
+    from aural.runtime.engine.qwen2_audio.engine import _SpeculationJob
 
     long = tone(5, 61.0)
     session, history = await _with_history(engine)

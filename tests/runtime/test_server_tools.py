@@ -19,8 +19,7 @@ from pydantic import Field
 from aural.protocols import server_events as se
 from aural.runtime import serve as serve_module
 from aural.runtime.audio.pcm import PcmDecoder
-from aural.runtime.engine.base import GenerationDone, TokenUsage
-from aural.runtime.engine.tools import ToolCallDone
+from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDone
 from aural.runtime.session.commands import CancelTools, Output, RunTools, StartResponse
 from aural.runtime.session.session import MAX_TOOL_ROUNDS, ConversationSession
 from aural.runtime.tools import DEFAULT_TIMEOUT, ServerTools, ToolLoadError

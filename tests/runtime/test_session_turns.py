@@ -15,6 +15,7 @@ import pytest
 from aural.protocols.models import MessageItem
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
+from aural.runtime.errors import ModelFailure
 from aural.runtime.session.commands import CancelResponse, DetectSpeech, Output, Prefill, StartResponse, Transcribe
 from aural.runtime.session.session import ConversationSession
 from tests.runtime.session_events import of, send, types
@@ -212,5 +213,5 @@ def test_transcription_runs_aside_and_lands_in_the_item(session: ConversationSes
 def test_failed_transcription_is_reported(session: ConversationSession) -> None:
     send(session, type="session.update", session={"audio": {"input": {"transcription": {}}}})
     (transcribe,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), Transcribe)
-    (failed,) = session.on_transcript_done(transcribe.item_id, 0, GenerationDone("error", error_code="server_error"))
+    (failed,) = session.on_transcript_done(transcribe.item_id, 0, GenerationDone("error", error=ModelFailure("failed")))
     assert failed.type == "conversation.item.input_audio_transcription.failed" and failed.error.code == "server_error"

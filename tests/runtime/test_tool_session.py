@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from aural.runtime.audio.pcm import PcmDecoder
-from aural.runtime.engine.base import GenerationDone, TokenUsage
-from aural.runtime.engine.tools import ToolCallDelta, ToolCallDone
+from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
 from aural.runtime.session.session import ConversationSession, StartResponse
 from tests.runtime.session_events import send, types
 

@@ -10,11 +10,21 @@ import jsonschema
 import numpy as np
 import pytest
 
-from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio import TransformersEngine
-from aural.runtime.engine.reference import TOOLS_TEMPLATE, _hf_conversation, reference_generate
+from aural.runtime.engine.base import (
+    FunctionSpec,
+    GenerationDone,
+    Message,
+    SamplingParams,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolUse,
+)
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.qwen2_audio.tool_format import tool_json
 from aural.runtime.engine.reply import ReplyDecoder
-from aural.runtime.engine.tools import FunctionSpec, ToolCall, ToolCallDelta, ToolCallDone, ToolUse, tool_json
+from tests.support.reference import TOOLS_TEMPLATE, _hf_conversation, reference_generate
 
 BOOKING = FunctionSpec(
     "book",
@@ -122,7 +132,7 @@ async def test_the_tiny_model_makes_valid_calls(engine):
 async def test_forced_tokens_are_fed_in_one_pass(engine, monkeypatch):
     """What the grammar forces (the wrapper, the keys, the closing text) is not sampled token by token: a
     named call takes far fewer model passes than it has tokens, and still validates."""
-    from aural.runtime.engine.qwen2_audio import TransformersSession
+    from aural.runtime.engine.qwen2_audio.engine import TransformersSession
 
     feeds: list[int] = []
     feed = TransformersSession.feed

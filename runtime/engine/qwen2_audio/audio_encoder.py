@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from transformers import Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
 
-from .base import SAMPLE_RATE, AudioSamples
+from ..base import SAMPLE_RATE, AudioSamples
 from .chat_format import HOP, audio_token_count
 
 _CONV_MARGIN = 3  # mel frames past the end that the two convolutions reach

@@ -1,142 +1,18 @@
-"""Function calling on the model side: the tools a reply may use, the events of a call, and the
-per-model format that puts tools, calls and results into the prompt and reads calls back out.
+"""Qwen2.5's tool format, which Qwen2-Audio's chat template extended with tools follows.
 
-A model family defines its own `ToolFormat`. `QwenToolFormat` follows Qwen2.5's chat template: a
-`# Tools` section with one JSON line per function in the system turn; each call as
+A `# Tools` section with one JSON line per function in the system turn; each call as
 `<tool_call>\\n{"name": …, "arguments": {…}}\\n</tool_call>` after the assistant's text (one `\\n`
-between parts); consecutive results as `<tool_response>\\n…\\n</tool_response>` blocks in one user
-turn. Nothing here imports torch or the grammar library.
+between parts); consecutive results as `<tool_response>\\n…\\n</tool_response>` blocks in one user turn.
 """
 
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """A function the model may call. `parameters` is the JSON Schema of its arguments object."""
-
-    name: str
-    description: str | None = None
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ToolUse:
-    """The tools of one reply and how they may be used.
-
-    `mode` "auto": the model chooses between text and calls (a call, once opened, is constrained);
-    "required": the reply is one or more calls, constrained from its first token; "none": the tools
-    are shown to the model but nothing is read as a call. `function` narrows "required" to one
-    function (a named `tool_choice`). `parallel` False allows at most one call per reply.
-    """
-
-    functions: tuple[FunctionSpec, ...]
-    mode: Literal["auto", "none", "required"] = "auto"
-    function: str | None = None
-    parallel: bool = True
-
-    @property
-    def callable(self) -> tuple[FunctionSpec, ...]:
-        """The functions a call of this reply may name."""
-        if self.function is None:
-            return self.functions
-        return tuple(spec for spec in self.functions if spec.name == self.function)
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """A call as it stands in the history: the function's name and its arguments as JSON text."""
-
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ToolCallDelta:
-    """Engine event: call `index` of the reply goes on. The first delta of a call names the function
-    (its `arguments` may be empty); later ones carry new argument text."""
-
-    index: int
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ToolCallDone:
-    """Engine event: call `index` is complete; `arguments` is the whole JSON object, as generated."""
-
-    index: int
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class CallProgress:
-    """What one piece of call text told: the name (once known), new argument text, whether the call is
-    complete, and text past its end (when one token spans the end of a call)."""
-
-    name: str | None
-    arguments: str = ""
-    done: bool = False
-    rest: str = ""
-
-
-class CallParser(ABC):
-    """Reads the text of one call (from its opener on) as it streams in."""
-
-    @abstractmethod
-    def feed(self, text: str) -> CallProgress:
-        """Take more call text."""
-
-
-class ToolFormat(ABC):
-    """How one model family writes tools, calls and results."""
-
-    opener: str
-    """The text that starts a call."""
-    separator: str
-    """The text between the assistant's words and a call, or between two calls."""
-
-    @abstractmethod
-    def system_section(self, functions: Sequence[FunctionSpec]) -> str:
-        """Text appended to the system turn's content that describes the tools."""
-
-    @abstractmethod
-    def assistant_content(self, text: str, calls: Sequence[ToolCall]) -> str:
-        """The content of an assistant turn that says `text` then makes `calls`."""
-
-    @abstractmethod
-    def results_content(self, outputs: Sequence[str]) -> str:
-        """The content of the user turn that returns consecutive results."""
-
-    @abstractmethod
-    def grammar(self, use: ToolUse, *, after_opener: bool) -> str:
-        """A Lark grammar (llguidance dialect) for the calls of a reply.
-
-        `after_opener` False: the reply is only calls, from its first token. True: the model has
-        just written the opener in auto mode; the grammar covers the rest of that call and any
-        further calls.
-        """
-
-    @abstractmethod
-    def parser(self) -> CallParser:
-        """A parser for the next call."""
-
-
-STRICT_JSON = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-"""llguidance JSON options: no free whitespace (a random model fills it), separators as json.dumps."""
-
-
-def arguments_schema(spec: FunctionSpec) -> dict[str, Any]:
-    """The schema the arguments must satisfy, with the grammar's JSON options. No parameters: `{}`."""
-    schema = dict(spec.parameters) or {"type": "object", "properties": {}, "additionalProperties": False}
-    return {**schema, "x-guidance": STRICT_JSON}
+from ..base import FunctionSpec, ToolCall, ToolUse
+from ..tool_format import CallParser, CallProgress, ToolFormat, arguments_schema
 
 
 def _lark_string(text: str) -> str:

@@ -19,23 +19,24 @@ import structlog
 import torch
 from transformers import AutoProcessor, DynamicCache, Qwen2AudioForConditionalGeneration
 
-from .audio_encoder import AudioEncoder
-from .base import (
+from ...errors import ContextExceeded, EngineError, GrammarError, ModelFailure
+from ..base import (
     Engine,
     EngineSession,
     FinishReason,
+    FunctionSpec,
     Generation,
     GenerationDone,
     Message,
     SamplingParams,
     TokenUsage,
 )
+from ..reply import ReplyDecoder
+from ..tool_grammar import Grammars
+from ..worker import DeviceWorker, StateLock, StreamedGeneration
+from .audio_encoder import AudioEncoder
 from .chat_format import QwenAudioChatFormat, Rendered
 from .presets import PRESETS, build_preset
-from .reply import ReplyDecoder
-from .tool_grammar import GrammarError, Grammars
-from .tools import FunctionSpec
-from .worker import DeviceWorker, StateLock, StreamedGeneration
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +53,6 @@ def resolve_device(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     return torch.device(device), _DTYPES[dtype]
-
-
-class ContextExceeded(Exception):
-    """The conversation no longer fits the model's context window."""
 
 
 class TransformersEngine(Engine):
@@ -342,13 +339,13 @@ class _GenerationJob:
                 logits = session.feed(self.progress.pending)
             return self._advance(self._sample(logits))
         except ContextExceeded as exc:
-            return self._finish("error", "context_length_exceeded", str(exc))
+            return self._finish("error", exc)
         except GrammarError as exc:
-            return self._finish("error", "server_error", f"The tools' grammar failed: {exc}")
+            return self._finish("error", GrammarError(f"The tools' grammar failed: {exc}"))
         except Exception:
             log.exception("generation failed", reply=self.reply_key)
             session.reset()
-            return self._finish("error", "server_error", "The model failed while generating this response.")
+            return self._finish("error", ModelFailure("The model failed while generating this response."))
 
     def _start(self) -> torch.Tensor:
         session, engine = self.session, self.session.engine
@@ -418,7 +415,7 @@ class _GenerationJob:
         room = len(self.session.keys) + len(self.progress.pending or []) >= self.session.engine.max_context
         return at_limit or self.reply.call_tokens >= CALL_TOKENS or room
 
-    def _finish(self, reason: FinishReason, code: str | None = None, message: str | None = None) -> bool:
+    def _finish(self, reason: FinishReason, error: EngineError | None = None) -> bool:
         self.session.lock.release(self)
         if self.reply is not None:
             events, keep = self.reply.finish()
@@ -431,5 +428,5 @@ class _GenerationJob:
         if self.progress is not None:
             base = self.progress.usage
             usage = TokenUsage(base.input_tokens, base.cached_tokens, base.audio_tokens, self.progress.count)
-        self.out.push_threadsafe(GenerationDone(reason, usage, code, message))
+        self.out.push_threadsafe(GenerationDone(reason, usage, error))
         return False

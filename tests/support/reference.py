@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
-from .chat_format import split_clips
-from .qwen2_audio import TransformersEngine
-from .tools import FunctionSpec, tool_json
+from aural.runtime.engine.base import SAMPLE_RATE, AudioPart, AudioSamples, FunctionSpec, Message
+from aural.runtime.engine.qwen2_audio.chat_format import split_clips
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.qwen2_audio.tool_format import tool_json
 
 _NL = "{{ '\\n' }}"
 TOOLS_TEMPLATE = "".join(

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from .base import SAMPLE_RATE, AudioPart, AudioSamples, Message
-from .tools import FunctionSpec, QwenToolFormat, ToolFormat
+from ..base import SAMPLE_RATE, AudioPart, AudioSamples, FunctionSpec, Message
+from ..tool_format import ToolFormat
+from .tool_format import QwenToolFormat
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 CLIP_SAMPLES = 30 * SAMPLE_RATE

@@ -1,0 +1,40 @@
+"""The one place where the runtime's failures become wire error codes."""
+
+from __future__ import annotations
+
+from aural.protocols.errors import ErrorCode, ProtocolError
+
+from ..errors import (
+    AudioError,
+    ContextExceeded,
+    GrammarError,
+    KVBudgetExceeded,
+    ModelFailure,
+    RuntimeFailure,
+    ToolFailure,
+)
+
+_CODES: dict[type[RuntimeFailure], ErrorCode] = {
+    ContextExceeded: ErrorCode.CONTEXT_EXCEEDED,
+    KVBudgetExceeded: ErrorCode.KV_BUDGET_EXCEEDED,
+    GrammarError: ErrorCode.SERVER_ERROR,
+    ModelFailure: ErrorCode.SERVER_ERROR,
+    AudioError: ErrorCode.BAD_AUDIO,
+    ToolFailure: ErrorCode.SERVER_ERROR,
+}
+_CLIENT_FAULTS = (ContextExceeded, KVBudgetExceeded, AudioError)
+"""Failures a client can avoid (a shorter conversation, valid audio); the rest are the server's."""
+
+
+def wire_code(failure: RuntimeFailure) -> ErrorCode:
+    """The wire code of a failure (its nearest class with one; `server_error` otherwise)."""
+    for cls in type(failure).__mro__:
+        if cls in _CODES:
+            return _CODES[cls]
+    return ErrorCode.SERVER_ERROR
+
+
+def wire_error(failure: RuntimeFailure) -> ProtocolError:
+    """The protocol error that tells a client about `failure`."""
+    error_type = "invalid_request_error" if isinstance(failure, _CLIENT_FAULTS) else "server_error"
+    return ProtocolError(wire_code(failure), failure.message, error_type=error_type)
