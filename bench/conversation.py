@@ -156,7 +156,7 @@ async def run_naive(
     ends = [i + 1 for i, message in enumerate(conversation) if message.role == "user"]
     chosen = [end for k, end in enumerate(ends, start=1) if turns is None or k in turns]
     timed = [partial(_timed_reference, engine, conversation[:end], generated) for end in chosen]
-    return [await engine.worker.call(call) for call in timed]
+    return [await engine.scheduler.call(call) for call in timed]
 
 
 def median(values: Sequence[float | None]) -> float:

@@ -111,7 +111,7 @@ async def run_conversation(
     direct = DirectConversation(session, tokens)
     replies = [await direct.turn(turn) for turn in conversation_turns(turns)]
     assert isinstance(session, TransformersSession)
-    per_token = await engine.worker.call(partial(kv_bytes_per_token, session))
+    per_token = await engine.scheduler.call(partial(kv_bytes_per_token, session))
     generated = {key: list(ids) for key, ids in session.generated.items()}
     await session.close()
     return replies, direct.conversation, generated, per_token
@@ -249,8 +249,8 @@ async def benchmark(args: argparse.Namespace, report: dict[str, Any], save: Call
         assert isinstance(session, TransformersSession)
         clip = speech_like(7, seconds=30.0)
         calls = args.repeats + 2
-        encoder = await engine.worker.call(partial(timed_ms, device, partial(engine.encoder.encode, clip), calls))
-        prefill = await engine.worker.call(partial(timed_ms, device, prefill_fn(session, 750), calls))
+        encoder = await engine.scheduler.call(partial(timed_ms, device, partial(engine.encoder.encode, clip), calls))
+        prefill = await engine.scheduler.call(partial(timed_ms, device, prefill_fn(session, 750), calls))
         await session.close()
         report["audio_encoder_30s_ms"] = {"median": median(encoder), "runs": encoder}
         report["prefill_750_tokens_ms"] = {"median": median(prefill), "runs": prefill}

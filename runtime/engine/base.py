@@ -114,15 +114,33 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Truncation:
+    """What happens when a conversation no longer fits the context (the GA `session.truncation`).
+
+    `mode` "auto" and "retention_ratio": the oldest messages (never the system turn) are dropped until the
+    conversation after the system turn fills `retention_ratio` of its limit, and the cut then stays where it
+    is, turn after turn, until the conversation outgrows the limit again: one re-prefill per truncation,
+    not per turn. The limit is the context less the reply's room, or `post_instructions` tokens when
+    given. "disabled": never drop anything; a conversation that does not fit fails.
+    """
+
+    mode: Literal["auto", "disabled", "retention_ratio"] = "auto"
+    retention_ratio: float = 0.75
+    post_instructions: int | None = None
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How to decode. `temperature` 0 is greedy; `max_tokens` None runs to the end of the context;
-    `tools` are shown to the model and constrain its calls."""
+    `tools` are shown to the model and constrain its calls; `truncation` says how an overlong
+    conversation is cut."""
 
     max_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
     tools: ToolUse | None = None
+    truncation: Truncation = field(default_factory=Truncation)
 
 
 @dataclass(frozen=True)
@@ -184,8 +202,11 @@ class EngineSession(ABC):
         """
 
     @abstractmethod
-    async def prefill(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = ()) -> None:
-        """Bring the cache to `conversation` as `generate` would render it with `tools`, without replying.
+    async def prefill(
+        self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = (), truncation: Truncation | None = None
+    ) -> None:
+        """Bring the cache to `conversation` as `generate` would render it with `tools` (and `truncation`),
+        without replying.
 
         Speculative work while the user is still talking: a `generate` of the conversation it
         prefilled (or of one that extends it) then prefills only what differs. It returns when done.
@@ -201,6 +222,25 @@ class EngineSession(ABC):
         """Free the session's cache. A running generation ends as cancelled."""
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """The KV pool of an engine, for `/healthz` and `rate_limits.updated`."""
+
+    block_size: int
+    """Positions per block."""
+    blocks_total: int
+    blocks_used: int
+    bytes_per_block: int
+    conversations_resident: int
+    """Conversations whose cache is in the pool."""
+    conversations_offloaded: int
+    """Conversations whose cache waits in host memory."""
+
+    @property
+    def blocks_free(self) -> int:
+        return self.blocks_total - self.blocks_used
+
+
 class Engine(ABC):
     """A loaded model that serves many sessions."""
 
@@ -209,6 +249,10 @@ class Engine(ABC):
 
     @abstractmethod
     async def open_session(self) -> EngineSession: ...
+
+    def stats(self) -> EngineStats | None:
+        """The KV pool's figures, if the engine has one (approximate while the device works)."""
+        return None
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -82,7 +82,7 @@ class Endpoint:
 def engine() -> Iterator[TransformersEngine]:
     engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
     yield engine
-    engine.worker.shutdown()
+    engine.shutdown()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ _NEXT = Message("user", ("And now?",), "u1")
 def engine():
     engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
     yield engine
-    engine.worker.shutdown()
+    engine.shutdown()
 
 
 def _char_starts(ids: list[int]) -> list[tuple[int, int]]:

@@ -28,7 +28,7 @@ def tone(seed: int, seconds: float) -> np.ndarray:
 def engine():
     engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
     yield engine
-    engine.worker.shutdown()
+    engine.shutdown()
 
 
 async def run_reply(session, conversation, key, n, **sampling):

@@ -41,8 +41,8 @@ async def test_a_saved_checkpoint_folder_serves_the_same_model(tmp_path: Path) -
         assert expected[0], "the reply has tokens"
         assert await _reply(folder) == expected
     finally:
-        preset.worker.shutdown()
-        folder.worker.shutdown()
+        preset.shutdown()
+        folder.shutdown()
 
 
 def test_a_preset_is_built_in_place_with_the_weights_of_its_float32_build() -> None:
@@ -76,7 +76,7 @@ def test_7b_random_has_qwen2_audio_7b_geometry() -> None:
         # The ids past the tokenizer (tested on data below) and the three audio markers.
         assert engine.suppressed.shape == (156032 - len(engine.tokenizer) + 3,)
     finally:
-        engine.worker.shutdown()
+        engine.shutdown()
 
 
 @pytest.mark.parametrize("params", [SamplingParams(max_tokens=12), SamplingParams(12, temperature=1.0, seed=3)])
@@ -96,7 +96,7 @@ async def test_ids_past_the_tokenizer_are_never_sampled(
     try:
         ids, text = await _reply(engine, params)
     finally:
-        engine.worker.shutdown()
+        engine.shutdown()
     assert ids, "the reply has tokens"
     assert max(ids) < vocab
     assert text == engine.tokenizer.decode(ids)

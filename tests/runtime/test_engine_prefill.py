@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta
+from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta, Truncation
 from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.qwen2_audio.jobs import SpeculationJob
 from tests.runtime.test_engine_fidelity import run_reply, tone
 from tests.support.reference import reference_generate
 
@@ -26,7 +27,7 @@ _HISTORY = [Message("user", (AudioPart("u0/0", tone(1, 0.8)),), "u0")]
 def engine():
     engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
     yield engine
-    engine.worker.shutdown()
+    engine.shutdown()
 
 
 def _said(audio: np.ndarray) -> Message:
@@ -113,27 +114,31 @@ async def test_a_failed_prefill_is_logged_and_leaves_the_session_usable(engine, 
     await session.prefill(conversation)  # after close: nothing to do, and no error
 
 
-async def test_a_superseded_prefill_stops_at_its_next_clip(engine):
-    """A prefill works one clip at a time and stops, its cache consistent, once a newer request exists."""
-    from aural.runtime.engine.qwen2_audio.engine import _SpeculationJob
-
+async def test_a_superseded_prefill_stops_at_its_next_unit(engine):
+    """A prefill works one unit (a clip's encoding, a chunk of positions) at a time and stops, its cache
+    consistent, once a newer request exists; the reply then takes over from where it stopped."""
     long = tone(5, 61.0)
     session, history = await _with_history(engine)
     conversation = [*history, _said(long)]
     session.wanted += 1
-    job = _SpeculationJob(session, conversation, (), session.wanted, asyncio.get_running_loop().create_future())
-    assert job.step() is True, "three clips: more to do after the first"
-    first_clip = len(session.keys)
+    job = SpeculationJob(
+        session, conversation, (), Truncation(), session.wanted, asyncio.get_running_loop().create_future()
+    )
+    first_clip = None
+    while first_clip is None or len(session.keys) < first_clip:  # the device loop is idle: run the units here
+        job.run_chunk()
+        if job.prefill is not None:
+            first_clip = job.prefill.rendered.clips[0].start + job.prefill.rendered.clips[0].length
+    done_so_far = len(session.keys)
+    assert job.phase() == "chunk", "three clips: more to do after the first"
     session.wanted += 1  # a newer request
-    assert job.step() is False
+    job.poll()
+    assert job.phase() == "done"
     await asyncio.sleep(0)
-    probe = object()
-    assert job.done.done() and len(session.keys) == first_clip
-    assert session.lock.acquire(probe), "the lock was released"
-    session.lock.release(probe)
+    assert job.done.done() and len(session.keys) == done_so_far
 
-    _, done = await run_reply(session, conversation, "r1", 8)  # the reply takes over from the first clip
-    assert done.usage.cached_tokens == first_clip
+    _, done = await run_reply(session, conversation, "r1", 8)  # the reply takes over from there
+    assert done.usage.cached_tokens == done_so_far
     plain, _ = await _with_history(engine)
     await run_reply(plain, conversation, "r1", 8)
     assert session.generated["r1"] == plain.generated["r1"]

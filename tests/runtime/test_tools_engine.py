@@ -68,7 +68,7 @@ ASK = [Message("user", ('Book for "Zoë" \\ 4 people, please.',), key="u0")]
 def engine():
     engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
     yield engine
-    engine.worker.shutdown()
+    engine.shutdown()
 
 
 async def _events(session, conversation, key, params):
@@ -132,22 +132,28 @@ async def test_the_tiny_model_makes_valid_calls(engine):
 async def test_forced_tokens_are_fed_in_one_pass(engine, monkeypatch):
     """What the grammar forces (the wrapper, the keys, the closing text) is not sampled token by token: a
     named call takes far fewer model passes than it has tokens, and still validates."""
-    from aural.runtime.engine.qwen2_audio.engine import TransformersSession
+    passes: list[tuple[int, int]] = []  # (first position, positions) of every pass over the session's cache
+    runner, scheduler = engine.runner, engine.scheduler
+    prefill, decode = runner.prefill, scheduler.decode
 
-    feeds: list[int] = []
-    feed = TransformersSession.feed
+    def counting_prefill(embeds, cache, start):
+        passes.append((start, len(embeds)))
+        return prefill(embeds, cache, start)
 
-    def counting_feed(self, tokens):
-        feeds.append(len(tokens))
-        return feed(self, tokens)
+    def counting_decode(tokens, caches):
+        passes.extend((cache.length, 1) for cache in caches)
+        return decode(tokens, caches)
 
-    monkeypatch.setattr(TransformersSession, "feed", counting_feed)
+    monkeypatch.setattr(runner, "prefill", counting_prefill)
+    monkeypatch.setattr(scheduler, "decode", counting_decode)
     session = await engine.open_session()
     params = SamplingParams(max_tokens=400, temperature=1.0, seed=3, tools=_use(1))
     events = await _events(session, ASK, "forced", params)
     _check_call(events[:-1], {spec.name: spec.parameters for spec in TOOLS}, "book")
-    assert sum(feeds) == events[-1].usage.output_tokens, "each token is fed once (the stop is sampled after the last)"
-    assert max(feeds) > 10 and len(feeds) < events[-1].usage.output_tokens / 2
+    usage = events[-1].usage
+    feeds = [width for start, width in passes if start >= usage.input_tokens]  # after the prompt's prefill
+    assert sum(feeds) == usage.output_tokens, "each token is fed once (the stop is sampled after the last)"
+    assert max(feeds) > 10 and len(feeds) < usage.output_tokens / 2
     await session.close()
 
 

@@ -36,6 +36,7 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 CLIP_SAMPLES = 30 * SAMPLE_RATE
 HOP = 160  # samples per mel frame
 _REPLACEMENT = "\ufffd"  # what decoding makes of the bytes of an unfinished character
+_SHORT_TEXT = 64  # characters: texts up to this long are cached by the tokenizer wrapper
 
 
 def audio_token_count(num_samples: int) -> int:
@@ -71,6 +72,14 @@ class Rendered:
     keys: list[Hashable] = field(default_factory=list)
     clips: list[ClipSlot] = field(default_factory=list)
     audio_tokens: int = 0
+    starts: list[tuple[int, int]] = field(default_factory=list)
+    """(message index, position) where each segment after the system turn begins: the places where the
+    oldest messages can be cut off."""
+
+    @property
+    def system_tokens(self) -> int:
+        """Positions of the system turn (with the tools' section)."""
+        return self.starts[0][1] if self.starts else len(self.ids)
 
     def add_ids(self, ids: Sequence[int]) -> None:
         self.ids.extend(ids)
@@ -90,9 +99,13 @@ class QwenAudioChatFormat:
             ids("<|AUDIO|>"),
             ids("<|audio_eos|>"),
         )
-        self.encode: Callable[[str], tuple[int, ...]] = lru_cache(maxsize=4096)(self._encode)
-        # A cut reply is rendered again every turn: search for its ids once.
-        self._cut: Callable[[tuple[int, ...], str], tuple[int, ...]] = lru_cache(maxsize=256)(self._cut_uncached)
+        # The turn markers' short texts recur in every segment; a user's texts are tokenized once anyway (the
+        # `Renderer` keeps what it rendered), so only short texts are cached, which bounds the cache's bytes.
+        self._encode_short: Callable[[str], tuple[int, ...]] = lru_cache(maxsize=1024)(self._encode)
+
+    def encode(self, text: str) -> tuple[int, ...]:
+        """Token ids of `text`, special tokens split (typed markers never become turn boundaries)."""
+        return self._encode_short(text) if len(text) <= _SHORT_TEXT else self._encode(text)
 
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self._tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
@@ -112,7 +125,7 @@ class QwenAudioChatFormat:
             return tuple(ids)
         return self._cut(tuple(ids), text)
 
-    def _cut_uncached(self, ids: tuple[int, ...], text: str) -> tuple[int, ...]:
+    def _cut(self, ids: tuple[int, ...], text: str) -> tuple[int, ...]:
         # Binary search on a predicate that holds for every prefix of a kept prefix: a prefix ending
         # inside a character decodes to U+FFFD at its end, which the comparison ignores here...
         low, high = 0, len(ids)
@@ -144,45 +157,46 @@ class QwenAudioChatFormat:
             generated: token ids this session generated for an assistant message key, or None.
             tools: the functions shown to the model.
         """
-        out = Rendered()
-        audio_count = 0
-        section = self.tool_format.system_section(tools) if tools else ""
-        if not messages or messages[0].role != "system":
-            self._turn(out, "system", [DEFAULT_SYSTEM + section])
-        results: list[str] = []
-        for index, message in enumerate(messages):
-            if message.role == "tool":  # consecutive results share one user turn
-                results.append("".join(part for part in message.parts if isinstance(part, str)))
-                if index + 1 == len(messages) or messages[index + 1].role != "tool":
-                    self._turn(out, "user", [self.tool_format.results_content(results)])
-                    results = []
+        return Renderer(self).render(messages, generated, tools)
+
+    def _segment(
+        self,
+        out: Rendered,
+        messages: Sequence[Message],
+        generated: Callable[[str], Sequence[int] | None],
+        audio_count: int,
+        section: str,
+    ) -> int:
+        """Append one segment (a message, or consecutive tool results); return the audio clips counted so far."""
+        first = messages[0]
+        if first.role == "tool":  # consecutive results share one user turn
+            results = ["".join(part for part in message.parts if isinstance(part, str)) for message in messages]
+            self._turn(out, "user", [self.tool_format.results_content(results)])
+            return audio_count
+        text = "".join(part for part in first.parts if isinstance(part, str))
+        reply = generated(first.key) if first.role == "assistant" and first.key else None
+        if reply is not None:
+            if first.tool_calls:
+                text = self.tool_format.assistant_content(text, first.tool_calls)
+            out.add_ids((self.im_start, *self.encode("assistant\n")))
+            out.add_ids(self.follow_text(reply, text))
+            out.add_ids((self.im_end, *self.encode("\n")))
+            return audio_count
+        if first.tool_calls:
+            self._turn(out, first.role, [self.tool_format.assistant_content(text, first.tool_calls)])
+            return audio_count
+        pieces: list[str | AudioPart] = []
+        for part in first.parts:
+            if isinstance(part, str):
+                pieces.append(part)
                 continue
-            reply = generated(message.key) if message.role == "assistant" and message.key else None
-            if reply is not None:
-                text = "".join(part for part in message.parts if isinstance(part, str))
-                if message.tool_calls:
-                    text = self.tool_format.assistant_content(text, message.tool_calls)
-                out.add_ids((self.im_start, *self.encode("assistant\n")))
-                out.add_ids(self.follow_text(reply, text))
-                out.add_ids((self.im_end, *self.encode("\n")))
-                continue
-            if message.tool_calls:
-                text = "".join(part for part in message.parts if isinstance(part, str))
-                self._turn(out, message.role, [self.tool_format.assistant_content(text, message.tool_calls)])
-                continue
-            pieces: list[str | AudioPart] = []
-            for part in message.parts:
-                if isinstance(part, str):
-                    pieces.append(part)
-                    continue
-                for clip in split_clips(part):
-                    audio_count += 1
-                    pieces += [f"Audio {audio_count}: ", clip]
-            if index == 0 and message.role == "system":
-                pieces.append(section)
-            self._turn(out, message.role, pieces)
-        out.add_ids((self.im_start, *self.encode("assistant\n")))
-        return out
+            for clip in split_clips(part):
+                audio_count += 1
+                pieces += [f"Audio {audio_count}: ", clip]
+        if section:
+            pieces.append(section)
+        self._turn(out, first.role, pieces)
+        return audio_count
 
     def _turn(self, out: Rendered, role: str, pieces: Sequence[str | AudioPart]) -> None:
         out.add_ids((self.im_start,))
@@ -212,3 +226,88 @@ def split_clips(part: AudioPart) -> list[AudioPart]:
         samples = part.samples[start : start + CLIP_SAMPLES]
         clips.append(AudioPart(f"{part.key}#{index}:{len(samples)}", samples))
     return clips
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """The rendering's state after one segment, and what that segment was rendered from."""
+
+    fingerprint: tuple[object, ...]
+    ids: int
+    clips: int
+    audio_tokens: int
+    audio_count: int
+
+
+class Renderer:
+    """Renders a conversation again and again as it grows, tokenizing only what changed since the last time.
+
+    A rendering is a sequence of segments: the system turn (with the tools' section), then one per message,
+    consecutive tool results forming one segment (they share a user turn). Each segment's rendering
+    depends only on its messages (their roles, keys, texts, audio keys and lengths, calls and, for a reply
+    this session generated, its token ids), on the tools for the system turn, and on the number of audio
+    clips before it. So a new rendering keeps every segment up to the first that differs from the last
+    rendering, and renders only the rest: a turn's host work follows the new turn, not the history.
+    """
+
+    def __init__(self, chat_format: QwenAudioChatFormat) -> None:
+        self._format = chat_format
+        self._body = Rendered()  # the segments, without the generation prompt
+        self._marks: list[_Mark] = []
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        generated: Callable[[str], Sequence[int] | None],
+        tools: Sequence[FunctionSpec] = (),
+    ) -> Rendered:
+        """As `QwenAudioChatFormat.render`, reusing the previous rendering's unchanged segments."""
+        chat_format = self._format
+        section = chat_format.tool_format.system_section(tools) if tools else ""
+        segments: list[tuple[int, Sequence[Message], str]] = []  # (first message's index, messages, section)
+        if not messages or messages[0].role != "system":
+            segments.append((-1, [Message("system", (DEFAULT_SYSTEM,))], section))
+        start = 0
+        while start < len(messages):
+            stop = start + 1
+            if messages[start].role == "tool":
+                while stop < len(messages) and messages[stop].role == "tool":
+                    stop += 1
+            system = start == 0 and messages[0].role == "system"
+            segments.append((start, messages[start:stop], section if system else ""))
+            start = stop
+        kept = 0
+        for (_, segment, extra), mark in zip(segments, self._marks, strict=False):
+            if _fingerprint(segment, extra, generated) != mark.fingerprint:
+                break
+            kept += 1
+        self._truncate(kept)
+        body = self._body
+        audio_count = self._marks[-1].audio_count if self._marks else 0
+        for _, segment, extra in segments[kept:]:
+            audio_count = chat_format._segment(body, segment, generated, audio_count, extra)
+            fingerprint = _fingerprint(segment, extra, generated)
+            self._marks.append(_Mark(fingerprint, len(body.ids), len(body.clips), body.audio_tokens, audio_count))
+        starts = [(first, mark.ids) for (first, _, _), mark in zip(segments[1:], self._marks, strict=False)]
+        out = Rendered(list(body.ids), list(body.keys), list(body.clips), body.audio_tokens, starts)
+        out.add_ids((chat_format.im_start, *chat_format.encode("assistant\n")))
+        return out
+
+    def _truncate(self, kept: int) -> None:
+        del self._marks[kept:]
+        last = self._marks[-1] if self._marks else _Mark((), 0, 0, 0, 0)
+        body = self._body
+        del body.ids[last.ids :], body.keys[last.ids :], body.clips[last.clips :]
+        body.audio_tokens = last.audio_tokens
+
+
+def _fingerprint(
+    messages: Sequence[Message], section: str, generated: Callable[[str], Sequence[int] | None]
+) -> tuple[object, ...]:
+    """Everything a segment's rendering depends on (audio by key and length: same key, same samples)."""
+    parts: list[object] = [section]
+    for message in messages:
+        reply = generated(message.key) if message.role == "assistant" and message.key else None
+        audio = tuple(part if isinstance(part, str) else (part.key, len(part.samples)) for part in message.parts)
+        parts.append((message.role, message.key, audio, message.tool_calls, None if reply is None else tuple(reply)))
+    return tuple(parts)

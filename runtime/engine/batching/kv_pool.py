@@ -1,0 +1,188 @@
+"""The paged KV pool: every conversation's cache lives in fixed-size blocks of one preallocated tensor.
+
+Storage is one tensor `[layers, 2 (key, value), blocks, block_size, kv_heads, head_dim]` on the device,
+allocated once, so memory is accounted exactly and a batch reads any mix of conversations without
+copying or padding whole caches. Block 0 is never handed out: padding rows of a batch read and write
+it. A conversation owns a `SequenceCache`: its blocks in order, how many positions they hold, and the
+key of every position (token id for text, clip key and index for audio), so that a new rendering of
+the conversation reuses exactly the prefix whose tokens *and* audio are unchanged.
+
+A conversation's blocks can move to host memory (`offload`) and back (`restore`) bit for bit, or be
+forgotten (`drop`: the next request recomputes them). All of this runs on the device thread only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ...errors import KVBudgetExceeded
+
+GIB = 2**30
+
+
+class PoolFull(Exception):
+    """Not enough free blocks right now (the scheduler makes room, waits or refuses)."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(f"{needed} more blocks needed")
+        self.needed = needed
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """The shape of one position's cache: the model's layers, key/value heads and head size."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+
+    @property
+    def bytes_per_token(self) -> int:
+        element = torch.empty((), dtype=self.dtype).element_size()
+        return 2 * self.layers * self.kv_heads * self.head_dim * element
+
+
+@dataclass
+class SequenceCache:
+    """One conversation's cache: its blocks in the pool (or a host copy of them), and the key of each
+    cached position. `keys` always has exactly as many entries as positions are cached."""
+
+    blocks: list[int] = field(default_factory=list)
+    keys: list[Hashable] = field(default_factory=list)
+    host: torch.Tensor | None = None
+    """The blocks' contents while offloaded: `[layers, 2, blocks, block_size, heads, dim]` in host memory."""
+
+    @property
+    def length(self) -> int:
+        return len(self.keys)
+
+    @property
+    def offloaded(self) -> bool:
+        return self.host is not None
+
+
+class KVPool:
+    """Fixed-size blocks of cache on one device.
+
+    Args:
+        geometry: the model's cache shape.
+        budget_bytes: the pool's size; rounded down to whole blocks (at least two: the padding block and one).
+        block_size: positions per block.
+        device: where the pool lives.
+    """
+
+    def __init__(
+        self, geometry: PoolGeometry, budget_bytes: int, *, block_size: int = 16, device: torch.device
+    ) -> None:
+        self.geometry = geometry
+        self.block_size = block_size
+        self.device = device
+        self.bytes_per_block = geometry.bytes_per_token * block_size
+        self.num_blocks = max(2, budget_bytes // self.bytes_per_block)
+        shape = (geometry.layers, 2, self.num_blocks, block_size, geometry.kv_heads, geometry.head_dim)
+        # Uninitialised: a block is always written before it is read (padding reads are masked).
+        self.data = torch.empty(shape, dtype=geometry.dtype, device=device)
+        self._free = list(range(self.num_blocks - 1, 0, -1))  # block 0: padding only
+        self._pinned = device.type == "cuda"
+
+    # --- blocks ------------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Blocks a conversation can ever use (all but the padding block)."""
+        return self.num_blocks - 1
+
+    @property
+    def free_blocks(self) -> int:
+        return len(self._free)
+
+    def blocks_for(self, positions: int) -> int:
+        return math.ceil(positions / self.block_size)
+
+    def ensure(self, cache: SequenceCache, positions: int) -> None:
+        """Give `cache` blocks for `positions` positions.
+
+        Raises:
+            PoolFull: not enough free blocks now (nothing is allocated then).
+            KVBudgetExceeded: the pool could never hold that many positions.
+        """
+        needed = self.blocks_for(positions) - len(cache.blocks)
+        if needed <= 0:
+            return
+        if self.blocks_for(positions) > self.capacity:
+            raise KVBudgetExceeded(
+                f"The conversation needs {positions} positions of KV cache; the server's KV budget holds "
+                f"{self.capacity * self.block_size} in all."
+            )
+        if needed > len(self._free):
+            raise PoolFull(needed - len(self._free))
+        cache.blocks += [self._free.pop() for _ in range(needed)]
+
+    def crop(self, cache: SequenceCache, length: int) -> None:
+        """Keep the first `length` positions; blocks past them return to the pool."""
+        del cache.keys[length:]
+        keep = self.blocks_for(length)
+        self.release(cache.blocks[keep:])
+        del cache.blocks[keep:]
+
+    def release(self, blocks: Sequence[int]) -> None:
+        self._free.extend(reversed(blocks))
+
+    def clear(self, cache: SequenceCache) -> None:
+        """Forget the whole cache (its blocks, its host copy)."""
+        self.release(cache.blocks)
+        cache.blocks, cache.keys, cache.host = [], [], None
+
+    def slots(self, cache: SequenceCache, start: int, stop: int) -> list[int]:
+        """Flat slot indices (block × block_size + offset) of positions `start:stop`."""
+        size = self.block_size
+        return [cache.blocks[p // size] * size + p % size for p in range(start, stop)]
+
+    # --- host memory -------------------------------------------------------------------------------
+
+    def offload(self, cache: SequenceCache) -> int:
+        """Move the cache's blocks to host memory; returns the bytes moved."""
+        if cache.offloaded or not cache.blocks:
+            return 0
+        index = torch.tensor(cache.blocks, device=self.device)
+        host = self.data.index_select(2, index).to("cpu")
+        cache.host = host.pin_memory() if self._pinned else host
+        self.release(cache.blocks)
+        cache.blocks = []
+        return cache.host.numel() * cache.host.element_size()
+
+    def restore(self, cache: SequenceCache) -> None:
+        """Bring an offloaded cache back into the pool, bit for bit.
+
+        Raises:
+            PoolFull: not enough free blocks now (the cache stays offloaded).
+        """
+        if cache.host is None:
+            return
+        count = cache.host.shape[2]
+        if count > len(self._free):
+            raise PoolFull(count - len(self._free))
+        cache.blocks = [self._free.pop() for _ in range(count)]
+        index = torch.tensor(cache.blocks, device=self.device)
+        self.data.index_copy_(2, index, cache.host.to(self.device, non_blocking=True))
+        cache.host = None
+
+    # --- views for the forward ---------------------------------------------------------------------
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer `index`'s keys and values, each `[blocks, block_size, heads, dim]`."""
+        return self.data[index, 0], self.data[index, 1]
+
+
+def default_budget(device: torch.device, *, share: float = 0.8, cpu_bytes: int = 2 * GIB) -> int:
+    """The KV budget when none is given: a share of the device's free memory (after the model loaded),
+    or a fixed size on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * share)
+    return cpu_bytes

@@ -1,0 +1,297 @@
+"""The units of model work the device loop runs for a session: a reply and a speculative prefill.
+
+Both bring the session's cache to a rendering of the conversation through a `Prefill`: the longest
+prefix the cache already holds is kept, the rest is cropped, and what remains is computed one bounded
+unit at a time — one audio clip encoded on its real frames, or up to `prefill_chunk` positions — so that
+other conversations' decode steps run between the units. A reply then samples its first token from the
+prefill's last logits and joins the decode batch; tokens a tools' grammar forces after a sampled one are
+fed in one unit of their own. The last sampled token of a reply is never fed: the next rendering, which
+contains it, prefills it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import structlog
+import torch
+
+from ...errors import ContextExceeded, EngineError, GrammarError, ModelFailure
+from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
+from ..batching.scheduler import Job, Phase
+from ..generation import StreamedGeneration
+from ..reply import ReplyDecoder
+from .chat_format import Rendered
+
+if TYPE_CHECKING:
+    from .engine import TransformersSession
+
+log = structlog.get_logger(__name__)
+
+CALL_TOKENS = 1024  # a function call longer than this is cut off (and reported as an error, never as a call)
+
+
+class Prefill:
+    """Brings a session's cache to positions `:stop` of `rendered`, unit by unit. With `logits`, at least the
+    last position is computed, whatever the cache holds: its logits are the reply's first token's."""
+
+    def __init__(self, session: TransformersSession, rendered: Rendered, stop: int, *, logits: bool) -> None:
+        self.session = session
+        self.rendered = rendered
+        self.stop = stop
+        self.position = session.reuse(rendered.keys, limit=stop - 1 if logits else stop)
+        self.cached = self.position
+        self._encoded: dict[int, torch.Tensor] = {}  # clip index → its embeddings
+
+    @property
+    def done(self) -> bool:
+        return self.position >= self.stop
+
+    def unit(self) -> torch.Tensor | None:
+        """Encode one clip, or prefill up to a chunk of positions; the last position's logits once done.
+
+        Raises:
+            PoolFull: the chunk's positions need blocks that are not free (nothing was computed).
+        """
+        engine = self.session.engine
+        chunk_end = min(self.stop, self.position + engine.prefill_chunk)
+        for index, clip in enumerate(self.rendered.clips):
+            end = clip.start + clip.length
+            if end > self.position and clip.start < chunk_end and index not in self._encoded:
+                self._encoded[index] = engine.encoder.encode(clip.samples)
+                return None
+        engine.pool.ensure(self.session.resident.cache, chunk_end)
+        start = self.position
+        embeds = engine.runner.embed(self.rendered.ids[start:chunk_end])
+        for index, clip in enumerate(self.rendered.clips):
+            end = clip.start + clip.length
+            if end <= start or clip.start >= chunk_end:
+                continue
+            audio = self._encoded[index]
+            first, last = max(clip.start, start), min(end, chunk_end)
+            embeds[first - start : last - start] = audio[first - clip.start : last - clip.start].to(embeds.dtype)
+            if end <= chunk_end:
+                del self._encoded[index]
+        logits = engine.runner.prefill(embeds, self.session.resident.cache, start)
+        self.session.resident.cache.keys.extend(self.rendered.keys[start:chunk_end])
+        self.position = chunk_end
+        return logits if self.done else None
+
+
+class SpeculationJob(Job):
+    """A speculative prefill: the cache brought to all of the rendering but its last position (which the
+    reply feeds). It stops, cache consistent, as soon as a newer request for the session supersedes it
+    (`ticket` is no longer the session's latest); its failures are logged, never raised."""
+
+    def __init__(
+        self,
+        session: TransformersSession,
+        conversation: list[Message],
+        tools: tuple[FunctionSpec, ...],
+        truncation: Truncation,
+        ticket: int,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.session = session
+        self.resident = session.resident
+        self.conversation = conversation
+        self.tools = tools
+        self.truncation = truncation
+        self.ticket = ticket
+        self.done = done
+        self.prefill: Prefill | None = None
+        self.finished = False
+
+    def phase(self) -> Phase:
+        return "done" if self.finished else "chunk"
+
+    def poll(self) -> None:
+        if not self.finished and (self.resident.closed or self.session.wanted != self.ticket):
+            self._end()
+
+    def run_chunk(self) -> None:
+        session = self.session
+        try:
+            if self.prefill is None:
+                rendered = session.render_within(
+                    self.conversation, session.reply_room(None), self.tools, self.truncation
+                )
+                self.prefill = Prefill(session, rendered, len(rendered.ids) - 1, logits=False)
+            else:
+                self.prefill.unit()
+        except ContextExceeded as exc:
+            log.info("speculative prefill skipped", reason=exc.message)
+            self._end()
+            return
+        if self.prefill.done:
+            self._end()
+
+    def fail(self, error: Exception) -> None:
+        log.error("speculative prefill failed", exc_info=error)
+        self._end()
+
+    def _end(self) -> None:
+        self.finished = True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits
+            self.done.get_loop().call_soon_threadsafe(_settle, self.done)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class ReplyJob(Job):
+    """One reply: prefill in units, then one row of the decode batch per token."""
+
+    def __init__(
+        self,
+        session: TransformersSession,
+        conversation: list[Message],
+        reply_key: str,
+        params: SamplingParams,
+        out: StreamedGeneration,
+    ) -> None:
+        self.session = session
+        self.resident = session.resident
+        self.conversation = conversation
+        self.reply_key = reply_key
+        self.params = params
+        self.out = out
+        self.prefill: Prefill | None = None
+        self.reply: ReplyDecoder | None = None
+        self.usage = TokenUsage()
+        self.pending: list[int] = []  # sampled (and then forced by the grammar), not fed yet
+        self.count = 0
+        self.generator: torch.Generator | None = None
+        self.finished = False
+
+    def phase(self) -> Phase:
+        if self.finished:
+            return "done"
+        if self.prefill is None or not self.prefill.done or len(self.pending) != 1:
+            return "chunk"
+        return "decode"
+
+    def live_feed(self) -> bool:
+        return self.prefill is not None and self.prefill.done
+
+    def poll(self) -> None:
+        if not self.finished and (self.out.cancelled.is_set() or self.resident.closed):
+            self._finish("cancelled")
+
+    def run_chunk(self) -> None:
+        try:
+            if self.prefill is None:
+                self._start()
+            elif not self.prefill.done:
+                logits = self.prefill.unit()
+                if logits is not None:
+                    self._advance(logits)
+            else:
+                cache = self.resident.cache
+                engine = self.session.engine
+                engine.pool.ensure(cache, cache.length + len(self.pending))
+                logits = engine.runner.prefill(engine.runner.embed(self.pending), cache, cache.length)
+                cache.keys.extend(self.pending)
+                self._advance(logits)
+        except (ContextExceeded, GrammarError) as exc:
+            self._finish("error", exc)
+
+    def next_token(self) -> int:
+        return self.pending[0]
+
+    def take_logits(self, logits: torch.Tensor) -> None:
+        try:
+            self._advance(logits)
+        except GrammarError as exc:
+            self._finish("error", exc)
+
+    def fail(self, error: Exception) -> None:
+        if not isinstance(error, EngineError):
+            log.error("generation failed", reply=self.reply_key, exc_info=error)
+            error = ModelFailure("The model failed while generating this response.")
+        self._finish("error", error)
+
+    def _start(self) -> None:
+        session, engine = self.session, self.session.engine
+        tools = self.params.tools
+        room = session.reply_room(self.params.max_tokens)
+        rendered = session.render_within(
+            self.conversation, room, tools.functions if tools else (), self.params.truncation
+        )
+        if len(rendered.ids) >= engine.max_context:
+            raise ContextExceeded(
+                f"The conversation needs {len(rendered.ids)} tokens; the model's context holds {engine.max_context}."
+            )
+        self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
+        session.generated[self.reply_key] = []
+        self.reply = ReplyDecoder(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        self.usage = TokenUsage(
+            input_tokens=len(rendered.ids), cached_tokens=self.prefill.cached, audio_tokens=rendered.audio_tokens
+        )
+        if self.params.temperature > 0:
+            self.generator = torch.Generator(device=engine.device)
+            self.generator.manual_seed(self.params.seed if self.params.seed is not None else torch.seed())
+
+    def _advance(self, logits: torch.Tensor) -> None:
+        """Sample the next token from `logits`, then take it and what the grammar forces after it."""
+        token = self._sample(logits)
+        engine = self.session.engine
+        self.pending = []
+        if token in engine.stop_ids:
+            self._finish("stop")
+            return
+        if not self._take(token):
+            self._finish("length")
+            return
+        assert self.reply is not None
+        forced = self.reply.forced()
+        stops = [i for i, token in enumerate(forced) if token in engine.stop_ids]
+        for token in forced[: stops[0]] if stops else forced:  # a stop ends the reply through sampling
+            if not self._take(token):
+                self._finish("length")
+                return
+
+    def _sample(self, logits: torch.Tensor) -> int:
+        engine = self.session.engine
+        logits[engine.suppressed] = float("-inf")
+        allowed = self.reply.allowed() if self.reply is not None else None
+        if allowed is not None:  # the tools' grammar: a plain unpacked mask, nothing compiled
+            logits[: allowed.size][~torch.from_numpy(allowed).to(logits.device)] = float("-inf")
+            logits[allowed.size :] = float("-inf")
+        if self.params.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / self.params.temperature, dim=-1)
+        if self.params.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > self.params.top_p
+            sorted_probs[outside] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+    def _take(self, token: int) -> bool:
+        """Add a token to the reply (fed with the next step); False when the reply is at a limit."""
+        assert self.reply is not None
+        self.session.generated[self.reply_key].append(token)
+        self.count += 1
+        self.pending.append(token)
+        for event in self.reply.push(token):
+            self.out.push_threadsafe(event)
+        at_limit = self.params.max_tokens is not None and self.count >= self.params.max_tokens
+        room = self.resident.cache.length + len(self.pending) >= self.session.engine.max_context
+        return not (at_limit or room or self.reply.call_tokens >= CALL_TOKENS)
+
+    def _finish(self, reason: FinishReason, error: EngineError | None = None) -> None:
+        self.finished = True
+        if self.reply is not None:
+            events, keep = self.reply.finish()
+            for event in events:
+                self.out.push_threadsafe(event)
+            reply_ids = self.session.generated.get(self.reply_key)
+            if reply_ids is not None:
+                del reply_ids[keep:]  # a call cut off is no part of the reply
+        usage = TokenUsage(self.usage.input_tokens, self.usage.cached_tokens, self.usage.audio_tokens, self.count)
+        self.out.push_threadsafe(GenerationDone(reason, usage, error))
