@@ -25,10 +25,11 @@ GIB = 2**30
 
 
 class PoolFull(Exception):
-    """Not enough free blocks right now (the scheduler makes room, waits or refuses)."""
+    """Not enough free blocks right now (the scheduler makes room, waits or refuses). `needed` is how many
+    free blocks the request takes."""
 
     def __init__(self, needed: int) -> None:
-        super().__init__(f"{needed} more blocks needed")
+        super().__init__(f"{needed} free blocks needed")
         self.needed = needed
 
 
@@ -104,6 +105,14 @@ class KVPool:
     def blocks_for(self, positions: int) -> int:
         return math.ceil(positions / self.block_size)
 
+    def check_fits(self, positions: int) -> None:
+        """Raises: KVBudgetExceeded if the pool could never hold `positions` positions of one conversation."""
+        if self.blocks_for(positions) > self.capacity:
+            raise KVBudgetExceeded(
+                f"The conversation needs {positions} positions of KV cache; the server's KV budget holds "
+                f"{self.capacity * self.block_size} in all."
+            )
+
     def ensure(self, cache: SequenceCache, positions: int) -> None:
         """Give `cache` blocks for `positions` positions.
 
@@ -114,13 +123,9 @@ class KVPool:
         needed = self.blocks_for(positions) - len(cache.blocks)
         if needed <= 0:
             return
-        if self.blocks_for(positions) > self.capacity:
-            raise KVBudgetExceeded(
-                f"The conversation needs {positions} positions of KV cache; the server's KV budget holds "
-                f"{self.capacity * self.block_size} in all."
-            )
+        self.check_fits(positions)
         if needed > len(self._free):
-            raise PoolFull(needed - len(self._free))
+            raise PoolFull(needed)
         cache.blocks += [self._free.pop() for _ in range(needed)]
 
     def crop(self, cache: SequenceCache, length: int) -> None:
@@ -166,7 +171,7 @@ class KVPool:
             return
         count = cache.host.shape[2]
         if count > len(self._free):
-            raise PoolFull(count - len(self._free))
+            raise PoolFull(count)
         cache.blocks = [self._free.pop() for _ in range(count)]
         index = torch.tensor(cache.blocks, device=self.device)
         self.data.index_copy_(2, index, cache.host.to(self.device, non_blocking=True))

@@ -222,8 +222,11 @@ class Scheduler:
                 break
             try:
                 self._step()
-            except Exception:  # a bug: log it and go on with the other conversations
+            except Exception as exc:  # a bug: end the active jobs rather than retry them forever
                 log.exception("device loop step failed")
+                for job in self._heads():
+                    self.pool.clear(job.resident.cache)
+                    job.fail(exc)
 
     def _busy(self) -> bool:
         return any(resident.jobs for resident in self.residents)
@@ -302,7 +305,9 @@ class Scheduler:
             self._restore(resident)
             job.run_chunk()
         except PoolFull as exc:
-            return "ran" if self._short(job, exc.needed) and self._chunk(job) == "ran" else "waits"
+            if not self._short(job, exc.needed):
+                return "waits"
+            return self._chunk(job)  # room was made: the retry finds the blocks free
         except KVBudgetExceeded as exc:
             job.fail(exc)
             return "failed"
@@ -364,7 +369,7 @@ class Scheduler:
         size = len(cache.blocks) * self.pool.bytes_per_block
         if self.host_budget is not None and self.host_bytes + size > self.host_budget:
             self.pool.clear(cache)  # dropped: the next request recomputes it
-            log.info("kv cache dropped", resident=resident.id)
+            log.info("kv cache dropped", resident=resident.id, bytes=size, host_bytes=self.host_bytes)
             return
         self.host_bytes += self.pool.offload(cache)
         log.info("kv cache offloaded", resident=resident.id, bytes=size)

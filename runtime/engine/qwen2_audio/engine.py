@@ -65,6 +65,8 @@ class TransformersEngine(Engine):
         kv_budget: bytes of KV cache for all conversations (None: `default_budget`).
         on_full: when the pool is full, a request waits for room or fails with `KVBudgetExceeded`.
         idle_offload: seconds after which an idle conversation's cache moves to host memory (None: never).
+        host_budget: bytes of offloaded caches kept in host memory (None: as much as the KV budget); past it,
+            an evicted conversation's cache is dropped and recomputed at its next turn.
         prefill_chunk: positions per prefill unit.
         block_size: positions per pool block.
         cuda_graphs: capture decode steps as CUDA graphs (CUDA only).
@@ -80,6 +82,7 @@ class TransformersEngine(Engine):
         kv_budget: int | None = None,
         on_full: OnFull = "wait",
         idle_offload: float | None = None,
+        host_budget: int | None = None,
         prefill_chunk: int = PREFILL_CHUNK,
         block_size: int = 16,
         cuda_graphs: bool = True,
@@ -113,7 +116,12 @@ class TransformersEngine(Engine):
             language_model, model.lm_head, model.get_input_embeddings(), self.pool, cuda_graphs=cuda_graphs
         )
         self.scheduler = Scheduler(
-            self.pool, self.runner.decode, on_full=on_full, idle_offload=idle_offload, trace=trace
+            self.pool,
+            self.runner.decode,
+            on_full=on_full,
+            idle_offload=idle_offload,
+            host_budget=host_budget if host_budget is not None else budget,
+            trace=trace,
         )
         log.info(
             "kv pool ready",
@@ -133,6 +141,7 @@ class TransformersEngine(Engine):
         kv_budget: int | None = None,
         on_full: OnFull = "wait",
         idle_offload: float | None = None,
+        host_budget: int | None = None,
         prefill_chunk: int = PREFILL_CHUNK,
         cuda_graphs: bool = True,
         trace: int = 0,
@@ -154,6 +163,7 @@ class TransformersEngine(Engine):
             kv_budget=kv_budget,
             on_full=on_full,
             idle_offload=idle_offload,
+            host_budget=host_budget,
             prefill_chunk=prefill_chunk,
             cuda_graphs=cuda_graphs,
             trace=trace,

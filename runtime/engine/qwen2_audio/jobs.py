@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 import torch
 
-from ...errors import ContextExceeded, EngineError, GrammarError, ModelFailure
+from ...errors import ContextExceeded, EngineError, GrammarError, KVBudgetExceeded, ModelFailure
 from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
 from ..batching.scheduler import Job, Phase
 from ..generation import StreamedGeneration
@@ -118,10 +118,11 @@ class SpeculationJob(Job):
                 rendered = session.render_within(
                     self.conversation, session.reply_room(None), self.tools, self.truncation
                 )
+                session.engine.pool.check_fits(len(rendered.ids))
                 self.prefill = Prefill(session, rendered, len(rendered.ids) - 1, logits=False)
             else:
                 self.prefill.unit()
-        except ContextExceeded as exc:
+        except (ContextExceeded, KVBudgetExceeded) as exc:
             log.info("speculative prefill skipped", reason=exc.message)
             self._end()
             return
@@ -197,7 +198,7 @@ class ReplyJob(Job):
                 logits = engine.runner.prefill(engine.runner.embed(self.pending), cache, cache.length)
                 cache.keys.extend(self.pending)
                 self._advance(logits)
-        except (ContextExceeded, GrammarError) as exc:
+        except (ContextExceeded, GrammarError, KVBudgetExceeded) as exc:
             self._finish("error", exc)
 
     def next_token(self) -> int:
@@ -226,6 +227,7 @@ class ReplyJob(Job):
             raise ContextExceeded(
                 f"The conversation needs {len(rendered.ids)} tokens; the model's context holds {engine.max_context}."
             )
+        engine.pool.check_fits(len(rendered.ids) + 1)
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
         session.generated[self.reply_key] = []
         self.reply = ReplyDecoder(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
