@@ -15,7 +15,8 @@ import argparse
 import asyncio
 
 import aural.sdk
-from aural.protocols.server_events import (
+from aural.sdk import (
+    WIRE_RATE,
     ConversationItemInputAudioTranscriptionCompleted,
     ConversationItemInputAudioTranscriptionFailed,
     Error,
@@ -25,8 +26,9 @@ from aural.protocols.server_events import (
     ResponseCreated,
     ResponseDone,
     ResponseOutputTextDelta,
+    ServerEvent,
+    read_audio_file,
 )
-from aural.sdk import WIRE_RATE, read_audio_file
 
 CHUNK_MS = 20
 TAIL_MS = 1000
@@ -52,7 +54,7 @@ class Bot:
     def busy(self) -> bool:
         return self.speaking or bool(self.waiting)
 
-    def on_event(self, event: object) -> None:
+    def on_event(self, event: ServerEvent) -> None:
         match event:
             case InputAudioBufferSpeechStarted(audio_start_ms=start):
                 self.speaking = True
