@@ -17,6 +17,7 @@ import asyncio
 import aural.sdk
 from aural.sdk import (
     WIRE_RATE,
+    AudioTranscription,
     ConversationItemInputAudioTranscriptionCompleted,
     ConversationItemInputAudioTranscriptionFailed,
     Error,
@@ -27,6 +28,7 @@ from aural.sdk import (
     ResponseDone,
     ResponseOutputTextDelta,
     ServerEvent,
+    ServerVad,
     read_audio_file,
 )
 
@@ -103,12 +105,8 @@ async def run(url: str, path: str, *, fast: bool, linger: float) -> None:
         await conn.update_session(
             instructions="You are a friendly voice assistant. Answer briefly.",
             max_output_tokens=48,
-            audio={
-                "input": {
-                    "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-                    "transcription": {"model": "gpt-4o-mini-transcribe"},
-                }
-            },
+            turn_detection=ServerVad(silence_duration_ms=500),
+            transcription=AudioTranscription(model="gpt-4o-mini-transcribe"),
         )
         sending = asyncio.create_task(stream_file(conn, path, fast=fast))
         # Read while sending. Once all is sent, stop when no turn, transcript or reply is under way and

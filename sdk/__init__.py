@@ -16,6 +16,7 @@ from .audio import WIRE_RATE, AudioSource, encode_audio, read_audio_file, to_pcm
 from .connection import Connection, connect
 from .errors import AuralConnectionError, AuralError, AuralProtocolError, AuralServerError
 from .events import *  # noqa: F403  (the protocol's events and models, listed in `events.__all__`)
+from .params import ReplySettings, ResponseSettings, SessionSettings, ToolDefinitions
 from .response import EventHandler, ResponseStream
 from .tools import ArgumentsError, Tool, ToolCall, Tools, tool
 
@@ -29,9 +30,13 @@ __all__ = [
     "AuralServerError",
     "Connection",
     "EventHandler",
+    "ReplySettings",
+    "ResponseSettings",
     "ResponseStream",
+    "SessionSettings",
     "Tool",
     "ToolCall",
+    "ToolDefinitions",
     "Tools",
     "connect",
     "encode_audio",
