@@ -275,15 +275,16 @@ class Connection:
 
             await conn.update_session(
                 instructions="Answer briefly.",
-                input_format=PcmFormat(rate=16000),
                 turn_detection=ServerVad(silence_duration_ms=500),
+                transcription=AudioTranscription(language="en"),
             )
 
         Args:
             session: the protocol's `SessionConfig`, sent with the fields it has set.
             settings: `SessionSettings` (instructions, tools, tool_choice, max_output_tokens, temperature,
                 input_format, turn_detection, transcription...), set on top of `session`. None is sent
-                as `null`: `turn_detection=None` switches turn detection off.
+                as `null`: `turn_detection=None` switches turn detection off. `append_audio` follows a
+                new `input_format` once the server's `session.updated` has been read.
 
         Raises:
             TypeError: a name that is not a setting.

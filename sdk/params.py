@@ -169,6 +169,7 @@ def encode_client_event(event: ClientEvent) -> str:
 
 
 def _as_set(model: BaseModel) -> dict[str, Any]:
+    """The model as JSON, as `exclude_none` dumps it but with the fields set to None, at every depth."""
     data = model.model_dump(mode="json", exclude_none=True)
     for name in model.model_fields_set:
         value = getattr(model, name)
