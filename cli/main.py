@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     say_parser = commands.add_parser("say", help="stream an audio file to a runtime and print the reply")
     add_say_arguments(say_parser)
     try:
-        from aural.runtime.serve import add_arguments as add_serve_arguments
+        from .serve import add_arguments as add_serve_arguments
     except ImportError as exc:  # the SDK-only install
         serve_parser.set_defaults(missing=str(exc))
     else:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         if getattr(args, "missing", None):
             parser.error(f"the runtime is not installed (pip install 'aural[runtime]'): {args.missing}")
-        from aural.runtime.serve import serve
+        from .serve import serve
 
         serve(args)
         return 0

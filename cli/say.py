@@ -54,7 +54,7 @@ async def say(args: argparse.Namespace) -> int:
                     f"({usage.input_token_details.audio_tokens} audio), {usage.output_tokens} output tokens]",
                     file=sys.stderr,
                 )
-    except (AuralError, OSError) as exc:
+    except (AuralError, OSError, ImportError) as exc:  # ImportError: a compressed file without PyAV
         print(f"aural say: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 import aural.sdk
-from aural.sdk import Tools, tool
+from aural.sdk import ToolChoiceFunction, Tools, tool
 
 
 # Bounds such as `max_length` go into the JSON Schema the model is held to: they let it finish a call.
@@ -49,7 +49,7 @@ async def ask(url: str, question: str, audio: str | None, force: str | None) -> 
     async with aural.sdk.connect(url, tools=tools) as conn:  # the tools' definitions are sent for you
         await conn.add_message("user", text=question, audio=audio)
         # A named `tool_choice` makes the model call that tool; the continuation is left to the session's choice.
-        choice = {"type": "function", "name": force} if force else None
+        choice = ToolChoiceFunction(name=force) if force else None  # None: the session's choice
         reply = conn.create_response(max_output_tokens=256, tool_choice=choice)
         async for delta in reply:  # the text of every round: before the calls, and after their outputs
             print(delta, end="", flush=True)

@@ -15,7 +15,9 @@ import argparse
 import asyncio
 
 import aural.sdk
-from aural.protocols.server_events import (
+from aural.sdk import (
+    WIRE_RATE,
+    AudioTranscription,
     ConversationItemInputAudioTranscriptionCompleted,
     ConversationItemInputAudioTranscriptionFailed,
     Error,
@@ -25,8 +27,10 @@ from aural.protocols.server_events import (
     ResponseCreated,
     ResponseDone,
     ResponseOutputTextDelta,
+    ServerEvent,
+    ServerVad,
+    read_audio_file,
 )
-from aural.sdk import WIRE_RATE, read_audio_file
 
 CHUNK_MS = 20
 TAIL_MS = 1000
@@ -52,7 +56,7 @@ class Bot:
     def busy(self) -> bool:
         return self.speaking or bool(self.waiting)
 
-    def on_event(self, event: object) -> None:
+    def on_event(self, event: ServerEvent) -> None:
         match event:
             case InputAudioBufferSpeechStarted(audio_start_ms=start):
                 self.speaking = True
@@ -101,12 +105,8 @@ async def run(url: str, path: str, *, fast: bool, linger: float) -> None:
         await conn.update_session(
             instructions="You are a friendly voice assistant. Answer briefly.",
             max_output_tokens=48,
-            audio={
-                "input": {
-                    "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
-                    "transcription": {"model": "gpt-4o-mini-transcribe"},
-                }
-            },
+            turn_detection=ServerVad(silence_duration_ms=500),
+            transcription=AudioTranscription(model="gpt-4o-mini-transcribe"),
         )
         sending = asyncio.create_task(stream_file(conn, path, fast=fast))
         # Read while sending. Once all is sent, stop when no turn, transcript or reply is under way and

@@ -5,25 +5,31 @@ produce unless asked for another. `encode_audio` also writes Aural's PCM extensi
 `aural.protocols.models.PcmFormat`): float32 samples, and two interleaved channels, both holding the
 (downmixed) signal, so that the server's own (L+R)/2 downmix gives back exactly the mono signal.
 
-Every conversion goes through one PyAV resampler, flushed at the end, so converting a signal in one
-go or after decoding it from a file gives the same samples.
+Arrays, raw PCM and PCM WAV files need numpy alone. Compressed files (MP3, Ogg/Opus, FLAC, M4A...) and
+WAV files of float samples are decoded by PyAV, an optional dependency (`pip install 'aural[audio]'`),
+imported only when such a file is read. Every signal, whatever its source, is downmixed to mono and then
+resampled by one windowed-sinc resampler (`resample`), so converting a signal in one go or after reading
+it from a file gives the same samples.
 
 These functions are CPU-bound and synchronous; `Connection` runs them in a worker thread.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
-from collections.abc import Iterable
-from itertools import chain
+import wave
 from typing import Any, Literal, TypeAlias
 
-import av
 import numpy as np
 import numpy.typing as npt
 
 WIRE_RATE = 24000
 """The PCM sample rate of the GA protocol's default input format (`audio/pcm`, 24 kHz)."""
+
+AUDIO_EXTRA = "aural[audio]"
+"""The install extra that brings PyAV, which compressed files need."""
 
 AudioSource: TypeAlias = npt.NDArray[Any] | bytes | str | os.PathLike[str]
 """What the SDK accepts as audio: a numpy array, wire-format bytes, or the path of an audio file."""
@@ -31,33 +37,61 @@ AudioSource: TypeAlias = npt.NDArray[Any] | bytes | str | os.PathLike[str]
 Encoding: TypeAlias = Literal["pcm16", "float32"]
 """A PCM sample encoding: signed 16-bit (the GA one) or IEEE 754 float32 (an Aural extension)."""
 
-_SAMPLE_FORMATS: dict[str, tuple[str, str]] = {"pcm16": ("s16", "<i2"), "float32": ("flt", "<f4")}
-"""PyAV's sample format and numpy's little-endian dtype for each encoding."""
+Samples: TypeAlias = npt.NDArray[np.float32]
 
-# With the default matrix FFmpeg may mix stereo to 0.707·(L+R), which is louder and can clip;
-# a maximum of 1.0 gives the plain average (L+R)/2.
-_DOWNMIX_OPTIONS = {"rematrix_maxval": "1.0"}
+_DTYPES: dict[str, str] = {"pcm16": "<i2", "float32": "<f4"}
+"""numpy's little-endian dtype for each encoding."""
 
-
-def _resample(frames: Iterable[Any], rate: int, *, channels: int = 1, encoding: Encoding = "pcm16") -> bytes:
-    """Resample PyAV audio frames to mono PCM at `rate`, flushing the resampler at the end; with
-    `channels=2`, each mono sample is then written twice (interleaved left and right)."""
-    if channels not in (1, 2):
-        raise ValueError(f"audio must have 1 or 2 channels, not {channels}")
-    if encoding not in _SAMPLE_FORMATS:
-        raise ValueError(f"unknown PCM encoding {encoding!r}: use one of {', '.join(_SAMPLE_FORMATS)}")
-    av_format, dtype = _SAMPLE_FORMATS[encoding]
-    resampler = av.AudioResampler(format=av_format, layout="mono", rate=rate, options=_DOWNMIX_OPTIONS)
-    out = bytearray()
-    # Without the final `None` (the flush) the last few dozen samples would be lost.
-    for frame in chain(frames, [None]):
-        for resampled in resampler.resample(frame):
-            samples = resampled.to_ndarray().reshape(-1).astype(dtype, copy=False)
-            out += np.repeat(samples, channels).tobytes()
-    return bytes(out)
+_ZERO_CROSSINGS = 16
+"""Half the resampling filter's length, in zero crossings of its sinc: ~0.1 dB ripple, a sharp cutoff."""
+_KAISER_BETA = 8.6
+"""The Kaiser window's shape: about 80 dB of stopband attenuation."""
+_BLOCK = 1 << 15
+"""Output samples computed at once: bounds the resampler's memory whatever the signal's length."""
 
 
-def _to_mono_float(audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+def resample(samples: Samples, source: int, target: int) -> Samples:
+    """Mono float32 samples at rate `source` resampled to rate `target`, as one whole signal.
+
+    A polyphase windowed-sinc filter (Kaiser) at the rates' exact ratio; the result has
+    ceil(len(samples) · target / source) samples, aligned with the input (no delay).
+
+    Raises:
+        ValueError: a rate that is not positive.
+    """
+    if source <= 0 or target <= 0:
+        raise ValueError(f"sample rates must be positive, got {source} and {target}")
+    if source == target or samples.size == 0:
+        return samples
+    common = math.gcd(source, target)
+    up, down = target // common, source // common
+    taps = _polyphase_filter(up, down)
+    width = taps.shape[1]
+    half = _ZERO_CROSSINGS * max(up, down)
+    padded = np.concatenate([np.zeros(width, np.float32), samples, np.zeros(width, np.float32)])
+    out = np.empty(-(-samples.size * up // down), np.float32)
+    offsets = np.arange(width)
+    for start in range(0, out.size, _BLOCK):
+        # Output n sits at n·down on the upsampled grid: it sums input k with the filter's tap n·down + half - k·up.
+        position = np.arange(start, min(start + _BLOCK, out.size), dtype=np.int64) * down + half
+        newest, phase = np.divmod(position, up)
+        inputs = padded[(newest + width)[:, None] - offsets]
+        out[start : start + position.size] = np.einsum("ij,ij->i", taps[phase], inputs)
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _polyphase_filter(up: int, down: int) -> npt.NDArray[np.float32]:
+    """The low-pass filter for resampling by up/down, split in `up` phases: row p holds taps p, p + up, ..."""
+    half = _ZERO_CROSSINGS * max(up, down)
+    cutoff = 1.0 / max(up, down)  # of the upsampled rate's Nyquist: the lower of the two rates' Nyquist
+    t = np.arange(-half, half + 1, dtype=np.float64)
+    taps = up * cutoff * np.sinc(cutoff * t) * np.kaiser(t.size, _KAISER_BETA)
+    width = -(-t.size // up)
+    return np.pad(taps, (0, width * up - t.size)).reshape(width, up).T.astype(np.float32)
+
+
+def _to_mono_float(audio: npt.NDArray[Any]) -> Samples:
     """Float32 mono samples in [-1, 1] from a float or int16 array, 1-D or (frames, channels)."""
     if audio.dtype == np.int16:
         samples = audio.astype(np.float32) / 32768.0
@@ -70,6 +104,21 @@ def _to_mono_float(audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     elif samples.ndim != 1:
         raise ValueError(f"audio arrays must be 1-D or (frames, channels), not of shape {audio.shape}")
     return np.ascontiguousarray(samples)
+
+
+def _to_pcm(samples: Samples, *, channels: int, encoding: Encoding) -> bytes:
+    """Mono samples written as little-endian PCM of `encoding`; with `channels=2`, each sample twice."""
+    if channels not in (1, 2):
+        raise ValueError(f"audio must have 1 or 2 channels, not {channels}")
+    if encoding not in _DTYPES:
+        raise ValueError(f"unknown PCM encoding {encoding!r}: use one of {', '.join(_DTYPES)}")
+    if encoding == "pcm16":
+        samples = np.clip(np.round(samples * 32768.0), -32768, 32767)
+    return np.repeat(samples.astype(_DTYPES[encoding]), channels).tobytes()
+
+
+def _encode_samples(samples: Samples, sample_rate: int, *, rate: int, channels: int, encoding: Encoding) -> bytes:
+    return _to_pcm(resample(samples, sample_rate, rate), channels=channels, encoding=encoding)
 
 
 def to_pcm16(audio: npt.NDArray[Any], sample_rate: int, *, rate: int = WIRE_RATE) -> bytes:
@@ -85,37 +134,75 @@ def to_pcm16(audio: npt.NDArray[Any], sample_rate: int, *, rate: int = WIRE_RATE
         TypeError: for an array that is neither float nor int16.
         ValueError: for an array of more than two dimensions or a rate that is not positive.
     """
-    return _encode_array(audio, sample_rate, rate=rate)
-
-
-def _encode_array(
-    audio: npt.NDArray[Any], sample_rate: int, *, rate: int, channels: int = 1, encoding: Encoding = "pcm16"
-) -> bytes:
-    if sample_rate <= 0 or rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {sample_rate} and {rate}")
-    samples = _to_mono_float(audio)
-    if samples.size == 0:
-        return b""
-    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-    frame.sample_rate = sample_rate
-    return _resample([frame], rate, channels=channels, encoding=encoding)
+    return _encode_samples(_to_mono_float(audio), sample_rate, rate=rate, channels=1, encoding="pcm16")
 
 
 def read_audio_file(path: str | os.PathLike[str], *, rate: int = WIRE_RATE) -> bytes:
-    """Decode the first audio stream of a file (any format PyAV reads) to PCM16 mono at `rate`.
+    """Decode an audio file to PCM16 mono at `rate`: a PCM WAV file with numpy alone, anything else with
+    PyAV (its first audio stream).
 
     Raises:
+        FileNotFoundError: the file does not exist.
+        ImportError: the file is not a PCM WAV file and PyAV is not installed (`pip install 'aural[audio]'`).
         ValueError: the file has no audio stream.
-        av.FFmpegError: the file cannot be opened or decoded (`FileNotFoundError` when missing).
+        av.FFmpegError: PyAV cannot open or decode the file.
     """
-    return _encode_file(path, rate=rate)
+    samples, sample_rate = _read_file(path)
+    return _encode_samples(samples, sample_rate, rate=rate, channels=1, encoding="pcm16")
 
 
-def _encode_file(path: str | os.PathLike[str], *, rate: int, channels: int = 1, encoding: Encoding = "pcm16") -> bytes:
+def _read_file(path: str | os.PathLike[str]) -> tuple[Samples, int]:
+    """A file's mono samples and their rate."""
+    try:
+        with wave.open(os.fspath(path), "rb") as wav:
+            return _wav_samples(wav), wav.getframerate()
+    except (wave.Error, EOFError):  # not RIFF WAVE, or not integer PCM (float samples, extensible...)
+        return _decode_with_pyav(path)
+
+
+def _wav_samples(wav: wave.Wave_read) -> Samples:
+    """The mono samples of a PCM WAV file of 8, 16, 24 or 32-bit integers."""
+    data = wav.readframes(wav.getnframes())
+    width = wav.getsampwidth()
+    if width == 2:
+        values: npt.NDArray[Any] = np.frombuffer(data, "<i2")
+    elif width == 1:
+        values = (np.frombuffer(data, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 3:
+        padded = np.zeros((len(data) // 3, 4), np.uint8)
+        padded[:, 1:] = np.frombuffer(data, np.uint8).reshape(-1, 3)  # the low byte left 0: int32 scale
+        values = padded.view("<i4").reshape(-1).astype(np.float32) / 2.0**31
+    elif width == 4:
+        values = np.frombuffer(data, "<i4").astype(np.float32) / 2.0**31
+    else:
+        raise wave.Error(f"unsupported sample width: {width} bytes")
+    return _to_mono_float(values.reshape(-1, wav.getnchannels()))
+
+
+def _decode_with_pyav(path: str | os.PathLike[str]) -> tuple[Samples, int]:
+    """The mono samples of a file's first audio stream, and their rate, decoded by PyAV."""
+    try:
+        import av
+    except ImportError as exc:
+        raise ImportError(
+            f"{os.fspath(path)!r} is not a PCM WAV file: reading it needs PyAV (pip install '{AUDIO_EXTRA}')"
+        ) from exc
     with av.open(os.fspath(path)) as container:
         if not container.streams.audio:
             raise ValueError(f"{os.fspath(path)!r} has no audio stream")
-        return _resample(container.decode(audio=0), rate, channels=channels, encoding=encoding)
+        chunks: list[Samples] = []
+        mixer = None
+        rate = 0
+        for frame in container.decode(audio=0):
+            if mixer is None:  # to float mono at the stream's own rate; `resample` changes the rate
+                rate = frame.sample_rate
+                # FFmpeg's default matrix mixes stereo to 0.707·(L+R); a maximum of 1.0 gives (L+R)/2.
+                mixer = av.AudioResampler(format="flt", layout="mono", rate=rate, options={"rematrix_maxval": "1.0"})
+            chunks += [mixed.to_ndarray().reshape(-1) for mixed in mixer.resample(frame)]
+        if mixer is not None:  # without the flush the last samples would be lost
+            chunks += [mixed.to_ndarray().reshape(-1) for mixed in mixer.resample(None)]
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    return samples, rate or WIRE_RATE
 
 
 def encode_audio(
@@ -129,7 +216,8 @@ def encode_audio(
     """Convert any `AudioSource` to little-endian PCM at `rate`: PCM16 mono unless told otherwise.
 
     Args:
-        audio: a numpy array (see `to_pcm16`), raw bytes, or the path of an audio file.
+        audio: a numpy array (see `to_pcm16`), raw bytes, or the path of an audio file (see
+            `read_audio_file`).
         sample_rate: required for arrays. For bytes: absent means they are already in the wire
             format and are returned unchanged; given, they are read as PCM16 little-endian mono at
             that rate and resampled. Not allowed for files, whose own header gives their rate.
@@ -141,6 +229,7 @@ def encode_audio(
     Raises:
         ValueError: `sample_rate` missing for an array or given for a file, a channel count other
             than 1 or 2, an unknown encoding, or as for the conversion functions.
+        ImportError: as for `read_audio_file`.
     """
     if isinstance(audio, bytes):
         if sample_rate is None:
@@ -149,7 +238,9 @@ def encode_audio(
     if isinstance(audio, np.ndarray):
         if sample_rate is None:
             raise ValueError("sample_rate is required for audio given as an array")
-        return _encode_array(audio, sample_rate, rate=rate, channels=channels, encoding=encoding)
-    if sample_rate is not None:
-        raise ValueError("sample_rate does not apply to audio files: their header gives it")
-    return _encode_file(audio, rate=rate, channels=channels, encoding=encoding)
+        samples = _to_mono_float(audio)
+    else:
+        if sample_rate is not None:
+            raise ValueError("sample_rate does not apply to audio files: their header gives it")
+        samples, sample_rate = _read_file(audio)
+    return _encode_samples(samples, sample_rate, rate=rate, channels=channels, encoding=encoding)

@@ -19,7 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Generator
 from ssl import SSLContext
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, Unpack
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -32,7 +32,6 @@ from aural.protocols import (
     ProtocolError,
     ServerEvent,
     decode_server_event,
-    encode_event,
     new_id,
 )
 from aural.protocols.client_events import (
@@ -54,12 +53,12 @@ from aural.protocols.models import (
     Response,
     ResponseParams,
     SessionConfig,
-    WireModel,
 )
 from aural.protocols.server_events import Error, SessionCreated, SessionUpdated
 
 from .audio import AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
+from .params import ResponseSettings, SessionSettings, encode_client_event, response_params, session_config
 from .response import EventHandler, ResponseStream
 from .tools import ToolCall, Tools
 
@@ -73,17 +72,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 BINARY_AUDIO = "aural.binary-audio"
 """The subprotocol under which Aural takes input audio as binary websocket frames."""
-
-
-_Model = TypeVar("_Model", bound=WireModel)
-
-
-def _model_from(model: type[_Model], fields: dict[str, Any]) -> _Model:
-    """Validate keyword arguments as `model`, refusing names it lacks (which it would silently drop)."""
-    unknown = sorted(fields.keys() - model.model_fields.keys())
-    if unknown:
-        raise TypeError(f"unknown {model.__name__} field(s): {', '.join(unknown)}")
-    return model.model_validate(fields)
 
 
 def _b64(data: bytes | memoryview) -> str:
@@ -254,7 +242,7 @@ class Connection:
         """Send a client event (a class of `aural.protocols.client_events`).
 
         An event without `event_id` gets one, set on the object itself, so that the caller can match
-        an `error` event to it.
+        an `error` event to it. Fields left unset are not sent; fields set to None are sent as `null`.
 
         Raises:
             AuralConnectionError: the connection is closed.
@@ -262,7 +250,7 @@ class Connection:
         if event.event_id is None:
             event.event_id = new_id("evt")
         try:
-            await self._socket.send(encode_event(event))
+            await self._socket.send(encode_client_event(event))
         except ConnectionClosed as exc:
             last_word = await self._unread_error()
             if last_word is not None:  # e.g. model_not_found: the server said why before it closed
@@ -282,16 +270,27 @@ class Connection:
 
     # --- session, audio, conversation ------------------------------------------------------------
 
-    async def update_session(self, **fields: Any) -> None:
-        """Send `session.update` with the given fields of `aural.protocols.models.SessionConfig`.
+    async def update_session(self, session: SessionConfig | None = None, **settings: Unpack[SessionSettings]) -> None:
+        """Send `session.update`: what is given changes, the rest stays. The server answers `session.updated`.
 
-        Only the fields given change. The server answers with `session.updated`.
+            await conn.update_session(
+                instructions="Answer briefly.",
+                turn_detection=ServerVad(silence_duration_ms=500),
+                transcription=AudioTranscription(language="en"),
+            )
+
+        Args:
+            session: the protocol's `SessionConfig`, sent with the fields it has set.
+            settings: `SessionSettings` (instructions, tools, tool_choice, max_output_tokens, temperature,
+                input_format, turn_detection, transcription...), set on top of `session`. None is sent
+                as `null`: `turn_detection=None` switches turn detection off. `append_audio` follows a
+                new `input_format` once the server's `session.updated` has been read.
 
         Raises:
-            TypeError: a field that `SessionConfig` does not have.
-            pydantic.ValidationError: a field with a wrong value.
+            TypeError: a name that is not a setting.
+            pydantic.ValidationError: a value the protocol refuses. Nothing is sent.
         """
-        await self.send(SessionUpdate(session=_model_from(SessionConfig, fields)))
+        await self.send(SessionUpdate(session=session_config(session, settings)))
 
     async def append_audio(self, audio: AudioSource, *, sample_rate: int | None = None) -> None:
         """Append audio to the server's input buffer, converted to the session's input format.
@@ -387,18 +386,24 @@ class Connection:
             await self.add_function_output(result.call_id, result.output)
         return results
 
-    def create_response(self, **params: Any) -> ResponseStream:
+    def create_response(
+        self, params: ResponseParams | None = None, **settings: Unpack[ResponseSettings]
+    ) -> ResponseStream:
         """Ask for a response; return the stream of its text, which sends the request when first used.
 
+            reply = conn.create_response(max_output_tokens=64, tool_choice=ToolChoiceFunction(name="lookup"))
+
         Args:
-            params: fields of `aural.protocols.models.ResponseParams` (instructions, tools,
-                max_output_tokens, metadata...).
+            params: the protocol's `ResponseParams`, sent with the fields they have set.
+            settings: `ResponseSettings` (instructions, tools, tool_choice, max_output_tokens, temperature,
+                conversation, input, metadata...) for this response, set on top of `params`; what is not
+                given (or None) comes from the session.
 
         Raises:
-            TypeError: a parameter that `ResponseParams` does not have.
-            pydantic.ValidationError: a parameter with a wrong value.
+            TypeError: a name that is not a setting.
+            pydantic.ValidationError: a value the protocol refuses. Nothing is sent.
         """
-        return ResponseStream(self, _model_from(ResponseParams, params))
+        return ResponseStream(self, response_params(params, settings))
 
     async def _to_wire(self, audio: AudioSource, sample_rate: int | None) -> bytes:
         if isinstance(audio, bytes) and sample_rate is None:

@@ -10,7 +10,9 @@ With tools attached to the connection, one stream spans a whole tool round trip:
 completes with function calls, the stream runs them (`Connection.run_tools`), sends their outputs, asks
 for the continuation with a new `response.create` (same parameters, but `tool_choice` left to the
 session, so that a forced call is not forced again) and follows that response too, until one ends
-without calls. Each round binds by its own `client_event_id`.
+without calls. Each round binds by its own `client_event_id`. After the tools' `max_rounds` rounds in a
+row the continuation gets `tool_choice: "none"`, so that the model answers (the runtime's rule for its
+own tools too); calls a response makes after that are left to the caller.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ CLIENT_EVENT_ID = "client_event_id"
 """The metadata key that ties `response.created` to the `response.create` that asked for it."""
 
 
+def _continuation(params: ResponseParams, *, last: bool) -> ResponseParams:
+    """The parameters of the response that continues a tool round: the same, but `tool_choice` left to the
+    session, or "none" after the `last` round the tools allow in a row."""
+    fields = {name: getattr(params, name) for name in params.model_fields_set - {"tool_choice"}}
+    return ResponseParams.model_validate({**fields, "tool_choice": "none"} if last else fields)
+
+
 def _response_id_of(event: ServerEvent) -> str | None:
     """The id of the response an event belongs to, if it belongs to one."""
     if isinstance(event, ResponseCreated | ResponseDone):
@@ -67,7 +76,7 @@ class ResponseStream:
     Across tool rounds (see the module's docstring) the stream yields the text of every round, in
     order, as one sequence: `text` and `collect()` are all of it, `response` is the last round's
     response and `responses` every round's; `tool_calls` lists the calls run and their outputs. A
-    response that ends in calls the stream does not run (no tools attached, `max_rounds` reached, or
+    response that ends in calls the stream does not run (no tools attached, past `max_rounds`, or
     not completed) ends the stream: `function_calls` lists them, for `Connection.add_function_output`.
 
     Raises (while iterating):
@@ -170,12 +179,12 @@ class ResponseStream:
     async def _end_round(self, response: Response) -> None:
         """Follow a response that ends in calls into its continuation, or end the stream with it."""
         self._responses.append(response)
-        tools = self._conn.tools
-        if not self._cancelling and tools is not None and len(self._responses) <= tools.max_rounds:
+        tools, rounds = self._conn.tools, len(self._responses)
+        if not self._cancelling and tools is not None and rounds <= tools.max_rounds:
             calls = await self._conn.run_tools(response)
             if calls:
                 self._tool_calls.extend(calls)
-                self._prepare(self._params.model_copy(update={"tool_choice": None}))
+                self._prepare(_continuation(self._params, last=rounds == tools.max_rounds))
                 await self._conn.send(self._request)
                 return
         self._final = response

@@ -55,7 +55,11 @@ def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None =
 @pytest.mark.parametrize(
     ("folder", "forbidden", "skip"),
     [
-        ("protocols", ("aural.sdk", "aural.runtime", "asyncio", "torch", "aiohttp", "websockets", "numpy"), None),
+        (
+            "protocols",
+            ("aural.sdk", "aural.runtime", "asyncio", "torch", "aiohttp", "websockets", "numpy", "jsonschema"),
+            None,
+        ),
         ("sdk", ("aural.runtime", "aural.cli", "torch", "transformers", "aiohttp", "structlog"), None),
         ("runtime", ("aural.sdk", "aural.cli"), None),
         (

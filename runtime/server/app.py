@@ -24,7 +24,7 @@ from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.commands import error_event
 from ..session.session import ConversationSession
-from ..tools import ServerTools
+from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
 VAD: web.AppKey[SileroVad] = web.AppKey("vad", SileroVad)
-SERVER_TOOLS: web.AppKey[ServerTools] = web.AppKey("server_tools", ServerTools)
+SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
 
 
 def create_app(
@@ -43,7 +43,7 @@ def create_app(
     *,
     model_names: Sequence[str] = (),
     max_sessions: int = 64,
-    server_tools: ServerTools | None = None,
+    server_tools: ToolRunner | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -53,6 +53,9 @@ def create_app(
         max_sessions: concurrent conversations; the next one is refused with an `error` event.
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
+
+    Raises:
+        ValueError: server tools the runtime cannot serve (see `check_server_tools`).
     """
     app = web.Application()
     app[ENGINE] = engine
@@ -60,7 +63,8 @@ def create_app(
     app[SESSIONS] = set()
     app[MAX_SESSIONS] = max_sessions
     app[VAD] = SileroVad.load()
-    app[SERVER_TOOLS] = server_tools or ServerTools()
+    app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
+    check_server_tools(app[SERVER_TOOLS])
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)

@@ -45,7 +45,7 @@ from ..session.commands import (
     error_event,
 )
 from ..session.session import ConversationSession
-from ..tools import ServerTools
+from ..tools import NO_TOOLS, ToolRunner
 
 BINARY_AUDIO = "aural.binary-audio"
 
@@ -61,7 +61,7 @@ class ConnectionDriver:
         engine: Engine,
         session: ConversationSession,
         vad: SileroVad,
-        tools: ServerTools | None = None,
+        tools: ToolRunner | None = None,
     ) -> None:
         self._ws = ws
         self._engine = engine
@@ -73,7 +73,7 @@ class ConnectionDriver:
         self._task: asyncio.Task[None] | None = None
         self._speech: asyncio.Queue[DetectSpeech] = asyncio.Queue()
         self._side_tasks: set[asyncio.Task[None]] = set()
-        self._tools = tools or ServerTools()
+        self._tools = tools or NO_TOOLS
         self._tool_calls: dict[asyncio.Task[None], str] = {}  # running server tool calls → their response's id
         self._log = log.bind(session=session.id)
 

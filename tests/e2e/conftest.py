@@ -32,8 +32,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
-from aural.runtime.tools import ServerTools
 from aural.sdk.audio import read_audio_file
+from aural.sdk.tools import Tools
 
 Event = dict[str, Any]
 
@@ -91,7 +91,7 @@ async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> 
     handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of
     the test module's `SERVER_TOOLS` if it has one. At the end, once the test's clients have closed,
     every session must have been freed."""
-    tools: ServerTools | None = getattr(request.module, "SERVER_TOOLS", None)
+    tools: Tools | None = getattr(request.module, "SERVER_TOOLS", None)
     runner = web.AppRunner(create_app(engine, model_names=[MODEL], server_tools=tools))
     await runner.setup()
     try:

@@ -1,8 +1,9 @@
-"""The examples run as a user runs them, against the real runtime."""
+"""The examples, and the README's Python blocks, run as a user runs them, against the real runtime."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -12,11 +13,13 @@ from .conftest import Endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "examples" / "sample.wav")
+README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+README_URL = "ws://127.0.0.1:8000/v1/realtime"
 
 
 async def _run(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT
     )
     output, _ = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, output.decode()
@@ -64,3 +67,11 @@ async def test_voice_bot(server: Endpoint) -> None:
     assert reply and reply[0], "the reply's text was printed (on more lines when the transcript came meanwhile)"
     assert output.rstrip().endswith(("[completed]", "[incomplete]")), "the reply ended before the bot did"
     assert "[error" not in output
+
+
+@pytest.mark.parametrize("block", README_BLOCKS, ids=[f"block{n}" for n in range(len(README_BLOCKS))])
+async def test_the_readmes_python_blocks_run_as_written(server: Endpoint, tmp_path: Path, block: str) -> None:
+    assert README_URL in block, "each block talks to the runtime as `aural serve` starts it"
+    script = tmp_path / "block.py"
+    script.write_text(block.replace(README_URL, server.realtime_url))
+    await _run(str(script))

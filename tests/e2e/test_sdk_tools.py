@@ -15,7 +15,7 @@ from pydantic import Field
 
 from aural.protocols import ServerEvent
 from aural.protocols.client_events import ConversationItemRetrieve
-from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText
+from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText, ToolChoiceFunction
 from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved
 from aural.sdk import Connection, ResponseStream, Tools, connect, tool
 
@@ -78,7 +78,7 @@ def output_items(passed_on: list[ServerEvent]) -> list[FunctionCallOutputItem]:
 
 
 async def call_and_continue(conn: Connection, name: str) -> tuple[ResponseStream, list[str]]:
-    stream = conn.create_response(tool_choice={"type": "function", "name": name}, parallel_tool_calls=False)
+    stream = conn.create_response(tool_choice=ToolChoiceFunction(name=name), parallel_tool_calls=False)
     async with asyncio.timeout(RECV_TIMEOUT):
         deltas = [delta async for delta in stream]
     return stream, deltas

@@ -12,7 +12,7 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from aural.runtime.tools import ServerTools
+from aural.sdk.tools import Tools
 
 from .conftest import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
 
@@ -60,7 +60,7 @@ async def hold(digit: Digit) -> str:
     return str(digit)
 
 
-SERVER_TOOLS = ServerTools([spell, broken, hold])
+SERVER_TOOLS = Tools([spell, broken, hold])
 
 
 async def _call(session: RawClient, name: str) -> tuple[dict[str, object], str]:

@@ -12,8 +12,8 @@ from aiohttp import web
 
 import aural.sdk
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
-from aural.runtime.serve import tls_context
 from aural.runtime.server.app import create_app
+from aural.runtime.server.run import tls_context
 
 CA = trustme.CA()
 

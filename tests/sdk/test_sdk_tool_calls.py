@@ -184,15 +184,17 @@ async def test_without_tools_the_stream_ends_at_the_calls(server: FakeServer) ->
     assert outputs(server) == [("call_w", "done"), ("call_s", "done")]
 
 
-async def test_a_model_calling_forever_stops_after_max_rounds(server: FakeServer) -> None:
+async def test_after_max_rounds_the_model_must_answer(server: FakeServer) -> None:
+    # A server that calls all the same (not Aural: its grammar would not let the model call under "none").
     rounds(server, *[ends_in([SUM])] * 3)
     async with connect(server.url, tools=Tools([add], max_rounds=2)) as conn:
         stream = conn.create_response()
         await stream.collect()
     await server.finished()
-    assert len(server.of_type("response.create")) == 3
+    requests = [request["response"] for request in server.of_type("response.create")]
+    assert [request.get("tool_choice") for request in requests] == [None, None, "none"]
     assert len(stream.tool_calls) == 2
-    assert stream.function_calls == [SUM]
+    assert stream.function_calls == [SUM], "calls made past the limit are left to the caller"
 
 
 async def test_the_continuation_leaves_tool_choice_to_the_session(server: FakeServer) -> None:

@@ -1,4 +1,5 @@
-"""`@tool`, `Tool` and `Tools`: definitions, dispatch to async and sync functions, failures as error outputs."""
+"""`@tool`, `Tool` and `Tools`: definitions, dispatch to async and sync functions, failures as error outputs,
+for the SDK (`Tools.call`) and for the runtime's server tools (`Tools.run`) alike."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from pydantic import BaseModel
 
 from aural.protocols.models import FunctionCallItem
-from aural.protocols.tool_schema import schema_from_function
 from aural.sdk import ArgumentsError, Tool, ToolCall, Tools, tool
+from aural.sdk.tools import schema_from_function
+from examples.server_tools import get_time, lookup_order
 
 
 @tool
@@ -245,3 +247,69 @@ async def test_calls_run_concurrently() -> None:
     assert [(result.output, result.error) for result in results] == [
         (json.loads(item.arguments)["who"], None) for item in items
     ]
+
+
+# --- Tools.run: what the runtime calls for its server tools ------------------------------------------
+
+
+async def test_run_gives_results_and_failures_as_outputs() -> None:
+    def boom(n: int) -> str:
+        raise ValueError(f"bad {n}")
+
+    tools = Tools([get_time, lookup_order, boom])
+    assert json.loads(await tools.run("lookup_order", '{"order_id": 1001}')) == {
+        "order_id": 1001, "status": "shipped", "items": 2}  # fmt: skip
+    assert len(await tools.run("get_time", "")) == len("HH:MM"), "no arguments: the defaults"
+    failures = {
+        "lookup_order": ('{"order_id": 7}', "lookup_order raised KeyError: 'no order 7'"),
+        "boom": ('{"n": 3}', "boom raised ValueError: bad 3"),
+        "nope": ("{}", "unknown tool 'nope' (the tools are: get_time, lookup_order, boom)"),
+    }
+    for name, (arguments, error) in failures.items():
+        assert json.loads(await tools.run(name, arguments)) == {"error": error}
+    invalid = json.loads(await tools.run("lookup_order", '{"order_id": "7", "x": 1}'))["error"]
+    assert invalid.startswith("invalid arguments for lookup_order: order_id: ") and "x: Extra inputs" in invalid
+
+
+async def test_run_times_out_and_runs_sync_functions_in_a_thread() -> None:
+    release = threading.Event()
+    threads: list[int] = []
+
+    def blocking(n: int) -> int:
+        threads.append(threading.get_ident())
+        release.wait()
+        return n
+
+    async def sleepy(n: int) -> int:
+        await asyncio.sleep(3600)
+        return n
+
+    tools = Tools([blocking, sleepy], timeout=0.01)
+    assert json.loads(await tools.run("sleepy", '{"n": 1}')) == {"error": "sleepy did not finish within 0.01 s"}
+    assert json.loads(await tools.run("blocking", '{"n": 1}')) == {"error": "blocking did not finish within 0.01 s"}
+    release.set()
+    assert threads and threads[0] != threading.get_ident(), "the event loop's thread was never blocked"
+    assert await Tools([blocking], timeout=None).run("blocking", '{"n": 2}') == "2"
+
+
+async def test_run_logs_failures_to_the_logger_given() -> None:
+    logged: list[tuple[str, str, tuple[object, ...], dict[str, object]]] = []
+
+    class Recorder:  # a structlog logger's shape: the runtime passes one bound to the conversation
+        def info(self, event: str, *args: object, **fields: object) -> None:
+            logged.append(("info", event, args, fields))
+
+        def warning(self, event: str, *args: object, **fields: object) -> None:
+            logged.append(("warning", event, args, fields))
+
+    def boom() -> str:
+        raise ValueError("bad")
+
+    tools = Tools([boom, lookup_order])
+    await tools.run("boom", "{}", logger=Recorder())
+    await tools.run("lookup_order", '{"order_id": "x"}', logger=Recorder())
+    assert [(level, event % args, fields) for level, event, args, fields in logged] == [
+        ("warning", "tool boom raised", {"exc_info": True}),
+        ("info", "tool lookup_order called with invalid arguments: order_id: Input should be a valid integer",
+         {}),
+    ]  # fmt: skip

@@ -23,22 +23,22 @@ Types map as pydantic maps them: str/int/float/bool, `Literal` and `Enum` → `e
 Python 3.12) → nested objects, `Annotated[int, Field(ge=1)]` → bounds. Nested objects are written inline (no
 `$ref`), without pydantic's titles, and every object with properties refuses others (`additionalProperties`).
 The same parameters model (`arguments_model`) validates a call's arguments, so schema and validation agree.
-Used by the SDK's `@tool` and by the runtime's server-side tools. Standard library and pydantic only.
+A schema given as it is (`parameters=`) is checked with `jsonschema`. Used by `@tool`, so by the SDK's tools and
+the server's (`aural serve --tools`) alike.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
-import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, ValidationError, create_model
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, PydanticUserError, create_model
 from pydantic.fields import FieldInfo
 
-from .models import FunctionTool
+from aural.protocols.models import FunctionTool
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 """The names OpenAI accepts for a function tool."""
@@ -69,12 +69,14 @@ def schema_from_function(
         name: the tool's name; `fn.__name__` by default.
         description: the tool's description; by default the docstring up to its first section (`Args:`...).
         parameters: the parameters' JSON Schema, used as given instead of being derived from `fn`'s
-            signature (which then needs no type hints).
+            signature (which then needs no type hints). Either way the schema must be a valid JSON Schema of an
+            object (checked with `jsonschema`).
 
     Raises:
         TypeError: a parameter without a type hint, of a kind that cannot be passed by keyword, or of a type
             with no JSON Schema (recursive types included).
-        ValueError: a name OpenAI would refuse (letters, digits, `_` and `-`, at most 64).
+        ValueError: a name OpenAI would refuse (letters, digits, `_` and `-`, at most 64), or `parameters`
+            that are not a valid JSON Schema of `"type": "object"`.
     """
     tool_name = name if name is not None else fn.__name__
     if not TOOL_NAME.match(tool_name):
@@ -82,6 +84,7 @@ def schema_from_function(
     if parameters is None:
         schema = arguments_model(fn).model_json_schema()
         parameters = _tidy(schema, schema.get("$defs", {}), ())
+    parameters_validator(parameters)
     summary, _ = _parse_docstring(fn)
     return FunctionTool(
         name=tool_name, description=description if description is not None else summary, parameters=parameters
@@ -118,28 +121,23 @@ def arguments_model(fn: Callable[..., Any]) -> type[BaseModel]:
         raise TypeError(f"{fn.__qualname__}: {exc}") from exc
 
 
-def error_output(message: str) -> str:
-    """A failed call's output, as the model reads it: `{"error": message}`."""
-    return json.dumps({"error": message})
+def parameters_validator(parameters: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A `jsonschema` validator of call arguments against `parameters`, once the schema itself is checked.
 
-
-def result_output(result: object) -> str:
-    """A call's result as its output: a string as it is, anything else as JSON.
+    The check is JSON Schema's own; whether a runtime can also enforce the schema while decoding is the
+    runtime's to say (`aural serve` asks it before loading the model).
 
     Raises:
-        ValueError: the result cannot be written as JSON.
+        ValueError: `parameters` is not a valid JSON Schema, or not one of `"type": "object"`.
     """
-    if isinstance(result, str):
-        return result
+    if parameters.get("type") != "object":
+        raise ValueError('a tool\'s parameters must be a JSON Schema of "type": "object"')
+    cls = jsonschema.validators.validator_for(parameters)
     try:
-        return pydantic_core.to_json(result).decode()
-    except pydantic_core.PydanticSerializationError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def argument_problems(exc: ValidationError) -> str:
-    """What is wrong with a call's arguments, one clause per problem (`days.0: Input should be...`)."""
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        cls.check_schema(parameters)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"invalid parameters schema: {exc.message}") from exc
+    return cls(parameters)
 
 
 def _described(hint: Any) -> bool:

@@ -1,21 +1,22 @@
-"""`aural serve`: load the model and run the websocket server until interrupted."""
+"""`aural serve`: load the model and run the websocket server until interrupted.
+
+The composition of the runtime with the SDK's tool runtime: `--tools` specs are loaded by
+`aural.sdk.tools.load_tools`, checked by the runtime (`check_server_tools`) before the model loads, so
+that a bad spec ends the command with one line, and handed to the app as its `ToolRunner`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
-import ssl
 import sys
 
-import structlog
-from aiohttp import web
-
-from .engine.qwen2_audio.engine import TransformersEngine
-from .logs import configure_logging
-from .server.app import create_app
-from .tools import DEFAULT_TIMEOUT, ServerTools, ToolLoadError
-
-log = structlog.get_logger(__name__)
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.logs import configure_logging
+from aural.runtime.server.app import create_app
+from aural.runtime.server.run import run_app, tls_context
+from aural.runtime.tools import check_server_tools
+from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,30 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
 
 
-def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
-    """The server's TLS context from PEM files (`key` None: the key is in the certificate file)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
+def server_tools(specs: list[str], timeout: float | None) -> Tools:
+    """The tools of `--tools` specs, as the runtime will serve them.
+
+    Raises:
+        SystemExit: a spec that gives no usable tools, with the reason in one line.
+    """
+    sys.path.insert(0, os.getcwd())  # `--tools mymodule:attr` from the folder it is run in, as `python -m` would
+    try:
+        tools = load_tools(specs, timeout=timeout)
+        check_server_tools(tools)
+    except ToolLoadError as exc:
+        raise SystemExit(f"aural serve: --tools {exc}") from None
+    except ValueError as exc:
+        raise SystemExit(f"aural serve: --tools: {exc}") from None
+    return tools
 
 
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     configure_logging(args.log_level)
-    sys.path.insert(0, os.getcwd())  # `--tools mymodule:attr` from the folder it is run in, as `python -m` would
-    try:
-        tools = ServerTools.load(args.tools, timeout=args.tool_timeout or None)
-    except ToolLoadError as exc:
-        raise SystemExit(f"aural serve: {exc}") from None
+    tools = server_tools(args.tools, args.tool_timeout or None)
     engine = TransformersEngine.load(args.model, device=args.device, dtype=args.dtype)
     app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions, server_tools=tools)
-
-    async def close_engine(_: web.Application) -> None:
-        await engine.close()
-
-    app.on_cleanup.append(close_engine)
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    scheme = "wss" if context else "ws"
-    url = f"{scheme}://{args.host}:{args.port}/v1/realtime"
-    log.info("serving", url=url, model=engine.model_name, server_tools=[tool.name for tool in tools.definitions])
-    web.run_app(app, host=args.host, port=args.port, ssl_context=context, print=None)
+    run_app(app, host=args.host, port=args.port, ssl_context=context)

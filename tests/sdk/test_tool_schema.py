@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 from typing_extensions import TypedDict
 
-from aural.protocols.tool_schema import arguments_model, schema_from_function
+from aural.sdk.tools import arguments_model, schema_from_function
 
 
 class Unit(Enum):
