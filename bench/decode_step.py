@@ -1,18 +1,16 @@
-"""Where one decode step's time goes: the model's forward, the LM head, sampling, and the host.
+"""Where one decode step's time goes, eager against a CUDA graph, by batch width.
 
-On a session whose cache holds `--context` tokens, times (medians of `--steps` steps, device
-synchronised around each):
+On `--rows` caches of `--context` positions each (in the engine's pool), times (medians of `--steps`
+steps, the device synchronised around each, the caches cropped back after each):
 
-- forward: `language_model(inputs_embeds, cache)` for one token, the cache cropped back after each;
-- forward + head: the same plus the LM head, as `TransformersSession.feed` does;
-- engine step: `feed` plus the engine's sampling (suppressed ids, greedy argmax to a Python int);
-- host time of the forward: the same call without synchronising, which measures how long the host
-  takes to issue it (when it is close to the synchronised time, the step is bound by the host, not
-  by the device).
+- eager: `ModelRunner.decode` with CUDA graphs off (the model's forward over the pool, and the head);
+- graph: the same with a captured graph replayed (CUDA only);
+- eager, host: the eager step without synchronising, which measures how long the host takes to issue
+  it (when it is close to the synchronised time, the step is bound by the host, not by the device).
 
 Run on the GPU machine with `bash bench/gpu_run.sh` (it runs this too), or here with `--preset medium`.
 
-    python -m bench.decode_step [--preset 7b-random] [--context 1024] [--steps 30] [--out PATH]
+    python -m bench.decode_step [--preset 7b-random] [--context 1024] [--rows 1 8 32] [--steps 30] [--out PATH]
 """
 
 from __future__ import annotations
@@ -23,11 +21,12 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from aural.runtime.engine.qwen2_audio.chat_format import Rendered
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
+from aural.runtime.engine.batching.kv_pool import SequenceCache
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.logs import configure_logging
 
 
@@ -46,55 +45,56 @@ def timed(fn: Callable[[], object], steps: int, sync: bool, device: torch.device
     return statistics.median(runs)
 
 
+@torch.inference_mode()
+def measure(engine: TransformersEngine, rows: int, context: int, steps: int) -> dict[str, Any]:
+    pool, runner, device = engine.pool, engine.runner, engine.device
+    ids = torch.randint(0, 128, (context,), generator=torch.Generator().manual_seed(0)).tolist()
+    caches = []
+    for _ in range(rows):
+        cache = SequenceCache()
+        pool.ensure(cache, context + 1)
+        runner.prefill(runner.embed(ids), cache, 0)
+        cache.keys.extend(ids)
+        caches.append(cache)
+    tokens = [65] * rows
+
+    def step() -> object:
+        logits = runner.decode(tokens, caches)
+        return logits.argmax(dim=-1).tolist()  # a host copy, as sampling makes
+
+    graphs = runner.graphs
+    result: dict[str, Any] = {"rows": rows, "context": context}
+    if graphs is not None:
+        graphs.enabled = False
+    result["eager_ms"] = timed(step, steps, True, device)
+    result["eager_host_ms"] = timed(lambda: runner.decode(tokens, caches), steps, False, device)
+    if graphs is not None:
+        graphs.enabled = True
+        result["graph_ms"] = timed(step, steps, True, device)
+        result["graphs_still_enabled"] = graphs.enabled  # False if the capture or its check failed
+    for cache in caches:
+        pool.clear(cache)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="7b-random")
     parser.add_argument("--context", type=int, default=1024)
+    parser.add_argument("--rows", type=int, nargs="*", default=[1, 8, 32])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     configure_logging("warning")
     engine = TransformersEngine.load(args.preset)
-    model, device = engine.model, engine.model.device
-    session = TransformersSession(engine)
-    rendered = Rendered()
-    rendered.add_ids(torch.randint(0, 128, (args.context,), generator=torch.Generator().manual_seed(0)).tolist())
-    with torch.inference_mode():
-        session.extend(rendered)
-        assert session.cache is not None
-        cache = session.cache
-        embeds = model.get_input_embeddings()(torch.tensor([[65]], device=device))
-
-        def forward() -> object:
-            out = model.model.language_model(inputs_embeds=embeds, cache=cache, use_cache=True)
-            cache.crop(-1)
-            return out
-
-        def forward_head() -> object:
-            logits = session._forward(embeds)
-            cache.crop(-1)
-            return logits
-
-        def engine_step() -> object:
-            logits = session.feed([65])
-            logits[engine.suppressed] = float("-inf")
-            token = int(torch.argmax(logits))
-            cache.crop(-1)
-            session.keys.pop()
-            return token
-
-        report = {
-            "preset": args.preset,
-            "device": str(device),
-            "dtype": str(model.dtype),
-            "context": args.context,
-            "forward_ms": timed(forward, args.steps, True, device),
-            "forward_head_ms": timed(forward_head, args.steps, True, device),
-            "engine_step_ms": timed(engine_step, args.steps, True, device),
-            "forward_host_ms": timed(forward, args.steps, False, device),
-        }
-    for key, value in report.items():
-        print(f"{key:>16}: {value:.2f}" if isinstance(value, float) else f"{key:>16}: {value}")
+    report: dict[str, Any] = {"preset": args.preset, "device": str(engine.device), "dtype": str(engine.model.dtype)}
+    try:
+        # The device loop is idle (no session is open): the steps run on this thread.
+        report["steps"] = [measure(engine, rows, args.context, args.steps) for rows in args.rows]
+    finally:
+        engine.shutdown()
+    for row in report["steps"]:
+        print(json.dumps(row))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
 

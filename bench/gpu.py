@@ -4,15 +4,14 @@ Timings depend on the geometry, not on the weights, so `7b-random` measures the 
 downloaded. Sized for well under 5 minutes on an H100, it measures, and writes to `--out` as JSON after every
 section (a run cut short still leaves what it measured):
 
-- load: building the model in place on the device; GPU memory after it; KV-cache bytes per token,
-  measured from a session's cache;
+- load: building the model in place on the device; GPU memory after it; KV-cache bytes per token;
 - turns: the benchmark conversation (`bench/conversation.py`: 2 s of speech-like audio and a short
   instruction per turn, `--tokens` per reply) on one engine session: TTFT per turn and decode ms per
   token, medians over `--repeats` runs after a warm-up; the naive reference (`generate()` over the whole
   history) at `--naive-turns`;
-- the audio encoder on a 30 s clip; the prefill of 750 new tokens (a 30 s clip's worth) on an empty cache;
-- `--sessions` concurrent sessions, their prompts cached, each decoding `--concurrent-tokens`: aggregate
-  tokens/s and per-session ms/token (the device worker steps one session at a time, round-robin).
+- the audio encoder on a 30 s clip; the prefill of 750 new tokens (a 30 s clip's worth) on an empty cache.
+
+Many conversations at once are `bench.fleet`'s; `bench/gpu_run.sh` runs both.
 
 Random weights would end replies at random lengths (a sampled `<|im_end|>`) and hold text back (bytes
 that open a multi-byte character), so every generation here may only emit single-byte ASCII tokens:
@@ -39,12 +38,11 @@ from typing import Any
 import torch
 import transformers
 
-from aural.runtime.engine.base import AudioPart, EngineSession, GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio.chat_format import Rendered
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
+from aural.runtime.engine.base import Message
+from aural.runtime.engine.batching.kv_pool import SequenceCache
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.logs import configure_logging
 from bench.conversation import (
-    INSTRUCTIONS,
     DirectConversation,
     Reply,
     conversation_turns,
@@ -96,13 +94,6 @@ def non_ascii_ids(engine: TransformersEngine) -> torch.Tensor:
     return allowed.nonzero().squeeze(1).to(engine.model.device)
 
 
-def kv_bytes_per_token(session: TransformersSession) -> float:
-    """The bytes the session's cache holds per cached position, over all layers' keys and values."""
-    assert session.cache is not None
-    stored = sum(t.numel() * t.element_size() for layer in session.cache.layers for t in (layer.keys, layer.values))
-    return float(stored) / int(session.cache.get_seq_length())
-
-
 async def run_conversation(
     engine: TransformersEngine, turns: int, tokens: int
 ) -> tuple[list[Reply], list[Message], dict[str, list[int]], float]:
@@ -110,61 +101,22 @@ async def run_conversation(
     session = await engine.open_session()
     direct = DirectConversation(session, tokens)
     replies = [await direct.turn(turn) for turn in conversation_turns(turns)]
-    assert isinstance(session, TransformersSession)
-    per_token = await engine.scheduler.call(partial(kv_bytes_per_token, session))
+    per_token = float(engine.pool.geometry.bytes_per_token)
     generated = {key: list(ids) for key, ids in session.generated.items()}
     await session.close()
     return replies, direct.conversation, generated, per_token
 
 
-async def _decode(session: EngineSession, conversation: list[Message], key: str, tokens: int) -> list[float]:
-    """Arrival times of a reply's deltas; asserts it used its whole budget."""
-    arrivals = []
-    async for event in session.generate(conversation, key, SamplingParams(max_tokens=tokens)):
-        if isinstance(event, TextDelta):
-            arrivals.append(time.perf_counter())
-        elif isinstance(event, GenerationDone):
-            assert event.usage.output_tokens == tokens, event
-    return arrivals
-
-
-async def concurrent_decode(engine: TransformersEngine, sessions: int, tokens: int) -> dict[str, float]:
-    """`sessions` sessions, each with a one-turn prompt already cached, decode `tokens` tokens at once.
-
-    The prompts are cached by a one-token reply first; the timed reply renders the same conversation,
-    so its first step prefills one token, like a decode step.
-    """
-    opened = [await engine.open_session() for _ in range(sessions)]
-    conversations = [
-        [Message("user", (AudioPart(f"c{i}/0", speech_like(100 + i)), INSTRUCTIONS[i % len(INSTRUCTIONS)]), f"c{i}")]
-        for i in range(sessions)
-    ]
-    pairs = list(zip(opened, conversations, strict=True))
-    await asyncio.gather(*(_decode(s, c, "warm", 1) for s, c in pairs))
-    start = time.perf_counter()
-    arrivals = await asyncio.gather(*(_decode(s, c, "timed", tokens) for s, c in pairs))
-    end = max(times[-1] for times in arrivals)
-    for session in opened:
-        await session.close()
-    intervals = [(times[-1] - times[0]) / (tokens - 1) for times in arrivals]
-    return {
-        "sessions": sessions,
-        "tokens_each": tokens,
-        "wall_s": end - start,
-        "aggregate_tokens_per_s": sessions * tokens / (end - start),
-        "per_session_ms_per_token": 1000 * median(intervals),
-        "deltas_per_reply": median([len(times) for times in arrivals]),
-    }
-
-
-def prefill_fn(session: TransformersSession, count: int) -> Callable[[], object]:
-    """A call that prefills `count` text tokens on an empty cache."""
-    rendered = Rendered()
-    rendered.add_ids(torch.randint(0, 128, (count,), generator=torch.Generator().manual_seed(0)).tolist())
+def prefill_fn(engine: TransformersEngine, count: int) -> Callable[[], object]:
+    """A call that prefills `count` text tokens into an empty cache, then frees it."""
+    ids = torch.randint(0, 128, (count,), generator=torch.Generator().manual_seed(0)).tolist()
 
     def prefill() -> object:
-        session.reset()
-        return session.extend(rendered)
+        cache = SequenceCache()
+        engine.pool.ensure(cache, count)
+        logits = engine.runner.prefill(engine.runner.embed(ids), cache, 0)
+        engine.pool.clear(cache)
+        return logits
 
     return prefill
 
@@ -245,19 +197,12 @@ async def benchmark(args: argparse.Namespace, report: dict[str, Any], save: Call
         save()
         print("conversation done", flush=True)
 
-        session = await engine.open_session()
-        assert isinstance(session, TransformersSession)
         clip = speech_like(7, seconds=30.0)
         calls = args.repeats + 2
         encoder = await engine.scheduler.call(partial(timed_ms, device, partial(engine.encoder.encode, clip), calls))
-        prefill = await engine.scheduler.call(partial(timed_ms, device, prefill_fn(session, 750), calls))
-        await session.close()
+        prefill = await engine.scheduler.call(partial(timed_ms, device, prefill_fn(engine, 750), calls))
         report["audio_encoder_30s_ms"] = {"median": median(encoder), "runs": encoder}
         report["prefill_750_tokens_ms"] = {"median": median(prefill), "runs": prefill}
-        save()
-
-        with suppressing(engine, non_ascii_ids(engine)):
-            report["concurrency"] = [await concurrent_decode(engine, n, args.concurrent_tokens) for n in args.sessions]
         report["memory_gib_end"] = memory_gib(device)
         report["total_seconds"] = time.perf_counter() - began
         save()
@@ -286,11 +231,6 @@ def print_summary(report: dict[str, Any]) -> None:
         f"audio encoder, 30 s clip: {report['audio_encoder_30s_ms']['median']:.1f} ms; "
         f"prefill of 750 tokens: {report['prefill_750_tokens_ms']['median']:.1f} ms"
     )
-    for row in report["concurrency"]:
-        print(
-            f"{row['sessions']:>3} sessions x {row['tokens_each']} tokens: "
-            f"{row['aggregate_tokens_per_s']:.1f} tokens/s in all, {row['per_session_ms_per_token']:.1f} ms/token each"
-        )
     print(f"total {report['total_seconds']:.0f} s")
 
 
@@ -303,8 +243,6 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16, help="tokens per reply")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the conversation; timed calls get 2 more")
     parser.add_argument("--naive-turns", type=int, nargs="*", default=[1, 5, 10])
-    parser.add_argument("--sessions", type=int, nargs="*", default=[1, 4, 16])
-    parser.add_argument("--concurrent-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, required=True, help="the JSON report")
     args = parser.parse_args()
     configure_logging("warning")

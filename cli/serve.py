@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersEngine
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.app import create_app
 from aural.runtime.server.run import run_app, tls_context
@@ -48,9 +49,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tool-timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds a server tool's call may run; 0: no limit"
     )
+    parser.add_argument(
+        "--kv-budget",
+        type=byte_size,
+        default=None,
+        metavar="BYTES",
+        help="KV cache for all conversations, e.g. 40GiB or 512MiB (default: 80%% of the free device memory "
+        "after the model loads on a GPU, 2GiB on the CPU)",
+    )
+    parser.add_argument(
+        "--on-full",
+        choices=["wait", "error"],
+        default="wait",
+        help="when the KV budget is spent: a new turn waits for room, or fails with kv_budget_exceeded (default: wait)",
+    )
+    parser.add_argument(
+        "--idle-offload",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="move an idle conversation's cache to host memory after this long; it comes back at its next turn "
+        "(default: only when the pool needs the room)",
+    )
+    parser.add_argument(
+        "--prefill-chunk",
+        type=int,
+        default=PREFILL_CHUNK,
+        metavar="TOKENS",
+        help=f"positions prefilled between two decode steps of the other conversations (default: {PREFILL_CHUNK})",
+    )
+    parser.add_argument(
+        "--no-cuda-graphs", action="store_true", help="decode eagerly on CUDA instead of replaying captured graphs"
+    )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (the Node SDK always uses TLS)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     parser.add_argument("--log-level", default="info")
+
+
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def byte_size(text: str) -> int:
+    """A size such as `40GiB`, `512M`, `1.5g` or `1000000` (binary units; the `iB`/`B` suffix is optional).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, or a size under one block's worth (1 KiB).
+    """
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (try 40GiB, 512MiB or a number of bytes)")
+    size = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if size < 2**10:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small for a KV cache")
+    return size
 
 
 def server_tools(specs: list[str], timeout: float | None) -> Tools:
@@ -74,7 +125,16 @@ def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     configure_logging(args.log_level)
     tools = server_tools(args.tools, args.tool_timeout or None)
-    engine = TransformersEngine.load(args.model, device=args.device, dtype=args.dtype)
+    engine = TransformersEngine.load(
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        kv_budget=args.kv_budget,
+        on_full=args.on_full,
+        idle_offload=args.idle_offload,
+        prefill_chunk=args.prefill_chunk,
+        cuda_graphs=not args.no_cuda_graphs,
+    )
     app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions, server_tools=tools)
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     run_app(app, host=args.host, port=args.port, ssl_context=context)

@@ -60,3 +60,23 @@ def test_the_loaded_tools_are_the_runtimes_and_a_zero_timeout_is_none() -> None:
     tools = serve_module.server_tools(["examples.server_tools:TOOLS"], None)
     assert [tool.name for tool in tools.definitions] == ["get_time", "lookup_order"]
     assert tools.timeout is None and _args("--tool-timeout", "0").tool_timeout == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [("40GiB", 40 * 2**30), ("512M", 512 * 2**20), ("1.5g", 3 * 2**29), ("1000000", 1_000_000), ("2 GB", 2 * 2**30)],
+)
+def test_kv_budget_takes_sizes_with_binary_units(given: str, size: int) -> None:
+    assert _args("--kv-budget", given).kv_budget == size
+
+
+@pytest.mark.parametrize("given", ["lots", "-1G", "12", "3 parsecs"])
+def test_a_bad_kv_budget_is_one_clear_line(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _args("--kv-budget", given)
+    assert "--kv-budget" in capsys.readouterr().err
+
+
+def test_the_fleet_options_default_to_waiting_and_no_idle_offload() -> None:
+    args = _args()
+    assert (args.kv_budget, args.on_full, args.idle_offload, args.no_cuda_graphs) == (None, "wait", None, False)

@@ -1,0 +1,200 @@
+"""Many conversations at once: aggregate tokens/s, time to first token and the longest wait between tokens.
+
+The real server (`aural serve` in its own process, a built-in preset on the CPU) and N SDK clients in this
+process, N in `--counts`. Each client holds one conversation of `--turns` turns; a turn adds 2 s of
+speech-like audio and an instruction (as `bench.turns` does), waits until the server has decoded it, then
+asks for a reply of `--tokens` tokens. The clients start `--stagger` seconds apart (calls do not all
+arrive in the same instant) and go on at once after each reply.
+
+Per N: the aggregate output tokens/s (all replies' tokens over the wall time from the first request to
+the last reply), the time to first token (from `response.create` to the first delta) at p50 and p95 over
+every turn of every conversation, the median interval between tokens within a reply, and the longest
+gap any stream saw between two of its deltas (a prefill of someone else's long turn shows up here).
+The replies of the random-weight model may end early at a sampled end token; tokens are counted from
+each response's usage, so a short reply counts for what it produced.
+
+    python -m bench.concurrency [--preset medium] [--counts 1,2,4,8,16] [--turns 4] [--tokens 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import torch
+
+import aural.sdk
+from aural.protocols.server_events import ConversationItemDone
+from aural.runtime.engine.base import SAMPLE_RATE
+from aural.runtime.logs import configure_logging
+from bench.conversation import INSTRUCTIONS, speech_like
+from bench.turns import serving
+
+TARGET_SPEEDUP = 4.0  # tokens/s of 8 at once over one alone
+TARGET_TTFT_GROWTH = 3.0  # TTFT p95 of 8 at once over one alone
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    ttft_s: float
+    tokens: int
+    intervals_s: list[float]  # between consecutive deltas
+    started: float
+    ended: float
+
+
+async def conversation(url: str, model: str, index: int, turns: int, tokens: int, delay: float) -> list[TurnResult]:
+    """One client's conversation; its turns' timings."""
+    await asyncio.sleep(delay)
+    results = []
+    async with aural.sdk.connect(url, model=model) as conn:
+        for turn in range(turns):
+            audio = speech_like(1000 * index + turn)
+            await conn.add_message("user", audio=audio, sample_rate=SAMPLE_RATE, text=INSTRUCTIONS[turn % 10])
+            while not isinstance(await conn.recv(), ConversationItemDone):
+                pass  # decoded: what follows is the engine's work alone
+            start = time.perf_counter()
+            stream = conn.create_response(max_output_tokens=tokens)
+            arrivals = []
+            async for _ in stream:
+                arrivals.append(time.perf_counter())
+            assert stream.response is not None and stream.response.usage is not None
+            produced = stream.response.usage.output_tokens
+            if not arrivals:
+                continue
+            gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+            results.append(TurnResult(arrivals[0] - start, produced, gaps, start, arrivals[-1]))
+    return results
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+async def run_count(url: str, model: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
+    runs = await asyncio.gather(
+        *(conversation(url, model, i, args.turns, args.tokens, i * args.stagger) for i in range(count))
+    )
+    turns = [turn for run in runs for turn in run]
+    wall = max(turn.ended for turn in turns) - min(turn.started for turn in turns)
+    produced = sum(turn.tokens for turn in turns)
+    ttfts = [turn.ttft_s for turn in turns]
+    intervals = [gap for turn in turns for gap in turn.intervals_s]
+    return {
+        "conversations": count,
+        "replies": len(turns),
+        "output_tokens": produced,
+        "wall_s": wall,
+        "tokens_per_s": produced / wall,
+        "ttft_ms_p50": 1000 * statistics.median(ttfts),
+        "ttft_ms_p95": 1000 * percentile(ttfts, 0.95),
+        "delta_interval_ms_p50": 1000 * statistics.median(intervals) if intervals else None,
+        "longest_gap_ms": 1000 * max(intervals) if intervals else None,
+    }
+
+
+def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by_count = {row["conversations"]: row for row in rows}
+    report: dict[str, Any] = {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "config": {key: getattr(args, key) for key in ("preset", "turns", "tokens", "stagger", "repeats")},
+        "rows": rows,
+    }
+    if 1 in by_count and 8 in by_count:
+        speedup = by_count[8]["tokens_per_s"] / by_count[1]["tokens_per_s"]
+        growth = by_count[8]["ttft_ms_p95"] / by_count[1]["ttft_ms_p95"]
+        report["targets"] = {
+            "tokens_per_s_8_over_1": {"value": speedup, "target": f">= {TARGET_SPEEDUP}", "met": speedup >= 4.0},
+            "ttft_p95_8_over_1": {"value": growth, "target": f"<= {TARGET_TTFT_GROWTH}", "met": growth <= 3.0},
+        }
+    return report
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = report["rows"]
+    counts = [row["conversations"] for row in rows]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(counts, [row["tokens_per_s"] for row in rows], "o-")
+    left.set_xscale("log", base=2)
+    left.set_xticks(counts, [str(c) for c in counts])
+    left.set_xlabel("conversations at once")
+    left.set_ylabel("output tokens/s, all conversations")
+    right.plot(counts, [row["ttft_ms_p50"] for row in rows], "o-", label="TTFT p50")
+    right.plot(counts, [row["ttft_ms_p95"] for row in rows], "o-", label="TTFT p95")
+    right.plot(counts, [row["longest_gap_ms"] for row in rows], "o--", label="longest gap between deltas")
+    right.set_xscale("log", base=2)
+    right.set_xticks(counts, [str(c) for c in counts])
+    right.set_xlabel("conversations at once")
+    right.set_ylabel("ms")
+    right.legend()
+    for axes in (left, right):
+        axes.grid(True, alpha=0.3)
+    figure.suptitle(f"{report['config']['preset']} preset, CPU float32, {report['config']['tokens']} tokens a reply")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    counts = [int(count) for count in args.counts.split(",")]
+    async with serving(args.preset) as url:
+        await run_count(url, args.preset, 1, argparse.Namespace(**{**vars(args), "turns": 1}))  # warm-up
+        samples: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
+        for _ in range(args.repeats):  # the counts in turn, so that drifting machine speed hits all alike
+            for count in counts:
+                samples[count].append(await run_count(url, args.preset, count, args))
+    rows = []
+    for count in counts:
+        runs = samples[count]
+        rows.append({key: statistics.median(run[key] for run in runs) for key in runs[0]})
+    return summarize(args, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--counts", default="1,2,4,8,16")
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=48, help="max output tokens per reply")
+    parser.add_argument("--stagger", type=float, default=0.1, help="seconds between the clients' starts")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    configure_logging("warning")
+    report = asyncio.run(benchmark(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "concurrency.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / "concurrency.png")
+    print(f"{'N':>3} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT p95':>9} {'interval':>9} {'longest gap':>12}")
+    for row in report["rows"]:
+        print(
+            f"{row['conversations']:>3} {row['tokens_per_s']:>9.1f} {row['ttft_ms_p50']:>8.0f}ms "
+            f"{row['ttft_ms_p95']:>8.0f}ms {row['delta_interval_ms_p50'] or 0:>7.1f}ms "
+            f"{row['longest_gap_ms'] or 0:>10.0f}ms"
+        )
+    for name, target in report.get("targets", {}).items():
+        print(f"{name}: {target['value']:.2f} (target {target['target']}): {'met' if target['met'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
