@@ -57,7 +57,7 @@ class ToolUse:
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class HistoryCall:
     """A call as it stands in the history: the function's name and its arguments as JSON text."""
 
     name: str
@@ -110,7 +110,7 @@ class Message:
     role: Literal["system", "user", "assistant", "tool"]
     parts: tuple[Part, ...]
     key: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[HistoryCall, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from aural.protocols.models import (
     OutputText,
 )
 
-from ..engine.base import AudioPart, AudioSamples, Message, Part, ToolCall
+from ..engine.base import AudioPart, AudioSamples, HistoryCall, Message, Part
 
 
 @dataclass
@@ -42,7 +42,7 @@ class StoredItem:
         """The item as the engine sees it."""
         item = self.item
         if isinstance(item, FunctionCallItem):
-            return Message("assistant", (), key=self.turn or "", tool_calls=(ToolCall(item.name, item.arguments),))
+            return Message("assistant", (), key=self.turn or "", tool_calls=(HistoryCall(item.name, item.arguments),))
         if isinstance(item, FunctionCallOutputItem):
             return Message("tool", (item.output,), key=self.id)
         parts: list[Part] = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aural.protocols.models import ServerVad
 
 from ..engine.base import SAMPLE_RATE
-from .turns import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
+from .turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
 
 DEFAULTS = ServerVad(
     threshold=0.5,

@@ -31,7 +31,7 @@ from ..base import (
     SamplingParams,
     TokenUsage,
 )
-from ..reply import ReplyDecoder
+from ..reply import ReplyReader
 from ..tool_grammar import Grammars
 from ..worker import DeviceWorker, StateLock, StreamedGeneration
 from .audio_encoder import AudioEncoder
@@ -320,7 +320,7 @@ class _GenerationJob:
         self.reply_key = reply_key
         self.params = params
         self.out = out
-        self.reply: ReplyDecoder | None = None
+        self.reply: ReplyReader | None = None
         self.progress: _Progress | None = None
         self.generator: torch.Generator | None = None
 
@@ -354,7 +354,7 @@ class _GenerationJob:
         rendered = session.render_within(self.conversation, room, tools.functions if tools else ())
         logits, cached = session.extend(rendered)
         session.generated[self.reply_key] = []
-        self.reply = ReplyDecoder(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
         usage = TokenUsage(input_tokens=len(rendered.ids), cached_tokens=cached, audio_tokens=rendered.audio_tokens)
         self.progress = _Progress(usage)
         if self.params.temperature > 0:
