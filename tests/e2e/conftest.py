@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real runtime (built-in tiny model) on a loopback port, and a raw client.
 
-The engine loads once per test module; each test gets its own server (cheap) so that no session or
+The engine (`tests/conftest.py`) loads once per run; each test gets its own server (cheap) so that no session or
 conversation state leaks between tests. `RawClient` reads raw frames (from `websockets`, exactly as a
 non-Python client would, or from the openai client) and checks every one: valid for the official
 `openai` package's own server event types (strict pydantic validation, not the client's lenient
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,13 +76,6 @@ class Endpoint:
 
     def http_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[TransformersEngine]:
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.worker.shutdown()
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
-from bench.codecs import STREAMS, encode
-from tests.speech import speak
+from tests.support.codecs import STREAMS, encode
+from tests.support.speech import speak
 
 from .conftest import (
     WIRE_RATE,
@@ -27,6 +28,8 @@ from .conftest import (
     open_session,
     read_response,
 )
+
+pytestmark = pytest.mark.model
 
 WEBM = STREAMS["webm-opus"]
 TEXT = "Hello, how are you?"

@@ -28,6 +28,8 @@ from .conftest import (
     start_runaway,
 )
 
+pytestmark = pytest.mark.model
+
 
 def frame(**fields: Any) -> str:
     return json.dumps(fields)

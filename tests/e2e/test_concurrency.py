@@ -21,6 +21,8 @@ from .conftest import (
     wait_for_sessions,
 )
 
+pytestmark = pytest.mark.model
+
 
 async def test_turns_on_another_connection_while_a_response_runs(connect: Connect, speech_pcm: bytes) -> None:
     reference = await audio_turn(await open_session(connect), speech_pcm)  # the same turn, alone on the engine

@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import Endpoint
 
+pytestmark = pytest.mark.model
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "examples" / "sample.wav")
 

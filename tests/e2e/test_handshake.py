@@ -12,6 +12,8 @@ import aural.sdk
 
 from .conftest import MODEL, Connect, Endpoint, assert_error, assert_turn_works, get_json, open_session, open_sessions
 
+pytestmark = pytest.mark.model
+
 BROWSER_SUBPROTOCOLS = [Subprotocol("realtime"), Subprotocol("openai-insecure-api-key.abc")]
 
 

@@ -37,6 +37,8 @@ from pydantic import BaseModel
 from .conftest import MODEL, Endpoint, RawClient, Turn, assert_consistent, b64, read_response, validate_openai
 from .test_tool_calls import PARAMS, TOOL
 
+pytestmark = pytest.mark.model
+
 SESSION: RealtimeSessionCreateRequestParam = {
     "type": "realtime",
     "instructions": "Answer in one short sentence.",

@@ -20,6 +20,8 @@ from aural.sdk import Connection, ResponseStream, connect
 
 from .conftest import MODEL, RECV_TIMEOUT, SAMPLE_WAV, Endpoint
 
+pytestmark = pytest.mark.model
+
 
 def record_reads(conn: Connection, monkeypatch: pytest.MonkeyPatch) -> list[ServerEvent]:
     """Every event the connection reads, including those a `ResponseStream` keeps to itself."""

@@ -21,6 +21,8 @@ from aural.sdk import Connection, ResponseStream, Tools, connect, tool
 
 from .conftest import MODEL, RECV_TIMEOUT, Endpoint
 
+pytestmark = pytest.mark.model
+
 MAX_TOKENS = 160
 """Room for a call (its wrapper and arguments, bounded by the schemas below, in byte-level tokens)."""
 

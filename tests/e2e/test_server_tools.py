@@ -16,6 +16,8 @@ from aural.runtime.tools import ServerTools
 
 from .conftest import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
 
+pytestmark = pytest.mark.model
+
 Word = Annotated[str, Field(max_length=6)]
 Digit = Annotated[int, Field(ge=0, le=9)]
 

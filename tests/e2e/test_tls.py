@@ -15,6 +15,8 @@ from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.serve import tls_context
 from aural.runtime.server.app import create_app
 
+pytestmark = pytest.mark.model
+
 CA = trustme.CA()
 
 

@@ -1,6 +1,6 @@
 """Server VAD, barge-in, truncation, input transcription and binary audio frames, over the real server.
 
-Speech is espeak-ng's (tests/speech.py) with silences of known length, streamed as GA PCM16 at 24 kHz in
+Speech is espeak-ng's (tests/support/speech.py) with silences of known length, streamed as GA PCM16 at 24 kHz in
 20 ms chunks, faster than real time; every server frame is validated against openai's types.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.speech import utterance
+from tests.support.speech import utterance
 
 from .conftest import (
     WIRE_RATE,
@@ -26,6 +26,8 @@ from .conftest import (
     start_runaway,
     text_turn,
 )
+
+pytestmark = pytest.mark.model
 
 TOLERANCE_MS = 100
 CHUNK = 2 * WIRE_RATE // 50  # 20 ms of PCM16

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 
+import pytest
+
 from .conftest import MODEL, Event, RawClient, b64, output_text
+
+pytestmark = pytest.mark.model
 
 REFERENCE_TURN = [
     "input_audio_buffer.committed",

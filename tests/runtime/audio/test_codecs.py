@@ -1,7 +1,7 @@
 """Compressed and container input streams: decoded as their chunks arrive, true to the source, and
 refused with a clear `invalid_audio` error when they are not what was declared.
 
-Fixtures are espeak-ng speech encoded with PyAV's encoders (the table in bench/codecs.py), made once per
+Fixtures are espeak-ng speech encoded with PyAV's encoders (the table in tests/support/codecs.py), made once per
 test session.
 """
 
@@ -24,8 +24,8 @@ from aural.runtime.audio.decoders import make_decoder
 from aural.runtime.audio.pcm import PcmDecoder, PcmSpec
 from aural.runtime.audio.wav import WavDecoder
 from aural.runtime.engine.base import SAMPLE_RATE, AudioSamples
-from bench.codecs import STREAMS, Pcm16, Stream, chunks, encode, stereo
-from tests.speech import speak
+from tests.support.codecs import STREAMS, Pcm16, Stream, chunks, encode, stereo
+from tests.support.speech import speak
 
 TEXT = "Hello, how are you?"
 CONTAINED = [name for name, stream in STREAMS.items() if stream.muxer is not None]

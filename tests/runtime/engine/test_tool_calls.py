@@ -21,10 +21,11 @@ from aural.runtime.engine.base import (
     ToolCallDone,
     ToolUse,
 )
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.engine.qwen2_audio.tool_format import tool_json
 from aural.runtime.engine.reply import ReplyReader
 from tests.support.reference import TOOLS_TEMPLATE, _hf_conversation, reference_generate
+
+pytestmark = pytest.mark.model
 
 BOOKING = FunctionSpec(
     "book",
@@ -62,13 +63,6 @@ NOTE = FunctionSpec(
 )
 TOOLS = (BOOKING, NOTE)
 ASK = [Message("user", ('Book for "Zoë" \\ 4 people, please.',), key="u0")]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.worker.shutdown()
 
 
 async def _events(session, conversation, key, params):

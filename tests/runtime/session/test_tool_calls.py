@@ -9,7 +9,7 @@ import pytest
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
 from aural.runtime.session.session import ConversationSession, StartResponse
-from tests.runtime.session_events import send, types
+from tests.support.session import send, types
 
 WEATHER = {
     "type": "function",

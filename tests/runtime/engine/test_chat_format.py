@@ -15,6 +15,8 @@ from aural.runtime.engine.base import AudioPart, Message
 from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES, QwenAudioChatFormat, split_clips
 from aural.runtime.engine.qwen2_audio.presets import SPECIAL_TOKENS
 
+pytestmark = pytest.mark.model
+
 NFC_TEXT = st.text(max_size=24).filter(
     lambda text: all(unicodedata.is_normalized("NFC", text[:cut]) for cut in range(len(text) + 1))
 )

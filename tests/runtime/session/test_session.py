@@ -13,7 +13,7 @@ from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, Output, StartResponse
 from aural.runtime.session.session import ConversationSession
-from tests.runtime.session_events import send, types
+from tests.support.session import send, types
 
 
 def _pcm24k(seconds: float) -> str:
