@@ -1,7 +1,7 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
-    GET /healthz                  {"status": "ok", "model": ..., "sessions": n}
+    GET /healthz                  {"status": "ok" or "degraded", "model": ..., "sessions": n} (+ "reason")
     GET /v1/models                the served model names, OpenAI style
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
@@ -89,7 +89,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         return ws
     tools = app[SERVER_TOOLS]
     session = ConversationSession(
-        requested or names[0], make_decoder, context_window=app[ENGINE].max_context, server_tools=tools.definitions
+        requested or names[0], make_decoder, app[ENGINE].capabilities, server_tools=tools.definitions
     )
     driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], tools)
     app[SESSIONS].add(driver)
@@ -101,8 +101,14 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """The engine's health (a reason when degraded), the model's name and the live conversations."""
     app = request.app
-    return web.json_response({"status": "ok", "model": app[ENGINE].model_name, "sessions": len(app[SESSIONS])})
+    engine = app[ENGINE]
+    health = engine.health()
+    report: dict[str, object] = {"status": health.status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
+    if health.reason is not None:
+        report["reason"] = health.reason
+    return web.json_response(report)
 
 
 async def models(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from aural.protocols.models import AudioFormat
 
 from ..audio.base import AudioDecoder
 from ..engine.base import SAMPLE_RATE, AudioSamples
+from ..errors import AudioError
 
 DecoderFactory = Callable[[AudioFormat], AudioDecoder]
 
@@ -46,12 +47,13 @@ class InputBuffer:
         """Decode a chunk and keep its samples; returns the new samples.
 
         Raises:
-            ProtocolError: the chunk does not decode (the decoder is then replaced: the next chunk must
-                start a new stream), or the buffer is full (nothing is kept).
+            AudioError: the chunk does not decode (the decoder is then replaced: the next chunk must start
+                a new stream).
+            ProtocolError: the buffer is full (nothing is kept).
         """
         try:
             samples = self._decoder.feed(data)
-        except ProtocolError:
+        except AudioError:
             self._restart()
             raise
         if self.size + samples.size > self._max:
@@ -68,7 +70,7 @@ class InputBuffer:
         start a new decoder, for `fmt` when given. Returns the samples the flush produced."""
         try:
             samples = self._decoder.flush()
-        except ProtocolError:
+        except AudioError:
             self._restart(fmt)
             raise
         self._keep(samples)

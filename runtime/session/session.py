@@ -13,7 +13,7 @@ not take a server tool's name, and `tool_choice` may name one. When a completed 
 tools, `RunTools` asks the driver to run them; each output reported to `on_tool_result()` joins the
 conversation as a `function_call_output` item, and once all are in, the session continues with a new
 response over the conversation, of the same parameters (`tool_choice` back to auto; after
-`MAX_TOOL_ROUNDS` such rounds in a row, "none", so that the model answers). A response that called
+`max_tool_rounds` such rounds in a row, "none", so that the model answers). A response that called
 client tools too is not continued: the client continues after answering its own calls; nor is one
 when a response already runs. `response.cancel` with no response running, and the user talking over
 (server VAD), stop the server calls still running (`CancelTools`) and the continuation.
@@ -58,12 +58,14 @@ from ..engine.base import (
     AudioSamples,
     GenerationDone,
     Message,
+    ModelCapabilities,
     SamplingParams,
+    SchemaCheck,
     ToolCallDelta,
     ToolCallDone,
     ToolUse,
 )
-from ..engine.qwen2_audio.chat_format import CLIP_SAMPLES
+from ..errors import AudioError
 from .commands import (
     CancelResponse,
     CancelTools,
@@ -84,8 +86,6 @@ from .turn_taking import Ending, Started, Stopped, TurnTaking, with_defaults
 from .wire_errors import wire_code, wire_error
 
 MAX_OUTPUT_TOKENS = 4096
-MAX_TOOL_ROUNDS = 8
-"""Rounds of server tool calls the session answers and continues in a row before it asks for an answer."""
 _PER_MS = SAMPLE_RATE // 1000
 
 
@@ -95,22 +95,27 @@ class ConversationSession:
     Args:
         model: the model name echoed in the session object.
         decoder_factory: makes a decoder for an input audio format.
-        context_window: the model's context in tokens, reported in `rate_limits.updated` after each
-            response so that clients see how full the conversation is.
+        capabilities: what the session must know of the model: its audio clip, its context window (reported
+            in `rate_limits.updated` after each response, so that clients see how full the conversation is)
+            and which tool schemas it can enforce.
         max_buffer_seconds: the input audio buffer's bound.
         server_tools: the definitions of the functions the runtime runs itself (already checked).
+        max_tool_rounds: rounds of server tool calls the session answers and continues in a row before it
+            asks the model for an answer (`tool_choice` "none").
     """
 
     def __init__(
         self,
         model: str,
         decoder_factory: DecoderFactory,
+        capabilities: ModelCapabilities,
         *,
-        context_window: int = 8192,
         max_buffer_seconds: float = 15 * 60,
         server_tools: Sequence[FunctionTool] = (),
+        max_tool_rounds: int = 8,
     ) -> None:
-        self.context_window = context_window
+        self.capabilities = capabilities
+        self._max_tool_rounds = max_tool_rounds
         self.id = new_id("sess")
         self.conversation_id = new_id("conv")
         self.config = SessionConfig(
@@ -159,6 +164,10 @@ class ConversationSession:
         assert self._input.format is not None
         return self._input.format
 
+    @property
+    def _check_schema(self) -> SchemaCheck:
+        return self.capabilities.check_schema
+
     def start(self) -> list[Output]:
         """The events that open the session."""
         return [se.SessionCreated(session=self.config.model_copy(deep=True))]
@@ -170,6 +179,8 @@ class ConversationSession:
         except ProtocolError as exc:
             exc.event_id = exc.event_id or event.event_id
             return [error_event(exc)]
+        except AudioError as exc:
+            return [error_event(wire_error(exc, event.event_id))]
 
     def close(self) -> None:
         """The connection ended: stop the input decoder."""
@@ -186,7 +197,7 @@ class ConversationSession:
             if name in update.model_fields_set:
                 setattr(config, name, getattr(update, name))
         _check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-        check_tools(config.tools or [], config.tool_choice, "session", self._server_tools)
+        check_tools(config.tools or [], config.tool_choice, "session", self._server_tools, self._check_schema)
         audio_in = update.audio.input if update.audio else None
         if audio_in is not None:
             assert config.audio and config.audio.input
@@ -208,8 +219,8 @@ class ConversationSession:
         if self._input.format != previous.format:  # audio sent so far was in the old format: decode it to the end
             try:
                 self._buffer.end_stream(self._input.format)
-            except ProtocolError as exc:
-                out.append(error_event(exc))
+            except AudioError as exc:
+                out.append(error_event(wire_error(exc)))
         if self._input.turn_detection != previous.turn_detection:
             self._restart_turn_taking()
         return [*out, se.SessionUpdated(session=self.config.model_copy(deep=True))]
@@ -230,6 +241,8 @@ class ConversationSession:
             return self._append_bytes(data)
         except ProtocolError as exc:
             return [error_event(exc)]
+        except AudioError as exc:
+            return [error_event(wire_error(exc))]
 
     def _append(self, event: ce.InputAudioBufferAppend) -> list[Output]:
         return self._append_bytes(b64decode(event.audio, "audio"))
@@ -365,11 +378,11 @@ class ConversationSession:
 
     def _prefill_clips(self, turns: TurnTaking) -> list[Output]:
         assert turns.start is not None
-        complete = (turns.position - turns.start) // CLIP_SAMPLES
+        complete = (turns.position - turns.start) // self.capabilities.clip_samples
         if complete <= turns.clips:
             return []
         turns.clips = complete
-        return self._prefill_turn(turns, turns.start + complete * CLIP_SAMPLES)
+        return self._prefill_turn(turns, turns.start + complete * self.capabilities.clip_samples)
 
     # --- input transcription -----------------------------------------------------------------------
 
@@ -503,7 +516,7 @@ class ConversationSession:
         choice = params.tool_choice if params.tool_choice is not None else self.config.tool_choice
         server = self._server_tools if in_conversation else ()
         if params.tools is not None or params.tool_choice is not None:
-            check_tools(tools, choice, "response", server)
+            check_tools(tools, choice, "response", server, self._check_schema)
         parallel = params.parallel_tool_calls
         parallel = parallel if parallel is not None else self.config.parallel_tool_calls
         return tool_use([*tools, *server], choice, parallel)
@@ -603,8 +616,8 @@ class ConversationSession:
         if run.in_conversation and used:
             room = RateLimit(
                 name="tokens",
-                limit=self.context_window,
-                remaining=max(0, self.context_window - used),
+                limit=self.capabilities.context_window,
+                remaining=max(0, self.capabilities.context_window - used),
                 reset_seconds=0.0,
             )
             events.append(se.RateLimitsUpdated(rate_limits=[room]))
@@ -627,7 +640,7 @@ class ConversationSession:
         if not mine:
             return []
         depth = self._depth + 1
-        choice = "auto" if depth < MAX_TOOL_ROUNDS else "none"
+        choice = "auto" if depth < self._max_tool_rounds else "none"
         follow_up = self._params.model_copy(update={"tool_choice": choice, "input": None})
         continued = follow_up if len(mine) == len(calls) else None
         self._rounds[run.id] = ToolRound({call.call_id for call in mine}, continued, depth)

@@ -29,14 +29,17 @@ from aural.protocols.models import (
 )
 from aural.protocols.server_events import ServerEventBase, new_id
 
-from ..engine.base import FunctionSpec, ToolUse
-from ..engine.tool_grammar import schema_problem
+from ..engine.base import FunctionSpec, SchemaCheck, ToolUse
 
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 def check_tools(
-    tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str, server: Sequence[FunctionTool] = ()
+    tools: Sequence[FunctionTool],
+    choice: ToolChoice | None,
+    param: str,
+    server: Sequence[FunctionTool] = (),
+    check_schema: SchemaCheck | None = None,
 ) -> None:
     """Check tool definitions and the choice among them.
 
@@ -44,6 +47,9 @@ def check_tools(
         param: where they sit (`session`, `response`), for the error's `param`.
         server: the runtime's own tools (checked when loaded), offered too: their names are taken, and
             the choice may name one.
+        check_schema: whether the model can enforce a schema while decoding (its engine's capability).
+            None: the grammar library's own check, imported only then: the loader of server tools
+            (`aural.runtime.tools`) checks their definitions before any engine exists.
 
     Raises:
         ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
@@ -68,7 +74,7 @@ def check_tools(
             raise ProtocolError(ErrorCode.INVALID_VALUE, message, param=f"{where}.name")
         names.add(tool.name)
         if tool.parameters:
-            _check_schema(tool.name, tool.parameters, f"{where}.parameters")
+            _check_schema(tool.name, tool.parameters, f"{where}.parameters", check_schema or _grammar_check())
     if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -81,7 +87,13 @@ def check_tools(
         )
 
 
-def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
+def _grammar_check() -> SchemaCheck:
+    from ..engine.tool_grammar import schema_problem  # the loader's path only (see check_tools)
+
+    return schema_problem
+
+
+def _check_schema(name: str, schema: Mapping[str, Any], param: str, check_schema: SchemaCheck) -> None:
     if schema.get("type") != "object":
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -96,7 +108,7 @@ def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
             f"The parameters of '{name}' are not a valid JSON Schema: {exc.message}",
             param=param,
         ) from None
-    problem = schema_problem(schema)
+    problem = check_schema(schema)
     if problem is not None:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,

@@ -24,6 +24,8 @@ _CODES: dict[type[RuntimeFailure], ErrorCode] = {
 }
 _CLIENT_FAULTS = (ContextExceeded, KVBudgetExceeded, AudioError)
 """Failures a client can avoid (a shorter conversation, valid audio); the rest are the server's."""
+_PARAMS: dict[type[RuntimeFailure], str] = {AudioError: "audio"}
+"""The field that carried the failing input, where it is always the same one."""
 
 
 def wire_code(failure: RuntimeFailure) -> ErrorCode:
@@ -34,7 +36,8 @@ def wire_code(failure: RuntimeFailure) -> ErrorCode:
     return ErrorCode.SERVER_ERROR
 
 
-def wire_error(failure: RuntimeFailure) -> ProtocolError:
-    """The protocol error that tells a client about `failure`."""
+def wire_error(failure: RuntimeFailure, event_id: str | None = None) -> ProtocolError:
+    """The protocol error that tells a client about `failure` (caused by client event `event_id`)."""
     error_type = "invalid_request_error" if isinstance(failure, _CLIENT_FAULTS) else "server_error"
-    return ProtocolError(wire_code(failure), failure.message, error_type=error_type)
+    param = next((name for cls, name in _PARAMS.items() if isinstance(failure, cls)), None)
+    return ProtocolError(wire_code(failure), failure.message, param=param, event_id=event_id, error_type=error_type)

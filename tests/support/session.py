@@ -6,8 +6,12 @@ import json
 from typing import Any
 
 from aural.protocols import decode_client_event
+from aural.runtime.engine.base import SAMPLE_RATE, ModelCapabilities
 from aural.runtime.session.commands import Output
 from aural.runtime.session.session import ConversationSession
+
+CAPABILITIES = ModelCapabilities(clip_samples=30 * SAMPLE_RATE, context_window=8192, check_schema=lambda schema: None)
+"""A model like Qwen2-Audio's (30 s clips, an 8k context) that can enforce any schema."""
 
 
 def send(session: ConversationSession, /, **event: Any) -> list[Output]:

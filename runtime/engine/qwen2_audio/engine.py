@@ -22,20 +22,22 @@ from transformers import AutoProcessor, DynamicCache, Qwen2AudioForConditionalGe
 from ...errors import ContextExceeded, EngineError, GrammarError, ModelFailure
 from ..base import (
     Engine,
+    EngineHealth,
     EngineSession,
     FinishReason,
     FunctionSpec,
     Generation,
     GenerationDone,
     Message,
+    ModelCapabilities,
     SamplingParams,
     TokenUsage,
 )
 from ..reply import ReplyReader
-from ..tool_grammar import Grammars
+from ..tool_grammar import Grammars, schema_problem
 from ..worker import DeviceWorker, StateLock, StreamedGeneration
 from .audio_encoder import AudioEncoder
-from .chat_format import QwenAudioChatFormat, Rendered
+from .chat_format import CLIP_SAMPLES, QwenAudioChatFormat, Rendered
 from .presets import PRESETS, build_preset
 
 log = structlog.get_logger(__name__)
@@ -76,6 +78,7 @@ class TransformersEngine(Engine):
         undecodable = range(len(self.tokenizer), model.get_output_embeddings().out_features)
         self.suppressed = torch.tensor([*self.chat_format.suppressed_ids, *undecodable], device=model.device)
         self.worker = DeviceWorker()
+        self.capabilities = ModelCapabilities(CLIP_SAMPLES, self.max_context, schema_problem)
 
     @classmethod
     def load(cls, model: str, *, device: str = "auto", dtype: str = "auto") -> TransformersEngine:
@@ -92,6 +95,9 @@ class TransformersEngine(Engine):
 
     async def open_session(self) -> TransformersSession:
         return TransformersSession(self)
+
+    def health(self) -> EngineHealth:
+        return EngineHealth()
 
     async def close(self) -> None:
         await asyncio.to_thread(self.worker.shutdown)

@@ -20,6 +20,7 @@ from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
 from aural.runtime.session.session import ConversationSession
+from tests.support.session import CAPABILITIES
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
 IDS = st.sampled_from(["a", "b", "root", "item_nope"])
@@ -107,7 +108,7 @@ def _check(outputs: list[Any]) -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EVENT, max_size=25))
 def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
-    session = ConversationSession("tiny", PcmDecoder)
+    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
     running: str | None = None
     heard: list[DetectSpeech] = []  # audio the voice activity model has not reported on yet
     transcribing: list[Transcribe] = []

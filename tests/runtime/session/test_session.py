@@ -13,7 +13,7 @@ from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, Output, StartResponse
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import send, types
+from tests.support.session import CAPABILITIES, send, types
 
 
 def _pcm24k(seconds: float) -> str:
@@ -23,7 +23,7 @@ def _pcm24k(seconds: float) -> str:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    return ConversationSession("tiny", PcmDecoder)
+    return ConversationSession("tiny", PcmDecoder, CAPABILITIES)
 
 
 def test_session_created_carries_the_config(session: ConversationSession) -> None:

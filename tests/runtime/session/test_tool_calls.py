@@ -9,7 +9,7 @@ import pytest
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
 from aural.runtime.session.session import ConversationSession, StartResponse
-from tests.support.session import send, types
+from tests.support.session import CAPABILITIES, send, types
 
 WEATHER = {
     "type": "function",
@@ -20,7 +20,7 @@ WEATHER = {
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder)
+    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
     send(session, type="session.update", session={"tools": [WEATHER], "tool_choice": "auto"})
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}
     send(session, type="conversation.item.create", item=item)

@@ -12,18 +12,19 @@ from aural.protocols import server_events as se
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDone
 from aural.runtime.session.commands import CancelTools, Output, RunTools, StartResponse
-from aural.runtime.session.session import MAX_TOOL_ROUNDS, ConversationSession
+from aural.runtime.session.session import ConversationSession
 from aural.runtime.tools import ServerTools
-from tests.support.session import send
+from tests.support.session import CAPABILITIES, send
 from tests.support.tools import get_time, lookup_order
 
 CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
 SERVER = ServerTools([get_time, lookup_order]).definitions
+ROUNDS = 8  # the session's default max_tool_rounds
 
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder, server_tools=SERVER)
+    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES, server_tools=SERVER)
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Order 1001?"}]}
     send(session, type="conversation.item.create", item=item)
     return session
@@ -151,13 +152,13 @@ def test_talking_over_stops_the_running_calls(session: ConversationSession) -> N
 def test_after_max_rounds_in_a_row_the_model_must_answer(session: ConversationSession) -> None:
     _, done = _respond(session, "get_time", tool_choice="required")
     modes = []
-    for _ in range(MAX_TOOL_ROUNDS):
+    for _ in range(ROUNDS):
         follow = _continue(session, done)
         assert follow.params.tools is not None
         modes.append(follow.params.tools.mode)
         session.on_tool_call(follow.response_id, ToolCallDone(0, "get_time", "{}"))
         done = session.on_done(follow.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
-    assert modes == ["auto"] * (MAX_TOOL_ROUNDS - 1) + ["none"]
+    assert modes == ["auto"] * (ROUNDS - 1) + ["none"]
     _, done = _respond(session, "get_time", tool_choice="required")  # a client's response starts a new count
     tools = _continue(session, done).params.tools
     assert tools is not None and tools.mode == "auto"

@@ -18,7 +18,7 @@ from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.errors import ModelFailure
 from aural.runtime.session.commands import CancelResponse, DetectSpeech, Output, Prefill, StartResponse, Transcribe
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import of, send, types
+from tests.support.session import CAPABILITIES, of, send, types
 
 WINDOW = 512  # samples per probability, 32 ms
 
@@ -46,7 +46,7 @@ def _vad(session: ConversationSession, **settings: Any) -> None:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    conversation = ConversationSession("tiny", PcmDecoder)
+    conversation = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
     _vad(conversation)
     return conversation
 
