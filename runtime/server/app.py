@@ -22,8 +22,8 @@ from aural.protocols.errors import ErrorCode, ProtocolError
 from ..audio.decoders import make_decoder
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
-from ..session.commands import error_event
 from ..session.session import ConversationSession
+from ..session.wire_errors import error_event
 from ..tools import ServerTools
 from .connection import BINARY_AUDIO, ConnectionDriver
 

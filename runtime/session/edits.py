@@ -11,10 +11,9 @@ from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, Inp
 from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioSamples
+from .input_buffer import MIN_AUDIO, MIN_AUDIO_MS
 from .items import StoredItem
 
-MIN_AUDIO_MS = 100
-MIN_AUDIO = MIN_AUDIO_MS * SAMPLE_RATE // 1000
 _ALLOWED = {"user": ("input_text", "input_audio"), "system": ("input_text",), "assistant": ("output_text",)}
 
 

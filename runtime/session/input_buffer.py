@@ -19,6 +19,9 @@ from ..engine.base import SAMPLE_RATE, AudioSamples
 from ..errors import AudioError
 
 DecoderFactory = Callable[[AudioFormat], AudioDecoder]
+MIN_AUDIO_MS = 100
+"""The shortest audio that can be committed or sent in an item."""
+MIN_AUDIO = MIN_AUDIO_MS * SAMPLE_RATE // 1000
 
 
 class InputBuffer:

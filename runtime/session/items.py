@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import (
     FunctionCallItem,
@@ -55,6 +56,21 @@ class StoredItem:
         return Message(item.role, tuple(parts), key=key)
 
 
+def public(item: Item | None) -> Item:
+    """A copy of an item safe to send or keep: events must not share mutable state."""
+    assert item is not None
+    return item.model_copy(deep=True)
+
+
+def added(stored: StoredItem, previous: str | None) -> tuple[se.ConversationItemAdded, se.ConversationItemDone]:
+    """The events that announce an item the conversation took whole."""
+    item = public(stored.item)
+    return (
+        se.ConversationItemAdded(item=item, previous_item_id=previous),
+        se.ConversationItemDone(item=item, previous_item_id=previous),
+    )
+
+
 class Conversation:
     """Ordered items; ids are unique."""
 
@@ -93,6 +109,20 @@ class Conversation:
             position = self._items.index(self.get(previous_item_id, param="previous_item_id")) + 1
         self._items.insert(position, stored)
         return self._items[position - 1].id if position > 0 else None
+
+    def check_calls(self, item: Item) -> None:
+        """Raises: ProtocolError for a call output whose `call_id` no call in the conversation has, or a
+        function call whose `call_id` is taken."""
+        if isinstance(item, FunctionCallOutputItem) and self.find_call(item.call_id) is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                f"No function call with call_id '{item.call_id}' in the conversation.",
+                param="item.call_id",
+            )
+        if isinstance(item, FunctionCallItem) and self.find_call(item.call_id) is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"call_id '{item.call_id}' is already used.", param="item.call_id"
+            )
 
     def replace(self, stored: StoredItem) -> None:
         """Replace the item with the same id, if it is still there (the client may have deleted it)."""

@@ -24,6 +24,7 @@ from aural.protocols.models import (
     FunctionTool,
     Response,
     ResponseParams,
+    SessionConfig,
     ToolChoice,
     ToolChoiceFunction,
 )
@@ -117,6 +118,23 @@ def _check_schema(name: str, schema: Mapping[str, Any], param: str, check_schema
         )
 
 
+def tools_for(
+    params: ResponseParams, config: SessionConfig, server: Sequence[FunctionTool], check_schema: SchemaCheck
+) -> ToolUse | None:
+    """The tools a response with `params` may call: the session's unless the response names its own, and the
+    server's (`server`: none out of the conversation, where their outputs could not go).
+
+    Raises:
+        ProtocolError: the response's tools or tool_choice are invalid.
+    """
+    tools = params.tools if params.tools is not None else config.tools or []
+    choice = params.tool_choice if params.tool_choice is not None else config.tool_choice
+    if params.tools is not None or params.tool_choice is not None:
+        check_tools(tools, choice, "response", server, check_schema)
+    parallel = params.parallel_tool_calls if params.parallel_tool_calls is not None else config.parallel_tool_calls
+    return tool_use([*tools, *server], choice, parallel)
+
+
 def tool_use(tools: Sequence[FunctionTool], choice: ToolChoice | None, parallel: bool | None) -> ToolUse | None:
     """The engine's view of checked tools; None without tools."""
     if not tools:
@@ -197,16 +215,3 @@ class CallRun:
         """The call was cut off: out of the response's output, and out of the conversation."""
         response.output = [item for item in response.output if item is not self.item]
         return [se.ConversationItemDeleted(item_id=self.item_id)] if in_conversation else []
-
-
-@dataclass
-class ToolRound:
-    """The server tools' calls of one finished response, running in the runtime."""
-
-    waiting: set[str]
-    """The call ids not answered yet."""
-    follow_up: ResponseParams | None
-    """The response to create once every call is answered; None when the response called client tools too
-    (the client continues after answering its own calls)."""
-    depth: int
-    """Rounds in a row that the runtime answered and continued, this one included."""

@@ -1,8 +1,10 @@
-"""The one place where the runtime's failures become wire error codes."""
+"""The one place where the runtime's failures become wire error codes, and errors become `error` events."""
 
 from __future__ import annotations
 
+from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.models import ErrorDetail
 
 from ..errors import (
     AudioError,
@@ -41,3 +43,11 @@ def wire_error(failure: RuntimeFailure, event_id: str | None = None) -> Protocol
     error_type = "invalid_request_error" if isinstance(failure, _CLIENT_FAULTS) else "server_error"
     param = next((name for cls, name in _PARAMS.items() if isinstance(failure, cls)), None)
     return ProtocolError(wire_code(failure), failure.message, param=param, event_id=event_id, error_type=error_type)
+
+
+def error_event(exc: ProtocolError) -> se.Error:
+    """The `error` event for a protocol error."""
+    detail = ErrorDetail(
+        type=exc.error_type, code=exc.code.value, message=exc.message, param=exc.param, event_id=exc.event_id
+    )
+    return se.Error(error=detail)

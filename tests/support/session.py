@@ -1,4 +1,8 @@
-"""Helpers for driving the sans-IO conversation session in tests: send wire events, read what came out."""
+"""Driving the sans-I/O conversation session in tests: inputs in, what came out as one ordered list.
+
+`outputs` lists a step's events, then its commands, each in their order, so that a test can unpack
+or compare what one input gave.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,41 @@ import json
 from typing import Any
 
 from aural.protocols import decode_client_event
-from aural.runtime.engine.base import SAMPLE_RATE, ModelCapabilities
-from aural.runtime.session.commands import Output
+from aural.protocols.server_events import ServerEventBase
+from aural.runtime.engine.base import SAMPLE_RATE, GenerationEvent, ModelCapabilities, TextDelta
+from aural.runtime.session.commands import Command, Step
+from aural.runtime.session.inputs import ClientSent, Generated, Input, SpeechScored
 from aural.runtime.session.session import ConversationSession
+
+Output = ServerEventBase | Command
 
 CAPABILITIES = ModelCapabilities(clip_samples=30 * SAMPLE_RATE, context_window=8192, check_schema=lambda schema: None)
 """A model like Qwen2-Audio's (30 s clips, an 8k context) that can enforce any schema."""
 
 
+def outputs(step: Step) -> list[Output]:
+    """A step's events, then its commands."""
+    return [*step.events, *step.commands]
+
+
+def receive(session: ConversationSession, received: Input) -> list[Output]:
+    """Hand the session one input."""
+    return outputs(session.receive(received))
+
+
 def send(session: ConversationSession, /, **event: Any) -> list[Output]:
     """Decode `event` as a client's JSON would be and hand it to the session."""
-    return session.handle(decode_client_event(json.dumps(event)))
+    return receive(session, ClientSent(decode_client_event(json.dumps(event))))
+
+
+def generated(session: ConversationSession, response_id: str, event: GenerationEvent | str) -> list[Output]:
+    """The engine went on with a response: an event, or text (a delta)."""
+    return receive(session, Generated(response_id, TextDelta(event, ()) if isinstance(event, str) else event))
+
+
+def scored(session: ConversationSession, stream: int, probabilities: list[float]) -> list[Output]:
+    """The voice activity model scored the next windows of a detection stream."""
+    return receive(session, SpeechScored(stream, tuple(probabilities)))
 
 
 def types(outputs: list[Output]) -> list[str]:

@@ -19,8 +19,9 @@ from aural.protocols.server_events import ServerEventBase
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
+from aural.runtime.session.inputs import ClientSent, Transcribed
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import CAPABILITIES
+from tests.support.session import CAPABILITIES, generated, receive, scored
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
 IDS = st.sampled_from(["a", "b", "root", "item_nope"])
@@ -116,25 +117,25 @@ def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
         outputs: list[Any] = []
         if raw in ("engine", "delta"):
             if running is not None and raw == "delta":
-                outputs = session.on_delta(running, "hé")
+                outputs = generated(session, running, "hé")
             elif running is not None:
-                outputs = session.on_done(running, GenerationDone("stop", TokenUsage(10, 2, 0, 1)))
+                outputs = generated(session, running, GenerationDone("stop", TokenUsage(10, 2, 0, 1)))
                 running = None
         elif raw in ("speech", "silence"):
             for command in heard:
                 windows = [0.9 if raw == "speech" else 0.0] * (command.samples.size // 512)
-                outputs += session.on_speech(command.stream, windows)
+                outputs += scored(session, command.stream, windows)
             heard = []
         elif raw == "transcribed":
             for command in transcribing:
-                outputs += session.on_transcript_done(command.item_id, command.content_index, GenerationDone("stop"))
+                outputs += receive(session, Transcribed(command.item_id, command.content_index, GenerationDone("stop")))
             transcribing = []
         else:
             try:
                 event = decode_client_event(raw if isinstance(raw, str) else json.dumps(raw))
             except ProtocolError:
                 continue
-            outputs = session.handle(event)
+            outputs = receive(session, ClientSent(event))
         _check(outputs)
         heard += [o for o in outputs if isinstance(o, DetectSpeech)]
         transcribing += [o for o in outputs if isinstance(o, Transcribe)]
