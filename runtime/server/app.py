@@ -19,7 +19,6 @@ from aiohttp import web
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 
-from ..audio.decoders import make_decoder
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.session import ConversationSession
@@ -88,9 +87,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
     tools = app[SERVER_TOOLS]
-    session = ConversationSession(
-        requested or names[0], make_decoder, app[ENGINE].capabilities, server_tools=tools.definitions
-    )
+    session = ConversationSession(requested or names[0], app[ENGINE].capabilities, server_tools=tools.definitions)
     driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], tools)
     app[SESSIONS].add(driver)
     try:

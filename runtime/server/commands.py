@@ -1,10 +1,13 @@
-"""What one connection's session commands, carried out: the engine, the voice activity model, server tools.
+"""What one connection's session commands, carried out: the engine, the voice activity model, server tools
+and the ingest stage.
 
 `CommandRunner.run` is one `match` over the session's closed command union: a new command is a new case.
 Work with results reports them back as session inputs through `deliver` (the driver's `receive`): a
 generation's events (`Generated`), a transcription's (`Transcribed`), speech probabilities
-(`SpeechScored`), a tool's output (`ToolReturned`). Nothing here blocks the event loop: the engine runs on
-its device worker, voice activity detection and synchronous tools in threads.
+(`SpeechScored`), a tool's output (`ToolReturned`); decoded audio is delivered before `run` returns, so
+that the session has it before the connection's next client event. Nothing here blocks the event loop:
+the engine runs on its device worker, decoding on the ingest thread, voice activity detection and
+synchronous tools in threads.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from ..session.commands import (
     CancelResponse,
     CancelTools,
     Command,
+    DecodeAudio,
+    DecodeClips,
     DetectSpeech,
+    EndAudio,
     Prefill,
     RunTools,
     StartResponse,
     Transcribe,
 )
 from ..session.inputs import Generated, Input, SpeechScored, ToolReturned, Transcribed
+from .ingest import Ingest
 
 Deliver = Callable[[Input], Awaitable[None]]
 """Hands an input to the session and carries out its step (the driver's `receive`)."""
@@ -55,6 +62,7 @@ class CommandRunner:
         engine_session: the conversation's own engine session (its resident cache).
         vad: the voice activity model.
         tools: the server tools.
+        ingest: the connection's ingest stage.
         deliver: where results go, as session inputs.
         logger: the connection's logger.
     """
@@ -65,9 +73,11 @@ class CommandRunner:
         engine_session: EngineSession,
         vad: SileroVad,
         tools: ServerTools,
+        ingest: Ingest,
         deliver: Deliver,
         logger: Any,
     ) -> None:
+        self._ingest = ingest
         self._engine = engine
         self._engine_session = engine_session
         self._vad = vad
@@ -103,6 +113,8 @@ class CommandRunner:
                 for task, response_id in list(self._tool_calls.items()):
                     if response_id in command.response_ids:
                         task.cancel()
+            case DecodeAudio() | EndAudio() | DecodeClips():
+                await self._deliver(await self._ingest.run(command))
             case _:
                 assert_never(command)
 
@@ -116,6 +128,7 @@ class CommandRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._ingest.close()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

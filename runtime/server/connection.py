@@ -1,7 +1,9 @@
 """The per-connection driver: websocket frames in, the session's steps out.
 
 It only moves data: socket → `ConversationSession.receive` → send the step's events in order (one send
-lock) → run its commands (`commands.py`), whose results come back through `receive` the same way. A bug
+lock) → run its commands (`commands.py`), whose results come back through `receive` the same way. Input
+audio is decoded by the connection's ingest stage, off the event loop; the next message is read once its
+answer is in. A bug
 in the session costs one `error` event, never the server or the conversation. When the client lags, the
 engine merges pending deltas, so nothing queues without bound. A dropped connection cancels everything
 and frees the engine session.
@@ -27,6 +29,7 @@ from ..session.inputs import AudioFrame, ClientSent, Input, Opened
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
 from .commands import CommandRunner, ServerTools
+from .ingest import Ingest
 
 BINARY_AUDIO = "aural.binary-audio"
 
@@ -56,7 +59,9 @@ class ConnectionDriver:
     async def run(self) -> None:
         """Serve until the client closes the socket."""
         engine_session = await self._engine.open_session()
-        self._commands = CommandRunner(self._engine, engine_session, self._vad, self._tools, self.receive, self._log)
+        self._commands = CommandRunner(
+            self._engine, engine_session, self._vad, self._tools, Ingest(), self.receive, self._log
+        )
         self._log.info("session opened")
         binary_audio = self._ws.ws_protocol == BINARY_AUDIO
         try:
@@ -76,7 +81,6 @@ class ConnectionDriver:
                     break
         finally:
             await self._commands.close()
-            self._session.close()
             # Shielded: a handler cancelled on disconnect must still free the session's cache.
             await asyncio.shield(engine_session.close())
             self._log.info("session closed")

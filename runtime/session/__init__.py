@@ -4,7 +4,7 @@ commands out (`commands`); `session.ConversationSession` is its one entry, `rece
     session        the router: configuration, the conversation's items, the order of things
     inputs         what the session takes (a closed union)
     commands       what it asks of its driver (a closed union), and `Step`
-    input_buffer   the input audio buffer
+    input_audio    the input audio buffer (samples the ingest stage decoded)
     turn_taking    server VAD: where turns lie, and what they ask for (over `turn_detector`)
     responses      the running response (its wire state in `response_run`)
     tool_rounds    server tools' calls run and continued; `tool_calls` checks tools and streams calls

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aural.protocols.models import FunctionCallItem
+from aural.protocols import client_events as ce
+from aural.protocols.models import AudioFormat, FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams
@@ -80,7 +81,38 @@ class CancelTools:
     response_ids: tuple[str, ...]
 
 
-Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools
+@dataclass(frozen=True)
+class DecodeAudio:
+    """Decode the next bytes of the input audio stream (in `format`; a new stream starts when none is open),
+    off the event loop and in order, and answer with `AudioDecoded` before the next client event."""
+
+    data: bytes
+    format: AudioFormat
+    event_id: str | None
+    """The client event that sent the bytes (None: a binary frame), named by an error."""
+
+
+@dataclass(frozen=True)
+class EndAudio:
+    """End the input audio stream: decode what it still holds and answer with `AudioEnded`, which brings back
+    `resume`, the client event that needed the stream ended (a commit, a clear, a change of format)."""
+
+    resume: ce.ClientEvent
+
+
+@dataclass(frozen=True)
+class DecodeClips:
+    """Decode whole audio blobs of a client event (each a stream of its own, in `format`) and answer with
+    `ClipsDecoded`, which brings back `resume`, the event that carries them."""
+
+    clips: tuple[bytes, ...]
+    format: AudioFormat
+    resume: ce.ClientEvent
+
+
+Decode = DecodeAudio | EndAudio | DecodeClips
+"""The commands of the ingest stage, which the driver answers before it reads the next client event."""
+Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools | Decode
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """What the conversation session takes: one closed union of small facts about the world outside it.
 
 The driver hands each one to `ConversationSession.receive` as it happens: the connection opened, the
-client sent an event or a binary frame of audio, the voice activity model scored audio, the engine went on
-with a response or a transcription, a server tool returned.
+client sent an event or a binary frame of audio, the ingest stage decoded audio, the voice activity model
+scored audio, the engine went on with a response or a transcription, a server tool returned.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from aural.protocols import client_events as ce
 
-from ..engine.base import GenerationDone, GenerationEvent, TextDelta
+from ..engine.base import AudioSamples, GenerationDone, GenerationEvent, TextDelta
+from ..errors import AudioError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,35 @@ class AudioFrame:
     """A binary frame of raw input audio in the session's format (`aural.binary-audio`): an append."""
 
     data: bytes
+
+
+@dataclass(frozen=True, eq=False)
+class AudioDecoded:
+    """The ingest stage decoded the bytes of a `DecodeAudio`: their samples, or why they do not decode (the
+    stream is then dropped: the next bytes must start a new one)."""
+
+    samples: AudioSamples
+    error: AudioError | None
+    event_id: str | None
+
+
+@dataclass(frozen=True, eq=False)
+class AudioEnded:
+    """The ingest stage ended the input audio stream (an `EndAudio`): its last samples, or why they do not
+    decode; then `resume` is handled again."""
+
+    samples: AudioSamples
+    error: AudioError | None
+    resume: ce.ClientEvent
+
+
+@dataclass(frozen=True, eq=False)
+class ClipsDecoded:
+    """The ingest stage decoded the blobs of a `DecodeClips`, each to its samples or to why it does not
+    decode; then `resume` is handled again."""
+
+    clips: dict[bytes, AudioSamples | AudioError]
+    resume: ce.ClientEvent
 
 
 @dataclass(frozen=True)
@@ -66,4 +96,15 @@ class ToolReturned:
     output: str
 
 
-Input = Opened | ClientSent | AudioFrame | SpeechScored | Generated | Transcribed | ToolReturned
+Input = (
+    Opened
+    | ClientSent
+    | AudioFrame
+    | AudioDecoded
+    | AudioEnded
+    | ClipsDecoded
+    | SpeechScored
+    | Generated
+    | Transcribed
+    | ToolReturned
+)

@@ -7,11 +7,16 @@ transcription, a server tool's output) and returns what to send and what the dri
 
 `ConversationSession` is the router: it owns the configuration, the conversation's items and the order
 in which things happen, and it alone acts across the sub-machines, which own their own state and return
-what they want done: the input audio (`input_buffer`), turn taking (`turn_taking`), the running response
+what they want done: the input audio (`input_audio`), turn taking (`turn_taking`), the running response
 (`responses`) and server tools' rounds (`tool_rounds`). With server VAD the session takes turns: it
 commits the user's speech when it ends, answers it, cancels a response the user talks over (the assistant
 item keeps exactly the text already sent), and asks the engine to read the turn while the user is still
 talking or falling silent.
+
+The session holds decoded samples only. Audio bytes go to the driver's ingest stage (`DecodeAudio`,
+`DecodeClips`), which decodes them off the event loop and answers before the next client event; an
+event that needs the input stream ended first (a commit, a clear, a change of format) or audio blobs
+decoded (an item, a response's input) asks for that and is handled again when the answer brings it back.
 """
 
 from __future__ import annotations
@@ -39,11 +44,23 @@ from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, Message, ModelCapabilities
 from ..errors import AudioError
-from .commands import DetectSpeech, Prefill, Step, emit, order
+from .commands import DecodeClips, DetectSpeech, EndAudio, Prefill, Step, emit, order
 from .config import initial_config, max_tokens_for, updated_config
-from .edits import b64decode, client_item, truncated
-from .input_buffer import MIN_AUDIO, MIN_AUDIO_MS, DecoderFactory, InputBuffer
-from .inputs import AudioFrame, ClientSent, Generated, Input, Opened, SpeechScored, ToolReturned, Transcribed
+from .edits import audio_clips, b64decode, client_item, truncated
+from .input_audio import MIN_AUDIO, NO_CLIPS, ClipDecoder, Decoded, InputBuffer
+from .inputs import (
+    AudioDecoded,
+    AudioEnded,
+    AudioFrame,
+    ClientSent,
+    ClipsDecoded,
+    Generated,
+    Input,
+    Opened,
+    SpeechScored,
+    ToolReturned,
+    Transcribed,
+)
 from .items import Conversation, StoredItem, added, public
 from .response_run import ResponseRun
 from .responses import Responses, with_instructions
@@ -51,7 +68,7 @@ from .tool_calls import tools_for
 from .tool_rounds import ToolRounds
 from .transcription import Transcriptions
 from .turn_taking import PER_MS, Forget, IdleTimedOut, ReadAhead, SpeechBegan, SpeechEnded, TurnTaking
-from .wire_errors import error_event, wire_error
+from .wire_errors import error_event, failure_event, wire_error
 
 
 class ConversationSession:
@@ -59,7 +76,6 @@ class ConversationSession:
 
     Args:
         model: the model name echoed in the session object.
-        decoder_factory: makes a decoder for an input audio format.
         capabilities: what the session must know of the model: its audio clip, its context window (reported
             in `rate_limits.updated` after each response, so that clients see how full the conversation is)
             and which tool schemas it can enforce.
@@ -74,7 +90,6 @@ class ConversationSession:
     def __init__(
         self,
         model: str,
-        decoder_factory: DecoderFactory,
         capabilities: ModelCapabilities,
         *,
         max_buffer_seconds: float = 15 * 60,
@@ -86,9 +101,8 @@ class ConversationSession:
         self.conversation_id = new_id("conv")
         self.config = initial_config(self.id, model)
         self.items = Conversation()
-        self._decoder_factory = decoder_factory
         self._max_samples = int(max_buffer_seconds * SAMPLE_RATE)
-        self._buffer = InputBuffer(decoder_factory, self._format, self._max_samples)
+        self._audio = InputBuffer(self._max_samples)
         self._turns: TurnTaking | None = None
         self._streams = 0  # detection streams started
         self._respond_after = False  # server VAD committed a turn while a response was running
@@ -106,14 +120,16 @@ class ConversationSession:
         """Take one input; returns the events to send and the commands to carry out, in order."""
         match received:
             case ClientSent(event):
-                return self._guarded(event)
+                return self._guarded(event, Decoded())
             case AudioFrame(data):  # like `input_audio_buffer.append`, without an event to name
-                try:
-                    return self._append(data)
-                except ProtocolError as exc:
-                    return emit(error_event(exc))
-                except AudioError as exc:
-                    return emit(error_event(wire_error(exc)))
+                return order(self._audio.feed(data, self._format, None))
+            case AudioDecoded(samples, error, event_id):
+                return self._decoded(samples, error, event_id)
+            case AudioEnded(samples, error, resume):
+                self._audio.ended(samples)
+                return self._guarded(resume, Decoded(ended=error))
+            case ClipsDecoded(clips, resume):
+                return self._guarded(resume, Decoded(clips=clips))
             case SpeechScored(stream, probabilities):
                 return self._speech(stream, probabilities)
             case Generated(response_id, event):
@@ -128,10 +144,6 @@ class ConversationSession:
             case _:
                 assert_never(received)
 
-    def close(self) -> None:
-        """The connection ended: stop the input decoder."""
-        self._buffer.close()
-
     @property
     def _input(self) -> AudioInputConfig:
         assert self.config.audio and self.config.audio.input
@@ -144,28 +156,27 @@ class ConversationSession:
 
     # --- client events -----------------------------------------------------------------------------
 
-    def _guarded(self, event: ce.ClientEvent) -> Step:
+    def _guarded(self, event: ce.ClientEvent, answer: Decoded) -> Step:
         """Apply one client event; the error it raises becomes an `error` event naming it."""
         try:
-            return self._client_event(event)
-        except ProtocolError as exc:
-            exc.event_id = exc.event_id or event.event_id
-            return emit(error_event(exc))
-        except AudioError as exc:
-            return emit(error_event(wire_error(exc, event.event_id)))
+            return self._client_event(event, answer)
+        except (ProtocolError, AudioError) as exc:
+            return emit(failure_event(exc, event.event_id))
 
-    def _client_event(self, event: ce.ClientEvent) -> Step:
+    def _client_event(self, event: ce.ClientEvent, answer: Decoded) -> Step:
+        if answer.clips is None and (clips := audio_clips(event)):  # decoded off the loop first
+            return order(DecodeClips(clips, self._format, event))
         match event:
             case ce.SessionUpdate():
-                return self._session_update(event)
+                return self._session_update(event, answer.ended)
             case ce.InputAudioBufferAppend():
-                return self._append(b64decode(event.audio, "audio"))
+                return order(self._audio.feed(b64decode(event.audio, "audio"), self._format, event.event_id))
             case ce.InputAudioBufferCommit():
-                return self._commit()
+                return self._audio_ended_for(event) or self._commit(answer.ended)
             case ce.InputAudioBufferClear():
-                return self._clear()
+                return self._audio_ended_for(event) or self._clear(answer.ended)
             case ce.ConversationItemCreate():
-                return self._add_item(event.item, event.previous_item_id)
+                return self._add_item(event.item, event.previous_item_id, answer.decoder(self._max_samples))
             case ce.ConversationItemDelete():
                 self.items.delete(event.item_id)
                 return emit(se.ConversationItemDeleted(item_id=event.item_id))
@@ -174,23 +185,28 @@ class ConversationSession:
             case ce.ConversationItemTruncate():
                 return self._truncate(event)
             case ce.ResponseCreate():
-                return self._create_response(event.response or ResponseParams())
+                return self._create_response(event.response or ResponseParams(), answer.decoder(self._max_samples))
             case ce.ResponseCancel():
                 return self._cancel(event.response_id)
             case _:
                 assert_never(event)
 
-    def _session_update(self, event: ce.SessionUpdate) -> Step:
-        """Apply the fields present; an update that fails a check changes nothing."""
+    def _audio_ended_for(self, event: ce.ClientEvent) -> Step | None:
+        """The command that ends the input stream before `event` is handled again, while a stream is open."""
+        return order(EndAudio(event)) if self._audio.streaming else None
+
+    def _session_update(self, event: ce.SessionUpdate, ended: AudioError | None) -> Step:
+        """Apply the fields present; an update that fails a check changes nothing. Audio sent so far was in the
+        old format: a new format ends its stream first (`ended`: why its last bytes did not decode)."""
         config, notes = updated_config(self.config, event, self._server_tools, self.capabilities.check_schema)
         previous = self._input
+        assert config.audio and config.audio.input
+        if config.audio.input.format != previous.format and (ending := self._audio_ended_for(event)):
+            return ending
         self.config = config
         step = emit(*notes)
-        if self._input.format != previous.format:  # audio sent so far was in the old format: decode it to the end
-            try:
-                self._buffer.end_stream(self._input.format)
-            except AudioError as exc:
-                step += emit(error_event(wire_error(exc)))
+        if ended is not None:
+            step += emit(error_event(wire_error(ended)))
         if self._input.turn_detection != previous.turn_detection:
             self._restart_turn_taking()
         return step + emit(se.SessionUpdated(session=self.config.model_copy(deep=True)))
@@ -201,27 +217,25 @@ class ConversationSession:
         self._turns = None
         if settings is not None:
             self._streams += 1
-            self._turns = TurnTaking(settings, self._streams, self._buffer.end, self.capabilities.clip_samples)
+            self._turns = TurnTaking(settings, self._streams, self._audio.end, self.capabilities.clip_samples)
 
     # --- input audio buffer ------------------------------------------------------------------------
 
-    def _append(self, data: bytes) -> Step:
-        samples = self._buffer.append(data)
+    def _decoded(self, samples: AudioSamples, error: AudioError | None, event_id: str | None) -> Step:
+        """The ingest stage decoded appended audio: keep it and run voice activity detection over it."""
+        try:
+            self._audio.decoded(samples, error)
+        except (ProtocolError, AudioError) as exc:
+            return emit(failure_event(exc, event_id))
         if self._turns is None or not samples.size:
             return Step()
         return order(DetectSpeech(self._turns.stream, samples))
 
-    def _commit(self) -> Step:
-        buffer = self._buffer
-        buffer.end_stream()
-        if buffer.size < MIN_AUDIO:  # too little is kept, not lost
-            raise ProtocolError(
-                ErrorCode.BUFFER_EMPTY,
-                f"Error committing input audio buffer: expected at least {MIN_AUDIO_MS} ms of audio, "
-                f"but the buffer holds {buffer.size / PER_MS:.2f} ms.",
-            )
+    def _commit(self, ended: AudioError | None) -> Step:
+        if ended is not None:
+            raise ended
+        audio = self._audio.take_all()
         item_id = self._turns.item_id if self._turns and self._turns.item_id else new_id("item")
-        audio = buffer.take(buffer.start, buffer.end)
         if self._turns is not None:
             self._turns.restart()
         return self._commit_audio(audio, item_id)
@@ -235,13 +249,12 @@ class ConversationSession:
         )
         return committed + self._transcriptions.start(self._input.transcription, stored.id, 0, audio)
 
-    def _clear(self) -> Step:
-        try:
-            self._buffer.end_stream()
-        finally:
-            self._buffer.discard_before(self._buffer.end)
-            if self._turns is not None:
-                self._turns.restart()
+    def _clear(self, ended: AudioError | None) -> Step:
+        self._audio.discard_before(self._audio.end)
+        if self._turns is not None:
+            self._turns.restart()
+        if ended is not None:
+            raise ended
         return emit(se.InputAudioBufferCleared())
 
     # --- server VAD --------------------------------------------------------------------------------
@@ -252,7 +265,7 @@ class ConversationSession:
         if turns is None or turns.stream != stream:
             return Step()
         step = Step()
-        intents = turns.hear(probabilities, buffer_start=self._buffer.start, responding=self.response is not None)
+        intents = turns.hear(probabilities, buffer_start=self._audio.start, responding=self.response is not None)
         for intent in intents:
             match intent:
                 case SpeechBegan(item_id, start, interrupt):
@@ -262,25 +275,25 @@ class ConversationSession:
                     if interrupt:
                         step += self._rounds.cancel()
                 case ReadAhead(item_id, start, end):
-                    step += self._read_ahead(item_id, self._buffer.peek(start, end))
+                    step += self._read_ahead(item_id, self._audio.peek(start, end))
                 case SpeechEnded(item_id, start, end, respond):
                     step += emit(se.InputAudioBufferSpeechStopped(audio_end_ms=end // PER_MS, item_id=item_id))
-                    audio = self._buffer.take(start, end)
+                    audio = self._audio.take(start, end)
                     if audio.size >= MIN_AUDIO:
                         step += self._commit_audio(audio, item_id) + (self._respond_to_turn() if respond else Step())
                 case IdleTimedOut(item_id, end):
-                    start = self._buffer.start
+                    start = self._audio.start
                     step += emit(
                         se.InputAudioBufferTimeoutTriggered(
                             audio_start_ms=start // PER_MS, audio_end_ms=end // PER_MS, item_id=item_id
                         )
                     )
-                    audio = self._buffer.take(start, end)
+                    audio = self._audio.take(start, end)
                     if audio.size >= MIN_AUDIO:
                         step += self._commit_audio(audio, item_id)
                     step += self._create_response(ResponseParams())
                 case Forget(position):
-                    self._buffer.discard_before(position)
+                    self._audio.discard_before(position)
         return step
 
     def _respond_to_turn(self) -> Step:
@@ -300,17 +313,7 @@ class ConversationSession:
 
     # --- conversation items ------------------------------------------------------------------------
 
-    def _decode(self, data: bytes) -> AudioSamples:
-        """Decode a whole audio blob of a client item in the session's input format."""
-        buffer = InputBuffer(self._decoder_factory, self._format, self._max_samples)
-        try:
-            buffer.append(data)
-            buffer.end_stream()
-            return buffer.take(buffer.start, buffer.end)
-        finally:
-            buffer.close()
-
-    def _add_item(self, item: Item, previous_item_id: str | None = None) -> Step:
+    def _add_item(self, item: Item, previous_item_id: str | None, decoded: ClipDecoder) -> Step:
         """Add an item after `previous_item_id` (None: at the end), as `conversation.item.create` does.
 
         Raises:
@@ -318,7 +321,7 @@ class ConversationSession:
                 has, a function call whose `call_id` is taken, or no item `previous_item_id`.
         """
         self.items.check_calls(item)
-        stored = client_item(item, "item", self._decode)
+        stored = client_item(item, "item", decoded)
         return emit(*added(stored, self.items.insert(stored, previous_item_id)))
 
     def _truncate(self, event: ce.ConversationItemTruncate) -> Step:
@@ -338,7 +341,7 @@ class ConversationSession:
 
     # --- responses ---------------------------------------------------------------------------------
 
-    def _create_response(self, params: ResponseParams, depth: int = 0) -> Step:
+    def _create_response(self, params: ResponseParams, decoded: ClipDecoder = NO_CLIPS, depth: int = 0) -> Step:
         """Start a response, as `response.create` does (`depth`: server tool rounds continued before it).
 
         Raises:
@@ -353,16 +356,16 @@ class ConversationSession:
         server = self._server_tools if params.conversation != "none" else ()
         tools = tools_for(params, self.config, server, self.capabilities.check_schema)
         max_tokens = max_tokens_for(params, self.config)
-        conversation = self._context(params.input) if params.input is not None else self.items.messages()
+        conversation = self._context(params.input, decoded) if params.input is not None else self.items.messages()
         return self._responses.begin(params, self.config, tools, max_tokens, conversation, depth)
 
-    def _context(self, inputs: list[InputItem]) -> list[Message]:
+    def _context(self, inputs: list[InputItem], decoded: ClipDecoder) -> list[Message]:
         messages = []
         for index, entry in enumerate(inputs):
             if isinstance(entry, ItemReference):
                 messages.append(self.items.get(entry.id, param=f"response.input.{index}.id").to_message())
             else:
-                messages.append(client_item(entry, f"response.input.{index}", self._decode).to_message())
+                messages.append(client_item(entry, f"response.input.{index}", decoded).to_message())
         return messages
 
     def _cancel(self, response_id: str | None) -> Step:
@@ -398,9 +401,9 @@ class ConversationSession:
         if not wanted:  # cancelled meanwhile
             return Step()
         try:
-            step = self._add_item(FunctionCallOutputItem(call_id=call_id, output=output))
+            step = self._add_item(FunctionCallOutputItem(call_id=call_id, output=output), None, NO_CLIPS)
         except ProtocolError:  # the client deleted the call meanwhile
             step = Step()
         if follow_up is None or self.response is not None:
             return step
-        return step + self._create_response(follow_up.params, follow_up.depth)  # parameters already checked
+        return step + self._create_response(follow_up.params, depth=follow_up.depth)  # parameters already checked

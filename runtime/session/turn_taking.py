@@ -19,7 +19,7 @@ from aural.protocols.models import ServerVad
 from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE
-from .input_buffer import MIN_AUDIO
+from .input_audio import MIN_AUDIO
 from .turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
 
 DEFAULTS = ServerVad(
@@ -150,7 +150,9 @@ class TurnTaking:
         if self._idle_for(responding):
             self.idle_from = None
             intents.append(IdleTimedOut(new_id("item"), self.position))
-        return [*intents, Forget(self.position - max(self.padding, MIN_AUDIO))]
+        unconfirmed = self._detector.unconfirmed_ms
+        keep = self.position if unconfirmed is None else min(self.position, self._at(unconfirmed))
+        return [*intents, Forget(keep - max(self.padding, MIN_AUDIO))]
 
     def end(self) -> None:
         """The turn was committed or abandoned."""

@@ -45,6 +45,14 @@ def wire_error(failure: RuntimeFailure, event_id: str | None = None) -> Protocol
     return ProtocolError(wire_code(failure), failure.message, param=param, event_id=event_id, error_type=error_type)
 
 
+def failure_event(failure: ProtocolError | RuntimeFailure, event_id: str | None) -> se.Error:
+    """The `error` event for a failure that client event `event_id` caused."""
+    if isinstance(failure, RuntimeFailure):
+        return error_event(wire_error(failure, event_id))
+    failure.event_id = failure.event_id or event_id
+    return error_event(failure)
+
+
 def error_event(exc: ProtocolError) -> se.Error:
     """The `error` event for a protocol error."""
     detail = ErrorDetail(

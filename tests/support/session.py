@@ -1,18 +1,20 @@
 """Driving the sans-I/O conversation session in tests: inputs in, what came out as one ordered list.
 
-`outputs` lists a step's events, then its commands, each in their order, so that a test can unpack
-or compare what one input gave.
+`receive` answers the session's decoding commands at once, as the driver's ingest stage does (here, in the
+test's thread), and lists what the input gave: the events, then the other commands, each in order.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from aural.protocols import decode_client_event
 from aural.protocols.server_events import ServerEventBase
 from aural.runtime.engine.base import SAMPLE_RATE, GenerationEvent, ModelCapabilities, TextDelta
-from aural.runtime.session.commands import Command, Step
+from aural.runtime.server.ingest import Ingest
+from aural.runtime.session.commands import Command, DecodeAudio, DecodeClips, EndAudio
 from aural.runtime.session.inputs import ClientSent, Generated, Input, SpeechScored
 from aural.runtime.session.session import ConversationSession
 
@@ -22,14 +24,24 @@ CAPABILITIES = ModelCapabilities(clip_samples=30 * SAMPLE_RATE, context_window=8
 """A model like Qwen2-Audio's (30 s clips, an 8k context) that can enforce any schema."""
 
 
-def outputs(step: Step) -> list[Output]:
-    """A step's events, then its commands."""
-    return [*step.events, *step.commands]
+_INGESTS: WeakKeyDictionary[ConversationSession, Ingest] = WeakKeyDictionary()
 
 
 def receive(session: ConversationSession, received: Input) -> list[Output]:
-    """Hand the session one input."""
-    return outputs(session.receive(received))
+    """Hand the session one input, and the answers to its decoding commands."""
+    ingest = _INGESTS.setdefault(session, Ingest())
+    events: list[Output] = []
+    commands: list[Output] = []
+    pending = [received]
+    while pending:
+        step = session.receive(pending.pop(0))
+        events += step.events
+        for command in step.commands:
+            if isinstance(command, DecodeAudio | EndAudio | DecodeClips):
+                pending.append(ingest.answer(command))
+            else:
+                commands.append(command)
+    return [*events, *commands]
 
 
 def send(session: ConversationSession, /, **event: Any) -> list[Output]:

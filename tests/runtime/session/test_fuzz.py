@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from aural.protocols import ProtocolError, decode_client_event
 from aural.protocols.server_events import ServerEventBase
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
 from aural.runtime.session.inputs import ClientSent, Transcribed
@@ -109,7 +108,7 @@ def _check(outputs: list[Any]) -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EVENT, max_size=25))
 def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
-    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
+    session = ConversationSession("tiny", CAPABILITIES)
     running: str | None = None
     heard: list[DetectSpeech] = []  # audio the voice activity model has not reported on yet
     transcribing: list[Transcribe] = []

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from aural.protocols import client_events as ce
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, StartResponse
 from aural.runtime.session.inputs import ClientSent, Opened
@@ -24,7 +23,7 @@ def _pcm24k(seconds: float) -> str:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    return ConversationSession("tiny", PcmDecoder, CAPABILITIES)
+    return ConversationSession("tiny", CAPABILITIES)
 
 
 def test_session_created_carries_the_config(session: ConversationSession) -> None:

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
 from aural.runtime.session.commands import StartResponse
 from aural.runtime.session.session import ConversationSession
@@ -21,7 +20,7 @@ WEATHER = {
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
+    session = ConversationSession("tiny", CAPABILITIES)
     send(session, type="session.update", session={"tools": [WEATHER], "tool_choice": "auto"})
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}
     send(session, type="conversation.item.create", item=item)

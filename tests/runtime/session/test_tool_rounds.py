@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from aural.protocols import server_events as se
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDone
 from aural.runtime.session.commands import CancelTools, RunTools, StartResponse
 from aural.runtime.session.inputs import Opened, ToolReturned
@@ -25,7 +24,7 @@ ROUNDS = 8  # the session's default max_tool_rounds
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder, CAPABILITIES, server_tools=SERVER)
+    session = ConversationSession("tiny", CAPABILITIES, server_tools=SERVER)
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Order 1001?"}]}
     send(session, type="conversation.item.create", item=item)
     return session

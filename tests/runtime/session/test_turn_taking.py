@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from aural.protocols.models import MessageItem
-from aural.runtime.audio.pcm import PcmDecoder
+from aural.protocols.server_events import InputAudioBufferSpeechStarted
 from aural.runtime.engine.base import AudioPart, GenerationDone, TextDelta, TokenUsage
 from aural.runtime.errors import ModelFailure
 from aural.runtime.session.commands import CancelResponse, DetectSpeech, Prefill, StartResponse, Transcribe
@@ -47,7 +47,7 @@ def _vad(session: ConversationSession, **settings: Any) -> None:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    conversation = ConversationSession("tiny", PcmDecoder, CAPABILITIES)
+    conversation = ConversationSession("tiny", CAPABILITIES)
     _vad(conversation)
     return conversation
 
@@ -119,6 +119,20 @@ def test_long_speech_prefills_each_completed_clip(session: ConversationSession) 
     prefills = of(out, Prefill)
     assert [p.conversation[-1].parts[0].samples.size for p in prefills] == [30 * 16000, 60 * 16000]
     assert len({p.conversation[-1].key for p in prefills}) == 1, "the partial turn keeps its item id"
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 40])
+def test_a_turn_starts_where_its_speech_does_however_the_windows_are_reported(
+    session: ConversationSession, batch: int
+) -> None:
+    """The detector confirms speech a few windows after it began: the audio before its onset is kept until
+    then, however many windows each report holds."""
+    probabilities = [0.0] * 20 + [0.9] * 20
+    _append(session, len(probabilities))
+    started = []
+    for first in range(0, len(probabilities), batch):
+        started += of(scored(session, 1, probabilities[first : first + batch]), InputAudioBufferSpeechStarted)
+    assert [event.audio_start_ms for event in started] == [20 * 32 - 300]
 
 
 def test_stale_detection_streams_are_ignored(session: ConversationSession) -> None:
