@@ -19,11 +19,12 @@ from aiohttp import web
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 
+from .. import tools
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
-from ..tools import ServerTools
+from .commands import ServerTools, SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
@@ -33,7 +34,7 @@ ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
-VAD: web.AppKey[SileroVad] = web.AppKey("vad", SileroVad)
+VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ServerTools] = web.AppKey("server_tools", ServerTools)
 
 
@@ -43,6 +44,7 @@ def create_app(
     model_names: Sequence[str] = (),
     max_sessions: int = 64,
     server_tools: ServerTools | None = None,
+    vad: SpeechModel | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -52,14 +54,15 @@ def create_app(
         max_sessions: concurrent conversations; the next one is refused with an `error` event.
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
+        vad: the voice activity model for server VAD; silero-vad by default.
     """
     app = web.Application()
     app[ENGINE] = engine
     app[MODEL_NAMES] = (engine.model_name, *model_names)
     app[SESSIONS] = set()
     app[MAX_SESSIONS] = max_sessions
-    app[VAD] = SileroVad.load()
-    app[SERVER_TOOLS] = server_tools or ServerTools()
+    app[VAD] = vad or SileroVad.load()
+    app[SERVER_TOOLS] = server_tools if server_tools is not None else tools.ServerTools()
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
@@ -86,9 +89,11 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    tools = app[SERVER_TOOLS]
-    session = ConversationSession(requested or names[0], app[ENGINE].capabilities, server_tools=tools.definitions)
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], tools)
+    server_tools = app[SERVER_TOOLS]
+    session = ConversationSession(
+        requested or names[0], app[ENGINE].capabilities, server_tools=server_tools.definitions
+    )
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools)
     app[SESSIONS].add(driver)
     try:
         await driver.run()

@@ -22,8 +22,7 @@ import numpy as np
 
 from aural.protocols.models import FunctionCallItem, FunctionTool
 
-from ..audio.vad import SileroVad, VadStream
-from ..engine.base import Engine, EngineSession, Generation, GenerationDone, TextDelta
+from ..engine.base import AudioSamples, Engine, EngineSession, Generation, GenerationDone, TextDelta
 from ..errors import ModelFailure
 from ..session.commands import (
     CancelResponse,
@@ -43,6 +42,20 @@ from .ingest import Ingest
 
 Deliver = Callable[[Input], Awaitable[None]]
 """Hands an input to the session and carries out its step (the driver's `receive`)."""
+
+
+class SpeechStream(Protocol):
+    """One audio stream's voice activity detector state (`aural.runtime.audio.vad.VadStream`)."""
+
+    def probabilities(self, samples: AudioSamples) -> list[float]:
+        """Blocking: the speech probability of every 512-sample window these samples complete."""
+        ...
+
+
+class SpeechModel(Protocol):
+    """The voice activity model (`aural.runtime.audio.vad.SileroVad`): a detector state per stream."""
+
+    def stream(self) -> SpeechStream: ...
 
 
 class ServerTools(Protocol):
@@ -71,7 +84,7 @@ class CommandRunner:
         self,
         engine: Engine,
         engine_session: EngineSession,
-        vad: SileroVad,
+        vad: SpeechModel,
         tools: ServerTools,
         ingest: Ingest,
         deliver: Deliver,
@@ -168,7 +181,7 @@ class CommandRunner:
     async def _detect_speech(self) -> None:
         """Run the voice activity model over new audio in order, off the event loop; audio that piled up
         while the model ran goes through in one call."""
-        stream: tuple[int, VadStream] | None = None
+        stream: tuple[int, SpeechStream] | None = None
         while True:
             pending = [await self._speech.get()]
             while not self._speech.empty():

@@ -23,12 +23,11 @@ from aural.protocols import decode_client_event, encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.server_events import ServerEventBase
 
-from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.inputs import AudioFrame, ClientSent, Input, Opened
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
-from .commands import CommandRunner, ServerTools
+from .commands import CommandRunner, ServerTools, SpeechModel
 from .ingest import Ingest
 
 BINARY_AUDIO = "aural.binary-audio"
@@ -44,7 +43,7 @@ class ConnectionDriver:
         ws: web.WebSocketResponse,
         engine: Engine,
         session: ConversationSession,
-        vad: SileroVad,
+        vad: SpeechModel,
         tools: ServerTools,
     ) -> None:
         self._ws = ws

@@ -14,20 +14,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.support.client import Event, RawClient, assert_consistent, assert_error, create_response, read_response
 from tests.support.codecs import STREAMS, encode
 from tests.support.speech import speak
 
-from .conftest import (
-    WIRE_RATE,
-    Connect,
-    Event,
-    RawClient,
-    assert_consistent,
-    assert_error,
-    create_response,
-    open_session,
-    read_response,
-)
+from .conftest import WIRE_RATE, Connect, open_session
 
 pytestmark = pytest.mark.model
 

@@ -6,20 +6,9 @@ import asyncio
 
 import pytest
 
-from .conftest import (
-    Connect,
-    Endpoint,
-    Turn,
-    assert_consistent,
-    assert_error,
-    assert_turn_works,
-    audio_turn,
-    cancel,
-    open_session,
-    open_sessions,
-    start_runaway,
-    wait_for_sessions,
-)
+from tests.support.client import Turn, assert_consistent, assert_error, assert_turn_works, audio_turn, cancel
+
+from .conftest import Connect, Endpoint, open_session, open_sessions, start_runaway, wait_for_sessions
 
 pytestmark = pytest.mark.model
 

@@ -18,8 +18,9 @@ from aural.protocols.client_events import ConversationItemRetrieve
 from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText
 from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved
 from aural.sdk import Connection, ResponseStream, Tools, connect, tool
+from tests.support.client import RECV_TIMEOUT
 
-from .conftest import MODEL, RECV_TIMEOUT, Endpoint
+from .conftest import MODEL, Endpoint
 
 pytestmark = pytest.mark.model
 

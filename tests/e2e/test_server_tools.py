@@ -13,8 +13,7 @@ import pytest
 from pydantic import Field
 
 from aural.runtime.tools import ServerTools
-
-from .conftest import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
+from tests.support.client import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
 
 pytestmark = pytest.mark.model
 

@@ -10,22 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.client import Event, RawClient, assert_error, audio_turn, b64, response_events, text_turn
 from tests.support.speech import utterance
 
-from .conftest import (
-    WIRE_RATE,
-    Connect,
-    Event,
-    RawClient,
-    assert_error,
-    audio_turn,
-    b64,
-    open_session,
-    pcm_ms,
-    response_events,
-    start_runaway,
-    text_turn,
-)
+from .conftest import WIRE_RATE, Connect, open_session, pcm_ms, start_runaway
 
 pytestmark = pytest.mark.model
 

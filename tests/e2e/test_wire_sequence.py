@@ -11,7 +11,9 @@ from itertools import groupby
 
 import pytest
 
-from .conftest import MODEL, Event, RawClient, b64, output_text
+from tests.support.client import Event, RawClient, b64, output_text
+
+from .conftest import MODEL
 
 pytestmark = pytest.mark.model
 

@@ -12,16 +12,13 @@ from weakref import WeakKeyDictionary
 
 from aural.protocols import decode_client_event
 from aural.protocols.server_events import ServerEventBase
-from aural.runtime.engine.base import SAMPLE_RATE, GenerationEvent, ModelCapabilities, TextDelta
+from aural.runtime.engine.base import GenerationEvent, TextDelta
 from aural.runtime.server.ingest import Ingest
 from aural.runtime.session.commands import Command, DecodeAudio, DecodeClips, EndAudio
 from aural.runtime.session.inputs import ClientSent, Generated, Input, SpeechScored
 from aural.runtime.session.session import ConversationSession
 
 Output = ServerEventBase | Command
-
-CAPABILITIES = ModelCapabilities(clip_samples=30 * SAMPLE_RATE, context_window=8192, check_schema=lambda schema: None)
-"""A model like Qwen2-Audio's (30 s clips, an 8k context) that can enforce any schema."""
 
 
 _INGESTS: WeakKeyDictionary[ConversationSession, Ingest] = WeakKeyDictionary()

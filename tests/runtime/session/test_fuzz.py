@@ -20,7 +20,8 @@ from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
 from aural.runtime.session.inputs import ClientSent, Transcribed
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import CAPABILITIES, generated, receive, scored
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import generated, receive, scored
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
 IDS = st.sampled_from(["a", "b", "root", "item_nope"])

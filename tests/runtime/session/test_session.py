@@ -13,7 +13,8 @@ from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
 from aural.runtime.session.commands import CancelResponse, StartResponse
 from aural.runtime.session.inputs import ClientSent, Opened
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import CAPABILITIES, Output, generated, receive, send, types
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, receive, send, types
 
 
 def _pcm24k(seconds: float) -> str:

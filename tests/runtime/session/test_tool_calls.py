@@ -9,7 +9,8 @@ import pytest
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
 from aural.runtime.session.commands import StartResponse
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import CAPABILITIES, generated, send, types
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import generated, send, types
 
 WEATHER = {
     "type": "function",

@@ -14,7 +14,8 @@ from aural.runtime.session.commands import CancelTools, RunTools, StartResponse
 from aural.runtime.session.inputs import Opened, ToolReturned
 from aural.runtime.session.session import ConversationSession
 from aural.runtime.tools import ServerTools
-from tests.support.session import CAPABILITIES, Output, generated, receive, scored, send
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, receive, scored, send
 from tests.support.tools import get_time, lookup_order
 
 CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}

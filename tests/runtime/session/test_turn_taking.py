@@ -19,7 +19,8 @@ from aural.runtime.errors import ModelFailure
 from aural.runtime.session.commands import CancelResponse, DetectSpeech, Prefill, StartResponse, Transcribe
 from aural.runtime.session.inputs import Transcribed
 from aural.runtime.session.session import ConversationSession
-from tests.support.session import CAPABILITIES, Output, generated, of, receive, scored, send, types
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, of, receive, scored, send, types
 
 WINDOW = 512  # samples per probability, 32 ms
 
