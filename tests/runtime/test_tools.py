@@ -97,7 +97,7 @@ async def test_results_and_failures_become_outputs() -> None:
         "order_id": 1001, "status": "shipped", "items": 2}  # fmt: skip
     assert len(await tools.run("get_time", "")) == len("HH:MM"), "no arguments: the defaults"
     failures = {
-        "lookup_order": ('{"order_id": 7}', "lookup_order raised KeyError: 'no order 7'"),
+        "lookup_order": ('{"order_id": 7}', "lookup_order raised KeyError: 7"),
         "boom": ('{"n": 3}', "boom raised ValueError: bad 3"),
         "nope": ("{}", "unknown tool 'nope' (the tools are: get_time, lookup_order, boom)"),
     }

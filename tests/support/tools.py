@@ -1,11 +1,8 @@
-"""Server-side tools for tests, importable as `--tools` specs (`tests.support.tools:TOOLS`): one plain function
-(run in a thread) and one coroutine function, the shapes `examples/server_tools.py` shows a user."""
+"""Server-side tools for tests, importable as a `--tools` spec (`tests.support.tools:TOOLS`): a plain function
+(run in a thread) and a coroutine function, with bounds in their schemas, and failures of their own."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import zoneinfo
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -14,25 +11,21 @@ ORDERS = {1001: {"status": "shipped", "items": 2}, 1002: {"status": "processing"
 
 
 def get_time(timezone: Annotated[str, Field(max_length=40)] = "UTC") -> str:
-    """The local time now, as HH:MM.
+    """The local time now, as HH:MM (a fixed clock: tests need no real one).
 
     Args:
-        timezone: an IANA time zone, such as "Europe/Lisbon".
+        timezone: an IANA time zone.
     """
-    return datetime.datetime.now(zoneinfo.ZoneInfo(timezone)).strftime("%H:%M")
+    return "12:00"
 
 
 async def lookup_order(order_id: Annotated[int, Field(ge=1, le=99999)]) -> dict[str, Any]:
-    """An order's status and size.
+    """An order's status and size; an unknown order raises.
 
     Args:
         order_id: the order's number.
     """
-    await asyncio.sleep(0)
-    order = ORDERS.get(order_id)
-    if order is None:
-        raise KeyError(f"no order {order_id}")
-    return {"order_id": order_id, **order}
+    return {"order_id": order_id, **ORDERS[order_id]}
 
 
 TOOLS = [get_time, lookup_order]
