@@ -68,7 +68,7 @@ class Timing:
 
 def speech(seconds: float) -> AudioSamples:
     """Spoken phrases with short pauses, repeated and cut to exactly `seconds` (needs espeak-ng and PyAV)."""
-    from tests.speech import speak  # only here: a GPU machine has neither, and gets `--speech FILE` instead
+    from tests.support.speech import speak  # only here: a GPU machine has neither, and gets `--speech FILE` instead
 
     pause = np.zeros(int(PAUSE_S * SAMPLE_RATE), np.float32)
     pieces: list[AudioSamples] = []

@@ -29,16 +29,16 @@ from aural.runtime.engine.base import (
     FunctionSpec,
     GenerationDone,
     GenerationEvent,
+    HistoryCall,
     Message,
     SamplingParams,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     ToolCallDone,
     ToolUse,
 )
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
-from aural.runtime.engine.reply import ReplyDecoder
+from aural.runtime.engine.reply import ReplyReader
 
 WEATHER = FunctionSpec(
     "weather",
@@ -92,7 +92,7 @@ async def run(preset: str, repeats: int) -> dict[str, Any]:
         (call,) = [event for _, event in call_events if isinstance(event, ToolCallDone)]
         conversation = [
             ASK,
-            Message("assistant", (), key=f"call{repeat}", tool_calls=(ToolCall(call.name, call.arguments),)),
+            Message("assistant", (), key=f"call{repeat}", tool_calls=(HistoryCall(call.name, call.arguments),)),
             Message("tool", ('{"forecast": "sunny", "high": 21}',), key=f"out{repeat}"),
         ]
         answer_params = SamplingParams(max_tokens=4, tools=ToolUse((WEATHER,)))
@@ -105,11 +105,11 @@ async def run(preset: str, repeats: int) -> dict[str, Any]:
         free.append(interval(await timed(session, [ASK], f"free{repeat}", free_params))[0])
 
         # the grammar alone over the same call's tokens
-        decoder = ReplyDecoder(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+        reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
         start = time.perf_counter()
         for token in session.generated[f"call{repeat}"]:
-            decoder.allowed()
-            decoder.push(token)
+            reader.allowed()
+            reader.push(token)
         masks.append((time.perf_counter() - start) / len(session.generated[f"call{repeat}"]))
     await session.close()
     await engine.close()

@@ -32,7 +32,7 @@ import websockets
 
 from bench.conversation import median
 from bench.turns import serving
-from tests.speech import speak
+from tests.support.speech import speak
 
 RATE = 24000
 CHUNK_MS = 20

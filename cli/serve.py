@@ -13,6 +13,7 @@ import re
 import sys
 
 from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersEngine
+from aural.runtime.engine.tool_grammar import schema_problem
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.app import create_app
 from aural.runtime.server.run import run_app, tls_context
@@ -113,7 +114,7 @@ def server_tools(specs: list[str], timeout: float | None) -> Tools:
     sys.path.insert(0, os.getcwd())  # `--tools mymodule:attr` from the folder it is run in, as `python -m` would
     try:
         tools = load_tools(specs, timeout=timeout)
-        check_server_tools(tools)
+        check_server_tools(tools, schema_problem)  # Qwen2-Audio's decoder: the one `aural serve` loads
     except ToolLoadError as exc:
         raise SystemExit(f"aural serve: --tools {exc}") from None
     except ValueError as exc:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from aural.protocols.errors import ProtocolError
 from aural.protocols.models import FunctionTool
 
+from .engine.base import SchemaCheck
 from .session.tool_calls import check_tools
 
 
@@ -55,13 +56,14 @@ NO_TOOLS = NoTools()
 """The runner used when the runtime is given none."""
 
 
-def check_server_tools(tools: ToolRunner) -> None:
-    """Check that the runtime can serve these tools: valid, distinct names, schemas the decoder can enforce.
+def check_server_tools(tools: ToolRunner, check_schema: SchemaCheck) -> None:
+    """Check that the runtime can serve these tools: valid, distinct names, schemas that `check_schema` (the
+    model's capability) says the decoder can enforce.
 
     Raises:
         ValueError: the first problem, in one sentence.
     """
     try:
-        check_tools(tools.definitions, None, "tools")
+        check_tools(tools.definitions, None, "tools", check_schema)
     except ProtocolError as exc:
         raise ValueError(exc.message) from None

@@ -1,8 +1,14 @@
-"""The dependency rules of the house, checked on every module's imports (static, via the AST)."""
+"""The dependency rules of the house, checked twice: on every module's own imports (static, via the AST), and
+on everything importing a package loads (each package imported in a fresh interpreter, `sys.modules` read):
+a rule a module keeps may still be broken through what it imports."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,6 +26,7 @@ MODEL_CODE = {
     "graphs.py",
     "scheduler.py",
 }
+SESSION_FORBIDS = ("torch", "transformers", "llguidance", "onnxruntime", "av", "aiohttp", "asyncio")
 
 
 def _imports(path: Path) -> set[str]:
@@ -41,14 +48,16 @@ def _modules(folder: str) -> list[Path]:
     return sorted((ROOT / folder).rglob("*.py"))
 
 
+def _within(name: str, forbidden: tuple[str, ...]) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in forbidden)
+
+
 def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None = None) -> list[str]:
     found = []
     for path in _modules(folder):
         if skip and path.name in skip:
             continue
-        for name in _imports(path):
-            if any(name == f or name.startswith(f + ".") for f in forbidden):
-                found.append(f"{path.relative_to(ROOT)} imports {name}")
+        found += [f"{path.relative_to(ROOT)} imports {name}" for name in _imports(path) if _within(name, forbidden)]
     return found
 
 
@@ -62,11 +71,8 @@ def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None =
         ),
         ("sdk", ("aural.runtime", "aural.cli", "torch", "transformers", "aiohttp", "structlog"), None),
         ("runtime", ("aural.sdk", "aural.cli"), None),
-        (
-            "runtime/session",
-            ("torch", "transformers", "asyncio", "aiohttp", "av", "socket", "aural.runtime.server"),
-            None,
-        ),
+        ("runtime/session", (*SESSION_FORBIDS, "socket", "aural.runtime.server", "aural.runtime.audio"), None),
+        ("runtime/session", ("aural.runtime.engine.tool_grammar",), None),
         ("runtime", ("torch", "transformers"), MODEL_CODE),
         ("runtime", ("onnxruntime",), {"vad.py"}),  # the voice activity model runner alone
         ("runtime", ("llguidance",), {"tool_grammar.py"}),  # the grammar engine behind one module
@@ -82,3 +88,53 @@ def test_model_code_lives_in_the_engine() -> None:
     assert all(h.startswith("runtime/engine/") for h in holders)
     engine = ROOT / "runtime/engine/qwen2_audio/engine.py"
     assert _imports(engine) >= {"torch", "transformers"}, "the checker must see imports"
+
+
+def _loaded(script: str) -> set[str]:
+    """The modules a fresh interpreter holds after running `script`."""
+    report = "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script) + report], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("aural.protocols", ("aural.sdk", "aural.runtime", "torch", "aiohttp", "websockets", "numpy", "asyncio")),
+        ("aural.sdk", ("aural.runtime", "aural.cli", "torch", "transformers", "aiohttp", "structlog")),
+        ("aural.runtime.session", (*SESSION_FORBIDS, "aural.runtime.server", "aural.runtime.audio")),
+        ("aural.runtime.engine.base", ("torch", "transformers", "llguidance", "onnxruntime", "av", "aiohttp")),
+        ("aural.runtime.audio", ("torch", "transformers", "llguidance", "aiohttp")),
+        ("aural.runtime.server", ("torch", "transformers", "llguidance")),  # it serves any engine
+    ],
+)
+def test_importing_a_package_loads_nothing_it_must_not(package: str, forbidden: tuple[str, ...]) -> None:
+    """Every module of `package` imported (transitively, whatever it imports in turn)."""
+    loaded = _loaded(f"""
+        import importlib, pkgutil
+        package = importlib.import_module({package!r})
+        for found in pkgutil.walk_packages(getattr(package, "__path__", []), {package!r} + "."):
+            importlib.import_module(found.name)
+    """)
+    assert sorted(name for name in loaded if _within(name, forbidden)) == []
+
+
+def test_a_session_with_tools_never_loads_the_grammar_library() -> None:
+    """Its schema checks are the engine's capability, handed over: the session itself never reaches for it."""
+    loaded = _loaded("""
+        import json
+        from aural.protocols import decode_client_event
+        from aural.runtime.engine.base import ModelCapabilities
+        from aural.runtime.session.inputs import ClientSent
+        from aural.runtime.session.session import ConversationSession
+
+        session = ConversationSession("m", ModelCapabilities(480000, 8192, lambda schema: None))
+        tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+        for event in ({"type": "session.update", "session": {"tools": [tool]}},
+                      {"type": "response.create", "response": {"tools": [tool], "tool_choice": "required"}}):
+            step = session.receive(ClientSent(decode_client_event(json.dumps(event))))
+            assert step.events[0].type != "error", step
+    """)
+    assert not {"llguidance", "aural.runtime.engine.tool_grammar"} & loaded

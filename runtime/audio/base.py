@@ -1,6 +1,6 @@
-"""What every input audio decoder is: the `AudioDecoder` protocol the session drives, and its errors.
+"""What every input audio decoder is: the `AudioDecoder` protocol, and the error it raises.
 
-Free of PyAV so that the session, which has no I/O, can name the protocol without loading FFmpeg.
+Free of PyAV: the decoders that need FFmpeg import it themselves.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
-from aural.protocols.errors import ErrorCode, ProtocolError
-
 from ..engine.base import AudioSamples
+from ..errors import AudioError
 
 EMPTY: AudioSamples = np.zeros(0, dtype=np.float32)
 
@@ -19,8 +18,8 @@ EMPTY: AudioSamples = np.zeros(0, dtype=np.float32)
 class AudioDecoder(Protocol):
     """One input audio stream in a declared format, decoded to 16 kHz mono float32 as its bytes arrive.
 
-    `feed` and `flush` raise `ProtocolError(ErrorCode.BAD_AUDIO, ..., param="audio")` for input that is not
-    what was declared; the decoder is then spent and must be closed and replaced.
+    `feed` and `flush` raise `AudioError` for input that is not what was declared; the decoder is then spent
+    and must be closed and replaced.
     """
 
     def feed(self, data: bytes) -> AudioSamples:
@@ -37,7 +36,7 @@ class AudioDecoder(Protocol):
         ...
 
 
-def bad_audio(label: str, problem: str) -> ProtocolError:
+def bad_audio(label: str, problem: str) -> AudioError:
     """The error for a stream that is not valid `label` audio (`label` is the declared format, e.g.
     'audio/ogg'); `problem` is a sentence saying what was wrong."""
-    return ProtocolError(ErrorCode.BAD_AUDIO, f"Input audio declared as {label}: {problem}", param="audio")
+    return AudioError(f"Input audio declared as {label}: {problem}")

@@ -22,9 +22,8 @@ import av
 import numpy as np
 import structlog
 
-from aural.protocols.errors import ProtocolError
-
 from ..engine.base import AudioSamples
+from ..errors import AudioError
 from .base import EMPTY, bad_audio
 from .resample import MonoResampler
 
@@ -144,7 +143,7 @@ class _BoxOrder:
         self.done = False
 
     def feed(self, data: bytes) -> None:
-        """Raises `ProtocolError` when the media data comes before the index."""
+        """Raises `AudioError` when the media data comes before the index."""
         if self.done:
             return
         self._buffer += data
@@ -179,7 +178,7 @@ class _Decoding:
     def __init__(self, label: str, pipe: _Pipe) -> None:
         self.label = label
         self.pipe = pipe
-        self.error: ProtocolError | None = None
+        self.error: AudioError | None = None
         self._lock = threading.Lock()
         self._ready: list[AudioSamples] = []
 
@@ -240,7 +239,7 @@ class ContainerDecoder:
         """Pass a chunk to the decoder thread; returns the samples it has decoded since the last call.
 
         Raises:
-            ProtocolError: the stream does not start as the format does, is damaged, gives no audio, or is
+            AudioError: the stream does not start as the format does, is damaged, gives no audio, or is
                 sent faster than it decodes by more than `MAX_PENDING_BYTES`.
         """
         self._raise_error()
@@ -266,7 +265,7 @@ class ContainerDecoder:
         """End of the stream: waits for the thread to decode the rest; returns every sample not yet returned.
 
         Raises:
-            ProtocolError: as `feed`, and for a stream that ends inside its header or before any audio.
+            AudioError: as `feed`, and for a stream that ends inside its header or before any audio.
         """
         if self._thread is None:
             if self._head:

@@ -92,7 +92,7 @@ class PcmDecoder:
         """Decode a chunk; returns the samples available so far (possibly none).
 
         Raises:
-            ProtocolError: float32 samples that are not finite numbers.
+            AudioError: float32 samples that are not finite numbers.
         """
         data = self._carry + data
         usable = len(data) - len(data) % self.spec.frame_bytes

@@ -33,7 +33,7 @@ class WavDecoder:
         """Decode a chunk; returns the samples available so far (none while the header is incomplete).
 
         Raises:
-            ProtocolError: the stream is not RIFF WAVE, or holds samples of a kind Aural does not read.
+            AudioError: the stream is not RIFF WAVE, or holds samples of a kind Aural does not read.
         """
         if self._samples is None:
             self._head += data
@@ -49,7 +49,7 @@ class WavDecoder:
         """End of the stream: the last samples.
 
         Raises:
-            ProtocolError: the stream ended inside its header or before the data size it announced.
+            AudioError: the stream ended inside its header or before the data size it announced.
         """
         if self._samples is None:
             if self._head:

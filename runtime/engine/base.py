@@ -9,7 +9,7 @@ on this module alone.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,7 +57,7 @@ class ToolUse:
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class HistoryCall:
     """A call as it stands in the history: the function's name and its arguments as JSON text."""
 
     name: str
@@ -110,7 +110,7 @@ class Message:
     role: Literal["system", "user", "assistant", "tool"]
     parts: tuple[Part, ...]
     key: str = ""
-    tool_calls: tuple[ToolCall, ...] = ()
+    tool_calls: tuple[HistoryCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,11 +241,40 @@ class EngineStats:
         return self.blocks_total - self.blocks_used
 
 
+SchemaCheck = Callable[[Mapping[str, Any]], str | None]
+"""Why a model cannot constrain a call's arguments to a JSON Schema while decoding, or None when it can."""
+
+
+@dataclass(frozen=True)
+class ModelCapabilities:
+    """What the conversation layer must know of a model, which it cannot ask the model itself: it runs
+    without one (no torch, no grammar library), so the engine hands these over.
+
+    `clip_samples` is the longest audio the model's encoder reads as one piece (Qwen2-Audio: 30 s at
+    16 kHz): the session asks for a speculative prefill each time one completes while the user talks.
+    `context_window` is the model's context in tokens, reported to clients in `rate_limits.updated`.
+    `check_schema` tells whether a tool's parameters can be enforced while decoding.
+    """
+
+    clip_samples: int
+    context_window: int
+    check_schema: SchemaCheck
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    """The engine's state as `/healthz` reports it: "ok", or "degraded" with a sentence saying why."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    reason: str | None = None
+
+
 class Engine(ABC):
     """A loaded model that serves many sessions."""
 
     model_name: str
     max_context: int
+    capabilities: ModelCapabilities
 
     @abstractmethod
     async def open_session(self) -> EngineSession: ...
@@ -253,6 +282,10 @@ class Engine(ABC):
     def stats(self) -> EngineStats | None:
         """The KV pool's figures, if the engine has one (approximate while the device works)."""
         return None
+
+    @abstractmethod
+    def health(self) -> EngineHealth:
+        """The engine's state now; cheap and non-blocking (the event loop calls it)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -13,14 +13,16 @@ _REPLACEMENT = "\ufffd"
 _MAX_HELD = 8  # a sequence still incomplete after this many tokens is invalid: emit it as it is
 
 
-class Decoder(Protocol):
+class TokenDecoder(Protocol):
+    """What the detokenizer needs of a tokenizer: token ids back to text."""
+
     def decode(self, token_ids: list[int], skip_special_tokens: bool = ...) -> str: ...
 
 
 class IncrementalDetokenizer:
     """Feed token ids one by one; get back the new whole characters."""
 
-    def __init__(self, tokenizer: Decoder) -> None:
+    def __init__(self, tokenizer: TokenDecoder) -> None:
         self._tokenizer = tokenizer
         self._ids: list[int] = []
         self._prefix = 0  # start of the left context

@@ -14,12 +14,12 @@ from bisect import bisect_left
 
 from ..errors import GrammarError
 from .base import GenerationEvent, TextDelta, ToolCallDelta, ToolCallDone, ToolUse
-from .detokenizer import Decoder, IncrementalDetokenizer
+from .detokenizer import IncrementalDetokenizer, TokenDecoder
 from .tool_format import CallParser, ToolFormat
 from .tool_grammar import BoolMask, Constraint, Grammars
 
 
-class ReplyDecoder:
+class ReplyReader:
     """Feed a reply's tokens one by one (stop tokens excluded); get its events back.
 
     Args:
@@ -32,7 +32,9 @@ class ReplyDecoder:
         GrammarError: the tools' grammar does not compile ("required" mode, at once).
     """
 
-    def __init__(self, tokenizer: Decoder, use: ToolUse | None, tool_format: ToolFormat, grammars: Grammars) -> None:
+    def __init__(
+        self, tokenizer: TokenDecoder, use: ToolUse | None, tool_format: ToolFormat, grammars: Grammars
+    ) -> None:
         self._detokenizer = IncrementalDetokenizer(tokenizer)
         self._use = use if use is not None and use.mode != "none" and use.callable else None
         self._format = tool_format

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import FunctionSpec, ToolCall, ToolUse
+from .base import FunctionSpec, HistoryCall, ToolUse
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class ToolFormat(ABC):
         """Text appended to the system turn's content that describes the tools."""
 
     @abstractmethod
-    def assistant_content(self, text: str, calls: Sequence[ToolCall]) -> str:
+    def assistant_content(self, text: str, calls: Sequence[HistoryCall]) -> str:
         """The content of an assistant turn that says `text` then makes `calls`."""
 
     @abstractmethod

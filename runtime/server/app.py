@@ -1,7 +1,7 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
-    GET /healthz                  {"status": "ok", "model": ..., "sessions": n}
+    GET /healthz                  {"status": "ok" or "degraded", "model": ..., "sessions": n} (+ "reason")
     GET /v1/models                the served model names, OpenAI style
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
@@ -19,12 +19,12 @@ from aiohttp import web
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 
-from ..audio.decoders import make_decoder
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
-from ..session.commands import error_event
 from ..session.session import ConversationSession
+from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
+from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
@@ -34,7 +34,7 @@ ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
-VAD: web.AppKey[SileroVad] = web.AppKey("vad", SileroVad)
+VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
 
 
@@ -44,6 +44,7 @@ def create_app(
     model_names: Sequence[str] = (),
     max_sessions: int = 64,
     server_tools: ToolRunner | None = None,
+    vad: SpeechModel | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -53,6 +54,7 @@ def create_app(
         max_sessions: concurrent conversations; the next one is refused with an `error` event.
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
+        vad: the voice activity model for server VAD; silero-vad by default.
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -62,9 +64,9 @@ def create_app(
     app[MODEL_NAMES] = (engine.model_name, *model_names)
     app[SESSIONS] = set()
     app[MAX_SESSIONS] = max_sessions
-    app[VAD] = SileroVad.load()
+    app[VAD] = vad or SileroVad.load()
     app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
-    check_server_tools(app[SERVER_TOOLS])
+    check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
@@ -91,11 +93,14 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    tools = app[SERVER_TOOLS]
+    server_tools = app[SERVER_TOOLS]
     session = ConversationSession(
-        requested or names[0], make_decoder, context_window=app[ENGINE].max_context, server_tools=tools.definitions
+        requested or names[0],
+        app[ENGINE].capabilities,
+        server_tools=server_tools.definitions,
+        max_tool_rounds=server_tools.max_rounds,
     )
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], tools)
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools)
     app[SESSIONS].add(driver)
     try:
         await driver.run()
@@ -105,8 +110,14 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """The engine's health (a reason when degraded), the model's name and the live conversations."""
     app = request.app
-    return web.json_response({"status": "ok", "model": app[ENGINE].model_name, "sessions": len(app[SESSIONS])})
+    engine = app[ENGINE]
+    health = engine.health()
+    report: dict[str, object] = {"status": health.status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
+    if health.reason is not None:
+        report["reason"] = health.reason
+    return web.json_response(report)
 
 
 async def models(request: web.Request) -> web.Response:

@@ -1,16 +1,16 @@
-"""What the conversation state machine asks of its driver: engine commands, and the `error` event.
+"""What the conversation session asks of its driver, and the `Step` it answers every input with.
 
-The session never touches the engine, the socket or the voice activity model itself; it returns these
-commands in order among the server events, and the driver carries them out.
+The session never touches the engine, the socket, the voice activity model or a tool: each input it
+receives (`inputs.py`) gives a `Step`, the server events to send and the commands to carry out, each in
+order. A command whose work has results names the input that brings them back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aural.protocols import server_events as se
-from aural.protocols.errors import ProtocolError
-from aural.protocols.models import ErrorDetail, FunctionCallItem
+from aural.protocols import client_events as ce
+from aural.protocols.models import AudioFormat, FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams
@@ -18,8 +18,9 @@ from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams
 
 @dataclass(frozen=True)
 class StartResponse:
-    """Command: generate a reply to `conversation` under `reply_key` (the assistant item's id).
-    `in_conversation` False: an out-of-band reply that must not touch the conversation's cache."""
+    """Generate a reply to `conversation` under `reply_key` (the assistant item's id) and report its events as
+    `Generated` inputs. `in_conversation` False: an out-of-band reply that must not touch the conversation's
+    cache."""
 
     response_id: str
     reply_key: str
@@ -30,15 +31,15 @@ class StartResponse:
 
 @dataclass(frozen=True)
 class CancelResponse:
-    """Command: stop the generation of `response_id` (it then reports `on_done` as cancelled)."""
+    """Stop the generation of `response_id` (its last `Generated` input then ends it as cancelled)."""
 
     response_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class DetectSpeech:
-    """Command: run voice activity detection over the next samples of detection stream `stream` and
-    report the probabilities to `on_speech` (a new stream number means: start a fresh detector state)."""
+    """Run voice activity detection over the next samples of detection stream `stream`, in order, and report
+    the probabilities as `SpeechScored` (a new stream number means: start a fresh detector state)."""
 
     stream: int
     samples: AudioSamples
@@ -46,8 +47,8 @@ class DetectSpeech:
 
 @dataclass(frozen=True)
 class Prefill:
-    """Command: bring the conversation's cache to `conversation` now, without replying (the user is
-    still talking or the turn is about to end: the reply that follows will find it computed)."""
+    """Bring the conversation's cache to `conversation` now, without replying (the user is still talking or the
+    turn is about to end: the reply that follows will find it computed)."""
 
     conversation: list[Message]
     tools: tuple[FunctionSpec, ...] = ()
@@ -55,8 +56,8 @@ class Prefill:
 
 @dataclass(frozen=True)
 class Transcribe:
-    """Command: transcribe a user audio part in a side pass that never touches the conversation's
-    cache; report through `on_transcript_delta` / `on_transcript_done`."""
+    """Transcribe a user audio part in a side pass that never touches the conversation's cache, and report its
+    events as `Transcribed` inputs."""
 
     item_id: str
     content_index: int
@@ -66,8 +67,8 @@ class Transcribe:
 
 @dataclass(frozen=True)
 class RunTools:
-    """Command: run these calls of server tools (made by response `response_id`) concurrently, and report each
-    output to `on_tool_result`."""
+    """Run these calls of server tools (made by response `response_id`) concurrently, and report each output
+    as a `ToolReturned` input."""
 
     response_id: str
     calls: tuple[FunctionCallItem, ...]
@@ -75,18 +76,61 @@ class RunTools:
 
 @dataclass(frozen=True)
 class CancelTools:
-    """Command: stop the server tool calls of these responses that still run; their outputs are not wanted."""
+    """Stop the server tool calls of these responses that still run; their outputs are not wanted."""
 
     response_ids: tuple[str, ...]
 
 
-Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools
-Output = ServerEventBase | Command
+@dataclass(frozen=True)
+class DecodeAudio:
+    """Decode the next bytes of the input audio stream (in `format`; a new stream starts when none is open),
+    off the event loop and in order, and answer with `AudioDecoded` before the next client event."""
+
+    data: bytes
+    format: AudioFormat
+    event_id: str | None
+    """The client event that sent the bytes (None: a binary frame), named by an error."""
 
 
-def error_event(exc: ProtocolError) -> se.Error:
-    """The `error` event for a protocol error."""
-    detail = ErrorDetail(
-        type=exc.error_type, code=exc.code.value, message=exc.message, param=exc.param, event_id=exc.event_id
-    )
-    return se.Error(error=detail)
+@dataclass(frozen=True)
+class EndAudio:
+    """End the input audio stream: decode what it still holds and answer with `AudioEnded`, which brings back
+    `resume`, the client event that needed the stream ended (a commit, a clear, a change of format)."""
+
+    resume: ce.ClientEvent
+
+
+@dataclass(frozen=True)
+class DecodeClips:
+    """Decode whole audio blobs of a client event (each a stream of its own, in `format`) and answer with
+    `ClipsDecoded`, which brings back `resume`, the event that carries them."""
+
+    clips: tuple[bytes, ...]
+    format: AudioFormat
+    resume: ce.ClientEvent
+
+
+Decode = DecodeAudio | EndAudio | DecodeClips
+"""The commands of the ingest stage, which the driver answers before it reads the next client event."""
+Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools | Decode
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one input gives: server events to send, then commands to carry out, each in order."""
+
+    events: tuple[ServerEventBase, ...] = ()
+    commands: tuple[Command, ...] = ()
+
+    def __add__(self, other: Step) -> Step:
+        return Step(self.events + other.events, self.commands + other.commands)
+
+
+def emit(*events: ServerEventBase) -> Step:
+    """A step of events alone."""
+    return Step(events)
+
+
+def order(*commands: Command) -> Step:
+    """A step of commands alone."""
+    return Step((), commands)

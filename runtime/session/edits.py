@@ -1,20 +1,21 @@
-"""Items a client makes or edits: validation, decoded audio, truncation. Pure functions of the item."""
+"""Items a client makes or edits: their audio, validation, truncation. Pure functions of the item."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Callable
 
+from aural.protocols import client_events as ce
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, InputAudio, Item, MessageItem, OutputText
 from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioSamples
+from .input_audio import MIN_AUDIO, MIN_AUDIO_MS
 from .items import StoredItem
 
-MIN_AUDIO_MS = 100
-MIN_AUDIO = MIN_AUDIO_MS * SAMPLE_RATE // 1000
 _ALLOWED = {"user": ("input_text", "input_audio"), "system": ("input_text",), "assistant": ("output_text",)}
 
 
@@ -24,6 +25,24 @@ def b64decode(data: str, param: str) -> bytes:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(ErrorCode.BAD_AUDIO, "Audio must be valid base64.", param=param) from None
+
+
+def audio_clips(event: ce.ClientEvent) -> tuple[bytes, ...]:
+    """The audio blobs the items of a client event carry (`conversation.item.create`, a `response.create`'s
+    input), once each; what is not valid base64 is left to `client_item` to refuse, in its order."""
+    if isinstance(event, ce.ConversationItemCreate):
+        items: list[ce.InputItem] = [event.item]
+    elif isinstance(event, ce.ResponseCreate) and event.response is not None and event.response.input:
+        items = event.response.input
+    else:
+        return ()
+    clips: dict[bytes, None] = {}
+    for item in items:
+        for part in item.content if isinstance(item, MessageItem) else []:
+            if isinstance(part, InputAudio) and part.audio:
+                with contextlib.suppress(ProtocolError):
+                    clips[b64decode(part.audio, "audio")] = None
+    return tuple(clips)
 
 
 def client_item(item: Item, param: str, decode: Callable[[bytes], AudioSamples]) -> StoredItem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import (
     FunctionCallItem,
@@ -21,7 +22,7 @@ from aural.protocols.models import (
     OutputText,
 )
 
-from ..engine.base import AudioPart, AudioSamples, Message, Part, ToolCall
+from ..engine.base import AudioPart, AudioSamples, HistoryCall, Message, Part
 
 
 @dataclass
@@ -42,7 +43,7 @@ class StoredItem:
         """The item as the engine sees it."""
         item = self.item
         if isinstance(item, FunctionCallItem):
-            return Message("assistant", (), key=self.turn or "", tool_calls=(ToolCall(item.name, item.arguments),))
+            return Message("assistant", (), key=self.turn or "", tool_calls=(HistoryCall(item.name, item.arguments),))
         if isinstance(item, FunctionCallOutputItem):
             return Message("tool", (item.output,), key=self.id)
         parts: list[Part] = []
@@ -53,6 +54,21 @@ class StoredItem:
                 parts.append(AudioPart(f"{self.id}/{index}", self.audio[index]))
         key = (self.turn or "") if item.role == "assistant" else self.id
         return Message(item.role, tuple(parts), key=key)
+
+
+def public(item: Item | None) -> Item:
+    """A copy of an item safe to send or keep: events must not share mutable state."""
+    assert item is not None
+    return item.model_copy(deep=True)
+
+
+def added(stored: StoredItem, previous: str | None) -> tuple[se.ConversationItemAdded, se.ConversationItemDone]:
+    """The events that announce an item the conversation took whole."""
+    item = public(stored.item)
+    return (
+        se.ConversationItemAdded(item=item, previous_item_id=previous),
+        se.ConversationItemDone(item=item, previous_item_id=previous),
+    )
 
 
 class Conversation:
@@ -93,6 +109,20 @@ class Conversation:
             position = self._items.index(self.get(previous_item_id, param="previous_item_id")) + 1
         self._items.insert(position, stored)
         return self._items[position - 1].id if position > 0 else None
+
+    def check_calls(self, item: Item) -> None:
+        """Raises: ProtocolError for a call output whose `call_id` no call in the conversation has, or a
+        function call whose `call_id` is taken."""
+        if isinstance(item, FunctionCallOutputItem) and self.find_call(item.call_id) is None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE,
+                f"No function call with call_id '{item.call_id}' in the conversation.",
+                param="item.call_id",
+            )
+        if isinstance(item, FunctionCallItem) and self.find_call(item.call_id) is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"call_id '{item.call_id}' is already used.", param="item.call_id"
+            )
 
     def replace(self, stored: StoredItem) -> None:
         """Replace the item with the same id, if it is still there (the client may have deleted it)."""

@@ -1,152 +1,174 @@
-"""One response's life on the wire: from `response.created` to `response.done`.
+"""The running response: its start, the engine's progress on it, its cancellation and its end.
 
-The assistant item appears with the first text (or at the end of an empty but finished reply without
-calls), so a response that fails or is cancelled before saying anything leaves nothing in the
-conversation. Function calls follow the text as their own output items (see `tool_calls`); the
-message item is closed when the first call opens.
+One response runs at a time. Its text and function calls stream as wire events (`response_run`,
+`tool_calls`) and land in the conversation as its items (the assistant message, each call), which share
+the response's reply key so that the engine renders them as the one turn it generated. After a cancel
+nothing more is sent, so the assistant item holds exactly the text the client received. When the engine
+ends the response, `progress` hands the finished run back: what follows (server tools, a turn that waited,
+the idle timer) is the router's decision.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Literal
 
 from aural.protocols import server_events as se
-from aural.protocols.errors import ErrorCode
-from aural.protocols.models import (
-    InputTokenDetails,
-    MessageItem,
-    OutputText,
-    OutputTokenDetails,
-    Response,
-    StatusDetails,
-    StatusError,
-    TextPart,
-    Usage,
+from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.models import RateLimit, Response, ResponseParams, SessionConfig
+from aural.protocols.server_events import ServerEventBase, new_id
+
+from ..engine.base import (
+    GenerationDone,
+    GenerationEvent,
+    Message,
+    SamplingParams,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallDone,
+    ToolUse,
 )
-from aural.protocols.server_events import ServerEventBase
-
-from ..engine.base import GenerationDone, TokenUsage
+from .commands import CancelResponse, StartResponse, Step, emit, order
+from .items import Conversation, StoredItem, public
+from .response_run import ResponseRun
 from .tool_calls import CallRun
-from .wire_errors import wire_code
-
-_STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled", "error": "failed"}
+from .wire_errors import error_event, wire_code, wire_error
 
 
-def wire_usage(usage: TokenUsage) -> Usage:
-    return Usage(
-        total_tokens=usage.input_tokens + usage.output_tokens,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        input_token_details=InputTokenDetails(
-            cached_tokens=usage.cached_tokens,
-            text_tokens=usage.input_tokens - usage.audio_tokens,
-            audio_tokens=usage.audio_tokens,
-        ),
-        output_token_details=OutputTokenDetails(text_tokens=usage.output_tokens),
-    )
+class Responses:
+    """The response being generated, if any, and what it does to the conversation.
 
+    Args:
+        items: the conversation, where an in-conversation response's items go.
+        context_window: the model's context in tokens, reported after each response (`rate_limits.updated`).
+        conversation_id: the conversation's id, which in-conversation responses name.
+    """
 
-@dataclass
-class ResponseRun:
-    """The wire state of the response being generated."""
+    def __init__(self, items: Conversation, context_window: int, conversation_id: str) -> None:
+        self._items = items
+        self._context_window = context_window
+        self._conversation_id = conversation_id
+        self.running: ResponseRun | None = None
 
-    response: Response
-    in_conversation: bool
-    item_id: str
-    item: MessageItem | None = None
-    previous_item_id: str | None = None
-    text: str = ""
-    cancel_reason: str | None = None
-    output_index: int = 0
-    closed: bool = False
-    calls: dict[int, CallRun] = field(default_factory=dict)
-    """The function calls of this response, by their index in the reply."""
+    def begin(
+        self,
+        params: ResponseParams,
+        config: SessionConfig,
+        tools: ToolUse | None,
+        max_tokens: int | Literal["inf"] | None,
+        conversation: list[Message],
+        depth: int,
+    ) -> Step:
+        """Start a response (none may be running) over `conversation` with `params`, the session's `config`
+        filling in what they leave out: `response.created`, and the command that generates it.
 
-    @property
-    def id(self) -> str:
-        return self.response.id
-
-    def created(self) -> se.ResponseCreated:
-        return se.ResponseCreated(response=self.response.model_copy(deep=True))
-
-    def _open_item(self, previous_item_id: str | None) -> list[ServerEventBase]:
-        self.previous_item_id = previous_item_id
-        self.item = MessageItem(id=self.item_id, role="assistant", status="in_progress", content=[OutputText(text="")])
-        self.output_index = len(self.response.output)
-        self.response.output.append(self.item)
-        item, index = self.item.model_copy(deep=True), self.output_index
-        events: list[ServerEventBase] = [se.ResponseOutputItemAdded(response_id=self.id, output_index=index, item=item)]
-        if self.in_conversation:
-            events.append(se.ConversationItemAdded(item=item, previous_item_id=previous_item_id))
-        events.append(
-            se.ResponseContentPartAdded(
-                response_id=self.id, item_id=self.item_id, output_index=index, content_index=0, part=TextPart()
-            )
+        Args:
+            depth: server tool rounds answered and continued in a row before this response.
+        """
+        assert self.running is None
+        in_conversation = params.conversation != "none"
+        instructions = params.instructions if params.instructions is not None else config.instructions
+        temperature = params.temperature if params.temperature is not None else config.temperature
+        top_p = params.top_p if params.top_p is not None else config.top_p
+        sampling = SamplingParams(
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            temperature=temperature or 0.0,
+            top_p=top_p or 1.0,
+            tools=tools,
         )
-        return events
-
-    def delta(self, text: str, previous_item_id: str | None) -> list[ServerEventBase]:
-        """Events for new text; the first text also opens the assistant item."""
-        events = self._open_item(previous_item_id) if self.item is None else []
-        assert self.item is not None
-        self.text += text
-        events.append(
-            se.ResponseOutputTextDelta(
-                response_id=self.id, item_id=self.item_id, output_index=self.output_index, content_index=0, delta=text
-            )
+        response = Response(
+            id=new_id("resp"),
+            conversation_id=self._conversation_id if in_conversation else None,
+            max_output_tokens=max_tokens,
+            metadata=params.metadata,
         )
-        return events
+        conversation = with_instructions(conversation, instructions)
+        run = ResponseRun(response, in_conversation, item_id=new_id("item"), params=params, depth=depth)
+        self.running = run
+        return Step((run.created(),), (StartResponse(run.id, run.item_id, conversation, sampling, in_conversation),))
 
-    def close_message(self, completed: bool) -> list[ServerEventBase]:
-        """Close the message item (before a call, or at the end); nothing if none is open."""
-        if self.item is None or self.closed:
-            return []
-        self.closed = True
-        item_id, index = self.item_id, self.output_index
-        self.item.status = "completed" if completed else "incomplete"
-        self.item.content = [OutputText(text=self.text)]
-        item = self.item.model_copy(deep=True)
-        events: list[ServerEventBase] = [
-            se.ResponseOutputTextDone(
-                response_id=self.id, item_id=item_id, output_index=index, content_index=0, text=self.text
-            ),
-            se.ResponseContentPartDone(
-                response_id=self.id,
-                item_id=item_id,
-                output_index=index,
-                content_index=0,
-                part=TextPart(text=self.text),
-            ),
-            se.ResponseOutputItemDone(response_id=self.id, output_index=index, item=item),
-        ]
-        if self.in_conversation:
-            events.append(se.ConversationItemDone(item=item, previous_item_id=self.previous_item_id))
-        return events
+    def cancel(self, reason: str) -> Step:
+        """Stop the running response for `reason` (nothing more is asked of a response already stopping)."""
+        run = self.running
+        if run is None or run.cancel_reason is not None:
+            return Step()
+        run.cancel_reason = reason
+        return order(CancelResponse(run.id))
 
-    def done(self, result: GenerationDone, previous_item_id: str | None) -> list[ServerEventBase]:
-        """Close the item (if any) and the response; `previous_item_id` places an item opened now."""
-        status = _STATUS[result.reason]
+    def progress(self, response_id: str, event: GenerationEvent) -> tuple[Step, ResponseRun | None]:
+        """The engine went on with response `response_id`; returns the events, and the run once it ended."""
+        run = self.running
+        if run is None or run.id != response_id:
+            return Step(), None
+        if isinstance(event, TextDelta):
+            return self._text(run, event.text), None
+        if isinstance(event, GenerationDone):
+            return self._done(run, event), run
+        return self._call(run, event), None
+
+    def _text(self, run: ResponseRun, text: str) -> Step:
+        if not text or run.cancel_reason is not None:
+            return Step()
+        opening = run.item is None
+        events = run.delta(text, self._items.last_id())
+        if opening and run.in_conversation:
+            self._items.insert(StoredItem(public(run.item), turn=run.item_id))
+        return emit(*events)
+
+    def _call(self, run: ResponseRun, event: ToolCallDelta | ToolCallDone) -> Step:
         events: list[ServerEventBase] = []
-        if self.item is None and not self.calls and status in ("completed", "incomplete"):
-            events += self._open_item(previous_item_id)
-        events += self.close_message(status == "completed")
-        for call in self.calls.values():
-            if not call.done:
-                events += call.drop(self.response, self.in_conversation)
-        self.response.status = status  # type: ignore[assignment]
-        self.response.usage = wire_usage(result.usage)
-        if status == "cancelled":
-            reason = self.cancel_reason or "client_cancelled"
-            self.response.status_details = StatusDetails(type="cancelled", reason=reason)  # type: ignore[arg-type]
-        elif status == "incomplete":
-            self.response.status_details = StatusDetails(type="incomplete", reason="max_output_tokens")
-        elif status == "failed":
-            failure = result.error
-            code = wire_code(failure).value if failure else ErrorCode.SERVER_ERROR.value
-            message = failure.message if failure else "The response failed."
-            error = StatusError(type="server_error", code=code, message=message)
-            self.response.status_details = StatusDetails(type="failed", error=error)
-        else:
-            self.response.status_details = StatusDetails(type="completed")
-        events.append(se.ResponseDone(response=self.response.model_copy(deep=True)))
-        return events
+        call = run.calls.get(event.index)
+        if call is None:
+            events += run.close_message(completed=True)
+            if run.item is not None and run.in_conversation:
+                self._items.replace(StoredItem(public(run.item), turn=run.item_id))
+            call, opened = CallRun.open(run.response, event.name, self._items.last_id(), run.in_conversation)
+            run.calls[event.index] = call
+            events += opened
+            if run.in_conversation:
+                self._items.insert(StoredItem(public(call.item), turn=run.item_id))
+        if isinstance(event, ToolCallDelta):
+            return emit(*events, *(call.delta(run.id, event.arguments) if event.arguments else []))
+        events += call.finish(run.id, event.arguments, run.in_conversation)
+        if run.in_conversation:
+            self._items.replace(StoredItem(public(call.item), turn=run.item_id))
+        return emit(*events)
+
+    def _done(self, run: ResponseRun, result: GenerationDone) -> Step:
+        """Close the response (completed, cut, cancelled or failed) and keep its items."""
+        opening = run.item is None
+        events = run.done(result, self._items.last_id())
+        self.running = None
+        if run.item is not None and run.in_conversation:
+            final = StoredItem(public(run.item), turn=run.item_id)
+            if opening:
+                self._items.insert(final)
+            else:
+                self._items.replace(final)
+        cut = [call for call in run.calls.values() if not call.done]
+        for call in cut if run.in_conversation else []:
+            self._items.delete(call.item_id, detach=False)  # the engine cut its tokens from the turn
+        if cut and result.reason == "length":
+            message = (
+                f"The call of '{cut[0].item.name}' was cut off at the output token limit before it was complete, "
+                "so it was dropped: raise max_output_tokens or simplify the function's parameters."
+            )
+            events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
+        if result.error is not None and wire_code(result.error) is not ErrorCode.SERVER_ERROR:
+            events.append(error_event(wire_error(result.error)))
+        used = result.usage.input_tokens + result.usage.output_tokens
+        if run.in_conversation and used:
+            room = RateLimit(
+                name="tokens",
+                limit=self._context_window,
+                remaining=max(0, self._context_window - used),
+                reset_seconds=0.0,
+            )
+            events.append(se.RateLimitsUpdated(rate_limits=[room]))
+        return emit(*events)
+
+
+def with_instructions(conversation: list[Message], instructions: str | None) -> list[Message]:
+    """`conversation` after the system turn that `instructions` make (none without them)."""
+    if not instructions:
+        return conversation
+    return [Message("system", (instructions,), key=f"instructions:{instructions}"), *conversation]

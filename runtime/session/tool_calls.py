@@ -24,19 +24,23 @@ from aural.protocols.models import (
     FunctionTool,
     Response,
     ResponseParams,
+    SessionConfig,
     ToolChoice,
     ToolChoiceFunction,
 )
 from aural.protocols.server_events import ServerEventBase, new_id
 
-from ..engine.base import FunctionSpec, ToolUse
-from ..engine.tool_grammar import schema_problem
+from ..engine.base import FunctionSpec, SchemaCheck, ToolUse
 
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 def check_tools(
-    tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str, server: Sequence[FunctionTool] = ()
+    tools: Sequence[FunctionTool],
+    choice: ToolChoice | None,
+    param: str,
+    check_schema: SchemaCheck,
+    server: Sequence[FunctionTool] = (),
 ) -> None:
     """Check tool definitions and the choice among them.
 
@@ -44,6 +48,7 @@ def check_tools(
         param: where they sit (`session`, `response`), for the error's `param`.
         server: the runtime's own tools (checked when loaded), offered too: their names are taken, and
             the choice may name one.
+        check_schema: whether the model can enforce a schema while decoding (its engine's capability).
 
     Raises:
         ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
@@ -68,7 +73,7 @@ def check_tools(
             raise ProtocolError(ErrorCode.INVALID_VALUE, message, param=f"{where}.name")
         names.add(tool.name)
         if tool.parameters:
-            _check_schema(tool.name, tool.parameters, f"{where}.parameters")
+            _check_schema(tool.name, tool.parameters, f"{where}.parameters", check_schema)
     if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -81,7 +86,7 @@ def check_tools(
         )
 
 
-def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
+def _check_schema(name: str, schema: Mapping[str, Any], param: str, check_schema: SchemaCheck) -> None:
     if schema.get("type") != "object":
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -96,13 +101,30 @@ def _check_schema(name: str, schema: Mapping[str, Any], param: str) -> None:
             f"The parameters of '{name}' are not a valid JSON Schema: {exc.message}",
             param=param,
         ) from None
-    problem = schema_problem(schema)
+    problem = check_schema(schema)
     if problem is not None:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
             f"The parameters of '{name}' cannot be enforced while decoding: {problem}",
             param=param,
         )
+
+
+def tools_for(
+    params: ResponseParams, config: SessionConfig, server: Sequence[FunctionTool], check_schema: SchemaCheck
+) -> ToolUse | None:
+    """The tools a response with `params` may call: the session's unless the response names its own, and the
+    server's (`server`: none out of the conversation, where their outputs could not go).
+
+    Raises:
+        ProtocolError: the response's tools or tool_choice are invalid.
+    """
+    tools = params.tools if params.tools is not None else config.tools or []
+    choice = params.tool_choice if params.tool_choice is not None else config.tool_choice
+    if params.tools is not None or params.tool_choice is not None:
+        check_tools(tools, choice, "response", check_schema, server)
+    parallel = params.parallel_tool_calls if params.parallel_tool_calls is not None else config.parallel_tool_calls
+    return tool_use([*tools, *server], choice, parallel)
 
 
 def tool_use(tools: Sequence[FunctionTool], choice: ToolChoice | None, parallel: bool | None) -> ToolUse | None:
@@ -185,16 +207,3 @@ class CallRun:
         """The call was cut off: out of the response's output, and out of the conversation."""
         response.output = [item for item in response.output if item is not self.item]
         return [se.ConversationItemDeleted(item_id=self.item_id)] if in_conversation else []
-
-
-@dataclass
-class ToolRound:
-    """The server tools' calls of one finished response, running in the runtime."""
-
-    waiting: set[str]
-    """The call ids not answered yet."""
-    follow_up: ResponseParams | None
-    """The response to create once every call is answered; None when the response called client tools too
-    (the client continues after answering its own calls)."""
-    depth: int
-    """Rounds in a row that the runtime answered and continued, this one included."""

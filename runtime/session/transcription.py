@@ -12,8 +12,8 @@ import math
 from aural.protocols import server_events as se
 from aural.protocols.models import AudioTranscription, ErrorDetail
 
-from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams
-from .commands import Output, Transcribe
+from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, GenerationDone, Message, SamplingParams, TextDelta
+from .commands import Step, Transcribe, emit, order
 from .items import Conversation
 from .wire_errors import wire_code
 
@@ -28,10 +28,10 @@ class Transcriptions:
         self._items = items
         self._texts: dict[tuple[str, int], str] = {}
 
-    def start(self, settings: AudioTranscription | None, item_id: str, index: int, audio: AudioSamples) -> list[Output]:
+    def start(self, settings: AudioTranscription | None, item_id: str, index: int, audio: AudioSamples) -> Step:
         """The command that transcribes an audio part, when the session asks for transcription."""
         if settings is None:
-            return []
+            return Step()
         prompt = PROMPT
         if settings.language:
             prompt += f" The speech is in the language '{settings.language}'."
@@ -40,20 +40,25 @@ class Transcriptions:
         message = Message("user", (AudioPart(f"{item_id}/{index}", audio), prompt), key=f"transcription:{item_id}")
         max_tokens = min(MAX_TOKENS, 16 + 8 * math.ceil(audio.size / SAMPLE_RATE))
         self._texts[(item_id, index)] = ""
-        return [Transcribe(item_id, index, [message], SamplingParams(max_tokens=max_tokens))]
+        return order(Transcribe(item_id, index, [message], SamplingParams(max_tokens=max_tokens)))
 
-    def delta(self, item_id: str, index: int, text: str) -> list[Output]:
-        """The side pass transcribed more of an audio part."""
+    def progress(self, item_id: str, index: int, event: TextDelta | GenerationDone) -> Step:
+        """The side pass transcribing an audio part went on."""
+        if isinstance(event, TextDelta):
+            return self._delta(item_id, index, event.text)
+        return self._done(item_id, index, event)
+
+    def _delta(self, item_id: str, index: int, text: str) -> Step:
         if (item_id, index) not in self._texts or not text:
-            return []
+            return Step()
         self._texts[(item_id, index)] += text
-        return [se.ConversationItemInputAudioTranscriptionDelta(item_id=item_id, content_index=index, delta=text)]
+        return emit(se.ConversationItemInputAudioTranscriptionDelta(item_id=item_id, content_index=index, delta=text))
 
-    def done(self, item_id: str, index: int, result: GenerationDone) -> list[Output]:
+    def _done(self, item_id: str, index: int, result: GenerationDone) -> Step:
         """The side pass ended; a finished transcript is also kept in the item."""
         transcript = self._texts.pop((item_id, index), None)
         if transcript is None:
-            return []
+            return Step()
         if result.reason in ("cancelled", "error"):
             detail = ErrorDetail(
                 type="server_error",
@@ -61,7 +66,7 @@ class Transcriptions:
                 message=result.error.message if result.error else "The transcription did not finish.",
             )
             failed = se.ConversationItemInputAudioTranscriptionFailed
-            return [failed(item_id=item_id, content_index=index, error=detail)]
+            return emit(failed(item_id=item_id, content_index=index, error=detail))
         self._items.set_transcript(item_id, index, transcript)
         usage = se.TranscriptUsage(
             input_tokens=result.usage.input_tokens,
@@ -69,4 +74,4 @@ class Transcriptions:
             total_tokens=result.usage.input_tokens + result.usage.output_tokens,
         )
         completed = se.ConversationItemInputAudioTranscriptionCompleted
-        return [completed(item_id=item_id, content_index=index, transcript=transcript, usage=usage)]
+        return emit(completed(item_id=item_id, content_index=index, transcript=transcript, usage=usage))

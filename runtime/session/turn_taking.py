@@ -1,11 +1,13 @@
-"""Server VAD for one session: where the user's current turn lies in the input audio stream.
+"""Server VAD for one session: where the user's turns lie in the input audio stream, and what they ask for.
 
 The driver runs the voice activity model over every decoded sample (a "detection stream"; a new one
 starts whenever detection is switched on or reconfigured) and reports one speech probability per
-512-sample window. `TurnTaking` turns them, through the `TurnDetector`, into events placed at
-absolute positions of the session's stream, and remembers the turn in progress: the item id it will
-become (announced in `speech_started`), where its committed audio begins (onset minus
-`prefix_padding_ms`) and how many of its 30 s clips were already handed to the model.
+512-sample window. `TurnTaking.hear` turns them, through the `TurnDetector`, into intents placed at
+absolute positions of the session's stream, which the router acts on: speech began (and may interrupt
+the response), read the turn ahead (each completed audio clip while the user talks, the whole turn when
+silence begins), the turn ended (commit it, and answer it), the idle timeout fired, older audio can go.
+It remembers the turn in progress: the item id it will become (announced in `speech_started`), where its
+committed audio begins (onset minus `prefix_padding_ms`) and how many of its clips were already read.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aural.protocols.models import ServerVad
+from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE
-from .turns import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
+from .input_audio import MIN_AUDIO
+from .turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
 
 DEFAULTS = ServerVad(
     threshold=0.5,
@@ -26,7 +30,7 @@ DEFAULTS = ServerVad(
     interrupt_response=True,
     idle_timeout_ms=None,
 )
-_PER_MS = SAMPLE_RATE // 1000
+PER_MS = SAMPLE_RATE // 1000
 
 
 def with_defaults(settings: ServerVad) -> ServerVad:
@@ -36,21 +40,51 @@ def with_defaults(settings: ServerVad) -> ServerVad:
 
 
 @dataclass(frozen=True)
-class Started:
-    onset: int  # sample position where speech began
+class SpeechBegan:
+    """The user started talking: turn `item_id`'s audio starts at `start`; `interrupt` the response and the
+    server tools when the settings say so."""
+
+    item_id: str
+    start: int
+    interrupt: bool
 
 
 @dataclass(frozen=True)
-class Ending:
-    end: int  # sample position where speech (tentatively) ended
+class ReadAhead:
+    """The turn so far (`start` to `end`) may be read by the model before it ends."""
 
-
-@dataclass(frozen=True)
-class Stopped:
+    item_id: str
+    start: int
     end: int
 
 
-TurnChange = Started | Ending | Stopped
+@dataclass(frozen=True)
+class SpeechEnded:
+    """The silence lasted: turn `item_id` is the audio from `start` to `end`; `respond` to it when committed."""
+
+    item_id: str
+    start: int
+    end: int
+    respond: bool
+
+
+@dataclass(frozen=True)
+class IdleTimedOut:
+    """No speech for `idle_timeout_ms` after a response: commit what the buffer holds up to `end` as turn
+    `item_id` and answer it."""
+
+    item_id: str
+    end: int
+
+
+@dataclass(frozen=True)
+class Forget:
+    """Audio before `position` can belong to no turn any more."""
+
+    position: int
+
+
+TurnIntent = SpeechBegan | ReadAhead | SpeechEnded | IdleTimedOut | Forget
 
 
 class TurnTaking:
@@ -60,18 +94,20 @@ class TurnTaking:
         settings: the session's `server_vad` settings, defaults filled in.
         stream: the detection stream's number.
         position: the sample position of the detection stream's first sample.
+        clip_samples: the audio the model reads as one piece: each completed one is read ahead.
     """
 
-    def __init__(self, settings: ServerVad, stream: int, position: int) -> None:
+    def __init__(self, settings: ServerVad, stream: int, position: int, clip_samples: int) -> None:
         self.settings = settings
         self.stream = stream
+        self._clip_samples = clip_samples
         self._origin = position
         self._windows = 0
         self._detector_origin = position
         self._detector = self._new_detector()
         self.item_id: str | None = None
         self.start: int | None = None  # where the turn's committed audio begins, while speech goes on
-        self.clips = 0  # completed 30 s clips of the turn already prefilled
+        self.clips = 0  # completed clips of the turn already read ahead
         self.idle_from: int | None = None  # where the idle timer started (after a response)
 
     @property
@@ -82,25 +118,41 @@ class TurnTaking:
     @property
     def padding(self) -> int:
         assert self.settings.prefix_padding_ms is not None
-        return self.settings.prefix_padding_ms * _PER_MS
+        return self.settings.prefix_padding_ms * PER_MS
 
-    def push(self, probabilities: Sequence[float]) -> list[TurnChange]:
-        """The next windows' speech probabilities → turn changes at absolute positions."""
-        changes: list[TurnChange] = []
+    def hear(self, probabilities: Sequence[float], *, buffer_start: int, responding: bool) -> list[TurnIntent]:
+        """The next windows' speech probabilities → what they ask for, in order.
+
+        Args:
+            buffer_start: the first position the input buffer still holds (a turn cannot start before it).
+            responding: a response runs (the idle timer waits for its end).
+        """
+        intents: list[TurnIntent] = []
         for event in self._detector.push(probabilities):
             if isinstance(event, SpeechStarted):
-                changes.append(Started(self._detector_origin + event.start_ms * _PER_MS))
-            elif isinstance(event, SpeechEnding):
-                changes.append(Ending(self._detector_origin + event.end_ms * _PER_MS))
-            else:
-                assert isinstance(event, SpeechStopped)
-                changes.append(Stopped(self._detector_origin + event.end_ms * _PER_MS))
+                start = max(buffer_start, self._at(event.start_ms) - self.padding)
+                self.item_id, self.start, self.clips, self.idle_from = new_id("item"), start, 0, None
+                intents.append(SpeechBegan(self.item_id, start, bool(self.settings.interrupt_response)))
+            elif isinstance(event, SpeechEnding) and self.item_id is not None and self.start is not None:
+                intents.append(ReadAhead(self.item_id, self.start, self._at(event.end_ms)))
+            elif isinstance(event, SpeechStopped) and self.item_id is not None and self.start is not None:
+                end = self._at(event.end_ms)
+                intents.append(SpeechEnded(self.item_id, self.start, end, self._respond))
+                self.end()
+                buffer_start = max(buffer_start, end)  # the router takes the turn out of the buffer
         self._windows += len(probabilities)
-        return changes
-
-    def begin(self, item_id: str, start: int) -> None:
-        """A turn began: its item will be `item_id`, its audio starts at `start`."""
-        self.item_id, self.start, self.clips, self.idle_from = item_id, start, 0, None
+        if self.item_id is not None and self.start is not None:
+            complete = (self.position - self.start) // self._clip_samples
+            if complete > self.clips:
+                self.clips = complete
+                intents.append(ReadAhead(self.item_id, self.start, self.start + complete * self._clip_samples))
+            return intents
+        if self._idle_for(responding):
+            self.idle_from = None
+            intents.append(IdleTimedOut(new_id("item"), self.position))
+        unconfirmed = self._detector.unconfirmed_ms
+        keep = self.position if unconfirmed is None else min(self.position, self._at(unconfirmed))
+        return [*intents, Forget(keep - max(self.padding, MIN_AUDIO))]
 
     def end(self) -> None:
         """The turn was committed or abandoned."""
@@ -111,6 +163,20 @@ class TurnTaking:
         self.end()
         self._detector_origin = self.position
         self._detector = self._new_detector()
+
+    @property
+    def _respond(self) -> bool:
+        return bool(self.settings.create_response)
+
+    def _at(self, ms: int) -> int:
+        """The stream position of a time the detector reports."""
+        return self._detector_origin + ms * PER_MS
+
+    def _idle_for(self, responding: bool) -> bool:
+        timeout = self.settings.idle_timeout_ms
+        if timeout is None or self.idle_from is None or responding:
+            return False
+        return self.position - self.idle_from >= timeout * PER_MS
 
     def _new_detector(self) -> TurnDetector:
         assert self.settings.threshold is not None and self.settings.silence_duration_ms is not None

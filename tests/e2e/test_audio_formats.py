@@ -12,21 +12,15 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
-from bench.codecs import STREAMS, encode
-from tests.speech import speak
+from tests.support.client import Event, RawClient, assert_consistent, assert_error, create_response, read_response
+from tests.support.codecs import STREAMS, encode
+from tests.support.speech import speak
 
-from .conftest import (
-    WIRE_RATE,
-    Connect,
-    Event,
-    RawClient,
-    assert_consistent,
-    assert_error,
-    create_response,
-    open_session,
-    read_response,
-)
+from .conftest import WIRE_RATE, Connect, open_session
+
+pytestmark = pytest.mark.model
 
 WEBM = STREAMS["webm-opus"]
 TEXT = "Hello, how are you?"

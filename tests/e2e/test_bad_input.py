@@ -9,10 +9,7 @@ from typing import Any
 import pytest
 
 from aural.runtime.engine.qwen2_audio.chat_format import audio_token_count
-
-from .conftest import (
-    RUNAWAY_PROMPT,
-    RUNAWAY_TOKENS,
+from tests.support.client import (
     Event,
     RawClient,
     add_text,
@@ -23,10 +20,12 @@ from .conftest import (
     cancel,
     commit_audio,
     create_response,
-    pcm_ms,
     read_response,
-    start_runaway,
 )
+
+from .conftest import RUNAWAY_PROMPT, RUNAWAY_TOKENS, pcm_ms, start_runaway
+
+pytestmark = pytest.mark.model
 
 
 def frame(**fields: Any) -> str:

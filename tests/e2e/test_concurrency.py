@@ -6,20 +6,11 @@ import asyncio
 
 import pytest
 
-from .conftest import (
-    Connect,
-    Endpoint,
-    Turn,
-    assert_consistent,
-    assert_error,
-    assert_turn_works,
-    audio_turn,
-    cancel,
-    open_session,
-    open_sessions,
-    start_runaway,
-    wait_for_sessions,
-)
+from tests.support.client import Turn, assert_consistent, assert_error, assert_turn_works, audio_turn, cancel
+
+from .conftest import Connect, Endpoint, open_session, open_sessions, start_runaway, wait_for_sessions
+
+pytestmark = pytest.mark.model
 
 
 async def test_turns_on_another_connection_while_a_response_runs(connect: Connect, speech_pcm: bytes) -> None:

@@ -9,8 +9,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 import aural.sdk
+from tests.support.client import assert_error, assert_turn_works
 
-from .conftest import MODEL, Connect, Endpoint, assert_error, assert_turn_works, get_json, open_session, open_sessions
+from .conftest import MODEL, Connect, Endpoint, get_json, open_session, open_sessions
+
+pytestmark = pytest.mark.model
 
 BROWSER_SUBPROTOCOLS = [Subprotocol("realtime"), Subprotocol("openai-insecure-api-key.abc")]
 

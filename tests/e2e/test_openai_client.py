@@ -34,8 +34,12 @@ from openai.types.realtime import (
 )
 from pydantic import BaseModel
 
-from .conftest import MODEL, Endpoint, RawClient, Turn, assert_consistent, b64, read_response, validate_openai
+from tests.support.client import RawClient, Turn, assert_consistent, b64, read_response, validate_openai
+
+from .conftest import MODEL, Endpoint
 from .test_tool_calls import PARAMS, TOOL
+
+pytestmark = pytest.mark.model
 
 SESSION: RealtimeSessionCreateRequestParam = {
     "type": "realtime",

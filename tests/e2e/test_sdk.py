@@ -17,8 +17,11 @@ from aural.protocols.server_events import (
     ResponseOutputTextDone,
 )
 from aural.sdk import Connection, ResponseStream, connect
+from tests.support.client import RECV_TIMEOUT
 
-from .conftest import MODEL, RECV_TIMEOUT, SAMPLE_WAV, Endpoint
+from .conftest import MODEL, SAMPLE_WAV, Endpoint
+
+pytestmark = pytest.mark.model
 
 
 def record_reads(conn: Connection, monkeypatch: pytest.MonkeyPatch) -> list[ServerEvent]:

@@ -18,8 +18,11 @@ from aural.protocols.client_events import ConversationItemRetrieve
 from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText, ToolChoiceFunction
 from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved
 from aural.sdk import Connection, ResponseStream, Tools, connect, tool
+from tests.support.client import RECV_TIMEOUT
 
-from .conftest import MODEL, RECV_TIMEOUT, Endpoint
+from .conftest import MODEL, Endpoint
+
+pytestmark = pytest.mark.model
 
 MAX_TOKENS = 160
 """Room for a call (its wrapper and arguments, bounded by the schemas below, in byte-level tokens)."""

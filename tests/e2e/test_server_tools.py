@@ -13,8 +13,9 @@ import pytest
 from pydantic import Field
 
 from aural.sdk.tools import Tools
+from tests.support.client import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
 
-from .conftest import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
+pytestmark = pytest.mark.model
 
 Word = Annotated[str, Field(max_length=6)]
 Digit = Annotated[int, Field(ge=0, le=9)]

@@ -15,6 +15,8 @@ from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
 from aural.runtime.server.run import tls_context
 
+pytestmark = pytest.mark.model
+
 CA = trustme.CA()
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import pytest
 
-from .conftest import RawClient, add_text, assert_error, read_response
+from tests.support.client import RawClient, add_text, assert_error, read_response
+
+pytestmark = pytest.mark.model
 
 PARAMS = {
     "type": "object",

@@ -1,6 +1,6 @@
 """Server VAD, barge-in, truncation, input transcription and binary audio frames, over the real server.
 
-Speech is espeak-ng's (tests/speech.py) with silences of known length, streamed as GA PCM16 at 24 kHz in
+Speech is espeak-ng's (tests/support/speech.py) with silences of known length, streamed as GA PCM16 at 24 kHz in
 20 ms chunks, faster than real time; every server frame is validated against openai's types.
 """
 
@@ -10,22 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.speech import utterance
+from tests.support.client import Event, RawClient, assert_error, audio_turn, b64, response_events, text_turn
+from tests.support.speech import utterance
 
-from .conftest import (
-    WIRE_RATE,
-    Connect,
-    Event,
-    RawClient,
-    assert_error,
-    audio_turn,
-    b64,
-    open_session,
-    pcm_ms,
-    response_events,
-    start_runaway,
-    text_turn,
-)
+from .conftest import WIRE_RATE, Connect, open_session, pcm_ms, start_runaway
+
+pytestmark = pytest.mark.model
 
 TOLERANCE_MS = 100
 CHUNK = 2 * WIRE_RATE // 50  # 20 ms of PCM16

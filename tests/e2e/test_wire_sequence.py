@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 
-from .conftest import MODEL, Event, RawClient, b64, output_text
+import pytest
+
+from tests.support.client import Event, RawClient, b64, output_text
+
+from .conftest import MODEL
+
+pytestmark = pytest.mark.model
 
 REFERENCE_TURN = [
     "input_audio_buffer.committed",

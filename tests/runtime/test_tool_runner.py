@@ -8,7 +8,8 @@ from typing import Any, cast
 import pytest
 
 from aural.protocols.models import FunctionTool
-from aural.runtime.engine.base import Engine
+from aural.runtime.engine.base import Engine, ModelCapabilities
+from aural.runtime.engine.tool_grammar import schema_problem
 from aural.runtime.server.app import SERVER_TOOLS, create_app
 from aural.runtime.tools import NO_TOOLS, ToolRunner, check_server_tools
 
@@ -32,11 +33,12 @@ def _tool(name: str, **schema: Any) -> FunctionTool:
 class _Engine:
     model_name = "stub"
     max_context = 1024
+    capabilities = ModelCapabilities(30 * 16000, 1024, schema_problem)
 
 
 def test_a_runner_of_the_right_shape_is_served() -> None:
     runner: ToolRunner = Echo(_tool("echo", type="string"))
-    check_server_tools(runner)
+    check_server_tools(runner, schema_problem)
     app = create_app(cast(Engine, _Engine()), server_tools=runner)
     assert app[SERVER_TOOLS] is runner
     assert create_app(cast(Engine, _Engine()))[SERVER_TOOLS] is NO_TOOLS
@@ -52,7 +54,7 @@ def test_a_runner_of_the_right_shape_is_served() -> None:
 )
 def test_tools_the_runtime_cannot_serve_are_refused(definitions: tuple[FunctionTool, ...], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        check_server_tools(Echo(*definitions))
+        check_server_tools(Echo(*definitions), schema_problem)
     with pytest.raises(ValueError, match=problem):
         create_app(cast(Engine, _Engine()), server_tools=Echo(*definitions))
 

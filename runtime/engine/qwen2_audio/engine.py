@@ -21,11 +21,13 @@ from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 from ...errors import ContextExceeded
 from ..base import (
     Engine,
+    EngineHealth,
     EngineSession,
     EngineStats,
     FunctionSpec,
     Generation,
     Message,
+    ModelCapabilities,
     SamplingParams,
     Truncation,
 )
@@ -33,9 +35,9 @@ from ..batching.kv_pool import KVPool, PoolGeometry, default_budget
 from ..batching.runner import ModelRunner
 from ..batching.scheduler import OnFull, Resident, Scheduler
 from ..generation import StreamedGeneration
-from ..tool_grammar import Grammars
+from ..tool_grammar import Grammars, schema_problem
 from .audio_encoder import AudioEncoder
-from .chat_format import QwenAudioChatFormat, Rendered, Renderer
+from .chat_format import CLIP_SAMPLES, QwenAudioChatFormat, Rendered, Renderer
 from .jobs import ReplyJob, SpeculationJob
 from .presets import PRESETS, build_preset
 
@@ -123,6 +125,7 @@ class TransformersEngine(Engine):
             host_budget=host_budget if host_budget is not None else budget,
             trace=trace,
         )
+        self.capabilities = ModelCapabilities(CLIP_SAMPLES, self.max_context, schema_problem)
         log.info(
             "kv pool ready",
             blocks=self.pool.num_blocks,
@@ -173,6 +176,9 @@ class TransformersEngine(Engine):
         session = TransformersSession(self)
         await self.scheduler.call(lambda: self.scheduler.add(session.resident))
         return session
+
+    def health(self) -> EngineHealth:
+        return EngineHealth()
 
     async def close(self) -> None:
         await asyncio.to_thread(self.shutdown)

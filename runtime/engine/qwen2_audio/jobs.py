@@ -22,7 +22,7 @@ from ...errors import ContextExceeded, EngineError, GrammarError, KVBudgetExceed
 from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
 from ..batching.scheduler import Job, Phase
 from ..generation import StreamedGeneration
-from ..reply import ReplyDecoder
+from ..reply import ReplyReader
 from .chat_format import Rendered
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class ReplyJob(Job):
         self.params = params
         self.out = out
         self.prefill: Prefill | None = None
-        self.reply: ReplyDecoder | None = None
+        self.reply: ReplyReader | None = None
         self.usage = TokenUsage()
         self.pending: list[int] = []  # sampled (and then forced by the grammar), not fed yet
         self.count = 0
@@ -230,7 +230,7 @@ class ReplyJob(Job):
         engine.pool.check_fits(len(rendered.ids) + 1)
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
         session.generated[self.reply_key] = []
-        self.reply = ReplyDecoder(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
         self.usage = TokenUsage(
             input_tokens=len(rendered.ids), cached_tokens=self.prefill.cached, audio_tokens=rendered.audio_tokens
         )

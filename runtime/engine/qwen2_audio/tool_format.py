@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ..base import FunctionSpec, ToolCall, ToolUse
+from ..base import FunctionSpec, HistoryCall, ToolUse
 from ..tool_format import CallParser, CallProgress, ToolFormat, arguments_schema
 
 
@@ -36,7 +36,7 @@ class QwenToolFormat(ToolFormat):
             "<args-json-object>}\n</tool_call>"
         )
 
-    def call_text(self, call: ToolCall) -> str:
+    def call_text(self, call: HistoryCall) -> str:
         """One call as the template writes it (arguments re-serialized as `tojson` does)."""
         try:
             arguments = json.dumps(json.loads(call.arguments), ensure_ascii=False)
@@ -44,7 +44,7 @@ class QwenToolFormat(ToolFormat):
             arguments = call.arguments
         return f'{self.opener}\n{{"name": "{call.name}", "arguments": {arguments}}}\n{self.closer}'
 
-    def assistant_content(self, text: str, calls: Sequence[ToolCall]) -> str:
+    def assistant_content(self, text: str, calls: Sequence[HistoryCall]) -> str:
         return self.separator.join([*([text] if text else []), *(self.call_text(call) for call in calls)])
 
     def results_content(self, outputs: Sequence[str]) -> str:

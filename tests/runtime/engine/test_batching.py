@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -29,6 +30,7 @@ from aural.runtime.engine.base import (
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.engine.qwen2_audio.jobs import ReplyJob
 from aural.runtime.errors import ContextExceeded, KVBudgetExceeded
+from tests.support.engines import loaded, tone
 from tests.support.reference import reference_generate
 
 NEAR_TIE = 1e-4
@@ -36,17 +38,14 @@ RUNAWAY = "x" * 100  # the tiny model's greedy reply to this does not stop for t
 TOOLS = (FunctionSpec("lookup", "Look a word up.", {"type": "object", "properties": {"word": {"type": "string"}}}),)
 
 
-def tone(seed: int, seconds: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * (200 + 90 * seed) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32", prefill_chunk=64, trace=100_000)
-    yield engine
-    engine.shutdown()
+def fleet() -> Iterator[TransformersEngine]:
+    """The tiny model with prefill chunks of 64 positions and its schedule kept."""
+    with loaded(prefill_chunk=64, trace=100_000) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -108,9 +107,10 @@ def scenarios() -> list[tuple[list[Message], int, ToolUse | None]]:
     ]
 
 
-async def test_batched_replies_equal_replies_alone_and_generate(engine, gaps):
+async def test_batched_replies_equal_replies_alone_and_generate(fleet, gaps):
     """Eight conversations decode in one batch, joining one after another and leaving at different steps:
     each reply equals the same conversation decoded alone and transformers' `generate()`."""
+    engine = fleet
     cases = scenarios()
     alone: list[list[int]] = []
     for index, (conversation, n, tools) in enumerate(cases):
@@ -155,9 +155,10 @@ async def _decoding(session: TransformersSession, key: str) -> tuple[asyncio.Tas
     return task, first
 
 
-async def test_a_long_prefill_puts_at_most_one_chunk_between_two_decode_steps(engine):
+async def test_a_long_prefill_puts_at_most_one_chunk_between_two_decode_steps(fleet):
     """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its prefill
     goes in chunks, and no live stream ever sees more than one chunk between two of its decode steps."""
+    engine = fleet
     streams = [await engine.open_session() for _ in range(4)]
     running = [await _decoding(session, f"s{i}") for i, session in enumerate(streams)]
     for _, first in running:
@@ -185,23 +186,17 @@ async def test_a_long_prefill_puts_at_most_one_chunk_between_two_decode_steps(en
         await session.close()
 
 
-def _small_engine(**options) -> TransformersEngine:
+def _small(engine: TransformersEngine, **options: Any) -> AbstractContextManager[TransformersEngine]:
     """The tiny model with a pool of 64 blocks of 16 positions (1,008 usable: block 0 pads)."""
-    tiny = TransformersEngine.load("tiny", device="cpu", dtype="float32", prefill_chunk=64, kv_budget=1, **options)
-    per_block = tiny.pool.bytes_per_block
-    tiny.shutdown()
-    return TransformersEngine.load(
-        "tiny", device="cpu", dtype="float32", prefill_chunk=64, kv_budget=64 * per_block, **options
-    )
+    return loaded(prefill_chunk=64, kv_budget=64 * engine.pool.bytes_per_block, **options)
 
 
 def _prompt(tag: str, length: int) -> list[Message]:
     return [Message("user", ((tag * length)[:length],), f"p{tag}")]
 
 
-async def test_a_full_pool_refuses_the_newcomer_and_the_others_finish():
-    engine = _small_engine(on_full="error")
-    try:
+async def test_a_full_pool_refuses_the_newcomer_and_the_others_finish(engine):
+    with _small(engine, on_full="error") as engine:
         first, second = await engine.open_session(), await engine.open_session()
         alone, _ = await reply(first, _prompt("a", 500), "a", 400)
         await first.close()
@@ -215,15 +210,12 @@ async def test_a_full_pool_refuses_the_newcomer_and_the_others_finish():
         huge = await engine.open_session()
         _, too_big = await reply(huge, _prompt("c", 1100), "c", 4)
         assert isinstance(too_big.error, KVBudgetExceeded), "a conversation larger than the pool fails at once"
-    finally:
-        await engine.close()
 
 
-async def test_a_full_pool_makes_the_newcomer_wait_then_serves_it_identically():
+async def test_a_full_pool_makes_the_newcomer_wait_then_serves_it_identically(engine):
     """With `on_full="wait"`, the second conversation waits for the first reply to end; the first
     conversation's cache then moves to host memory, and comes back bit for bit for its next turn."""
-    engine = _small_engine(on_full="wait", host_budget=8 * 2**20)
-    try:
+    with _small(engine, on_full="wait", host_budget=8 * 2**20) as engine:
         solo = await engine.open_session()
         expected_b, _ = await reply(solo, _prompt("b", 500), "b", 40)
         await solo.close()
@@ -245,18 +237,15 @@ async def test_a_full_pool_makes_the_newcomer_wait_then_serves_it_identically():
         tokens, done = await reply(first, follow, "a2", 10)
         assert tokens == expected_next
         assert done.usage.cached_tokens > 500, "restored, not recomputed"
-    finally:
-        await engine.close()
 
 
 @pytest.mark.parametrize("host_budget", [None, 0], ids=["offload", "drop"])
-async def test_idle_conversations_leave_the_pool_and_come_back_identically(host_budget):
+async def test_idle_conversations_leave_the_pool_and_come_back_identically(engine, host_budget):
     """After `idle_offload` seconds a conversation's cache leaves the pool: to host memory (restored bit for
     bit, the cache reused) or, past the host budget, dropped (recomputed): the next turn is the same."""
     conversation = [Message("user", (AudioPart("u/0", tone(2, 1.5)), "What is it?"), "u")]
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32", idle_offload=0.05, host_budget=host_budget)
-    reference = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    try:
+    reference = engine
+    with loaded(idle_offload=0.05, host_budget=host_budget) as engine:
         plain = await reference.open_session()
         await reply(plain, conversation, "r0", 12)
         follow = [*conversation, Message("assistant", ("ok",), "r0"), Message("user", ("And then?",), "n")]
@@ -273,9 +262,7 @@ async def test_idle_conversations_leave_the_pool_and_come_back_identically(host_
         tokens, done = await reply(session, follow, "r1", 12)
         assert tokens == expected
         assert (done.usage.cached_tokens > 0) == (host_budget is None)
-    finally:
-        await engine.close()
-        await reference.close()
+        await plain.close()
 
 
 async def _turns(session, count: int, truncation: Truncation, words: int = 60) -> list[GenerationDone]:
@@ -292,9 +279,10 @@ async def _turns(session, count: int, truncation: Truncation, words: int = 60) -
     return results
 
 
-async def test_retention_ratio_cuts_once_then_stays(engine):
+async def test_retention_ratio_cuts_once_then_stays(fleet):
     """Past the limit, the oldest turns go until half the limit is used; the following turns extend that
     cut (the cache reused) until the limit is reached again: one re-prefill per truncation, not per turn."""
+    engine = fleet
     session = await engine.open_session()
     results = await _turns(session, 24, Truncation("retention_ratio", 0.5, post_instructions=3000), words=20)
     assert all(done.reason == "length" for done in results)
@@ -305,7 +293,8 @@ async def test_retention_ratio_cuts_once_then_stays(engine):
     await session.close()
 
 
-async def test_disabled_truncation_fails_when_the_conversation_outgrows_the_limit(engine):
+async def test_disabled_truncation_fails_when_the_conversation_outgrows_the_limit(fleet):
+    engine = fleet
     session = await engine.open_session()
     results = await _turns(session, 12, Truncation("disabled", post_instructions=2000))
     assert results[-1].reason == "error" and isinstance(results[-1].error, ContextExceeded)
@@ -313,7 +302,8 @@ async def test_disabled_truncation_fails_when_the_conversation_outgrows_the_limi
     await session.close()
 
 
-async def test_auto_truncation_keeps_three_quarters_of_the_context(engine):
+async def test_auto_truncation_keeps_three_quarters_of_the_context(fleet):
+    engine = fleet
     session = await engine.open_session()
     results = await _turns(session, 14, Truncation("auto"), words=100)
     inputs = [done.usage.input_tokens for done in results]

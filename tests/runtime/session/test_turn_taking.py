@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from aural.protocols.models import MessageItem
-from aural.runtime.audio.pcm import PcmDecoder
-from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
+from aural.protocols.server_events import InputAudioBufferSpeechStarted
+from aural.runtime.engine.base import AudioPart, GenerationDone, TextDelta, TokenUsage
 from aural.runtime.errors import ModelFailure
-from aural.runtime.session.commands import CancelResponse, DetectSpeech, Output, Prefill, StartResponse, Transcribe
+from aural.runtime.session.commands import CancelResponse, DetectSpeech, Prefill, StartResponse, Transcribe
+from aural.runtime.session.inputs import Transcribed
 from aural.runtime.session.session import ConversationSession
-from tests.runtime.session_events import of, send, types
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, of, receive, scored, send, types
 
 WINDOW = 512  # samples per probability, 32 ms
 
@@ -35,7 +37,7 @@ def _speech(session: ConversationSession, pattern: list[tuple[float, int]], stre
     probabilities = [p for p, n in pattern for _ in range(n)]
     appended = _append(session, len(probabilities))
     assert sum(c.samples.size for c in of(appended, DetectSpeech)) == len(probabilities) * WINDOW
-    return session.on_speech(stream, probabilities)
+    return scored(session, stream, probabilities)
 
 
 def _vad(session: ConversationSession, **settings: Any) -> None:
@@ -46,24 +48,25 @@ def _vad(session: ConversationSession, **settings: Any) -> None:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    conversation = ConversationSession("tiny", PcmDecoder)
+    conversation = ConversationSession("tiny", CAPABILITIES)
     _vad(conversation)
     return conversation
 
 
 def test_a_turn_is_detected_committed_and_answered(session: ConversationSession) -> None:
     out = _speech(session, [(0.0, 20), (0.9, 40), (0.0, 20)])
-    assert types(out) == [
+    assert types(out) == [  # the events, then the commands
         "input_audio_buffer.speech_started",
-        "Prefill",
         "input_audio_buffer.speech_stopped",
         "input_audio_buffer.committed",
         "conversation.item.added",
         "conversation.item.done",
         "response.created",
+        "Prefill",
         "StartResponse",
     ]
-    started, prefill, stopped, committed = out[:4]
+    started, stopped, committed = out[:3]
+    (prefill,) = of(out, Prefill)
     assert started.audio_start_ms == 20 * 32 - 300, "onset minus prefix_padding_ms"
     assert stopped.audio_end_ms == 60 * 32
     assert started.item_id == stopped.item_id == committed.item_id
@@ -86,11 +89,11 @@ def test_a_pause_shorter_than_the_silence_duration_does_not_split_a_turn(session
 
 def test_speech_over_a_response_cancels_it_and_keeps_only_the_text_sent(session: ConversationSession) -> None:
     (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
-    session.on_delta(start.response_id, "Hello")
+    generated(session, start.response_id, "Hello")
     out = _speech(session, [(0.9, 10)])
     assert types(out) == ["input_audio_buffer.speech_started", "CancelResponse"]
-    assert session.on_delta(start.response_id, " world") == [], "nothing more is sent after the cancel"
-    done = session.on_done(start.response_id, GenerationDone("cancelled", TokenUsage(10, 0, 5, 3)))
+    assert generated(session, start.response_id, " world") == [], "nothing more is sent after the cancel"
+    done = generated(session, start.response_id, GenerationDone("cancelled", TokenUsage(10, 0, 5, 3)))
     response = next(o for o in done if getattr(o, "type", "") == "response.done").response
     assert response.status == "cancelled" and response.status_details.reason == "turn_detected"
     assistant = session.items.messages()[-1]
@@ -106,7 +109,7 @@ def test_without_interrupt_the_next_turn_is_answered_after_the_running_response(
     out = _speech(session, [(0.9, 20), (0.0, 20)], stream=2)
     assert not of(out, CancelResponse) and not of(out, StartResponse) and not of(out, Prefill)
     assert "input_audio_buffer.committed" in types(out)
-    done = session.on_done(first.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
+    done = generated(session, first.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
     (second,) = of(done, StartResponse)
     assert [m.role for m in second.conversation] == ["user", "user", "assistant"], "the empty reply closes last"
 
@@ -119,18 +122,32 @@ def test_long_speech_prefills_each_completed_clip(session: ConversationSession) 
     assert len({p.conversation[-1].key for p in prefills}) == 1, "the partial turn keeps its item id"
 
 
+@pytest.mark.parametrize("batch", [1, 2, 3, 40])
+def test_a_turn_starts_where_its_speech_does_however_the_windows_are_reported(
+    session: ConversationSession, batch: int
+) -> None:
+    """The detector confirms speech a few windows after it began: the audio before its onset is kept until
+    then, however many windows each report holds."""
+    probabilities = [0.0] * 20 + [0.9] * 20
+    _append(session, len(probabilities))
+    started = []
+    for first in range(0, len(probabilities), batch):
+        started += of(scored(session, 1, probabilities[first : first + batch]), InputAudioBufferSpeechStarted)
+    assert [event.audio_start_ms for event in started] == [20 * 32 - 300]
+
+
 def test_stale_detection_streams_are_ignored(session: ConversationSession) -> None:
     _vad(session, silence_duration_ms=300)
     appended = _append(session, 10)
     assert {c.stream for c in of(appended, DetectSpeech)} == {2}
-    assert session.on_speech(1, [0.9] * 10) == []
-    assert types(session.on_speech(2, [0.9] * 10)) == ["input_audio_buffer.speech_started"]
+    assert scored(session, 1, [0.9] * 10) == []
+    assert types(scored(session, 2, [0.9] * 10)) == ["input_audio_buffer.speech_started"]
 
 
 def test_idle_timeout_commits_and_answers(session: ConversationSession) -> None:
     _vad(session, idle_timeout_ms=1000)
     (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)], stream=2), StartResponse)
-    session.on_done(start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
+    generated(session, start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
     assert _speech(session, [(0.0, 20)], stream=2) == []
     out = _speech(session, [(0.0, 20)], stream=2)
     assert types(out)[0] == "input_audio_buffer.timeout_triggered"
@@ -147,8 +164,8 @@ def test_manual_commit_during_speech_uses_the_announced_item(session: Conversati
 def _answered(session: ConversationSession) -> tuple[str, str]:
     """A committed user turn and a finished reply 'Hello world'; returns their item ids."""
     (start,) = of(_speech(session, [(0.0, 10), (0.9, 40), (0.0, 20)]), StartResponse)
-    session.on_delta(start.response_id, "Hello world")
-    session.on_done(start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
+    generated(session, start.response_id, "Hello world")
+    generated(session, start.response_id, GenerationDone("stop", TokenUsage(10, 0, 5, 3)))
     return start.conversation[-1].key, start.reply_key
 
 
@@ -187,7 +204,7 @@ def test_bad_truncations_change_nothing(
 
 def test_an_item_cannot_be_truncated_while_its_response_runs(session: ConversationSession) -> None:
     (start,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), StartResponse)
-    session.on_delta(start.response_id, "Hi")
+    generated(session, start.response_id, "Hi")
     (error,) = send(session, type="conversation.item.truncate", item_id=start.reply_key, content_index=0,
                      audio_end_ms=0, text_end=1)  # fmt: skip
     assert error.error.param == "item_id"
@@ -200,11 +217,14 @@ def test_transcription_runs_aside_and_lands_in_the_item(session: ConversationSes
     assert types(out).index("Transcribe") < types(out).index("StartResponse")
     (message,) = transcribe.conversation
     assert isinstance(message.parts[0], AudioPart) and "Transcribe" in str(message.parts[1])
-    deltas = session.on_transcript_delta(transcribe.item_id, 0, "hel") + session.on_transcript_delta(
-        transcribe.item_id, 0, "lo"
-    )
+    deltas = [
+        *receive(session, Transcribed(transcribe.item_id, 0, TextDelta("hel", ()))),
+        *receive(session, Transcribed(transcribe.item_id, 0, TextDelta("lo", ()))),
+    ]
     assert [d.delta for d in deltas] == ["hel", "lo"]
-    (completed,) = session.on_transcript_done(transcribe.item_id, 0, GenerationDone("stop", TokenUsage(40, 0, 30, 2)))
+    (completed,) = receive(
+        session, Transcribed(transcribe.item_id, 0, GenerationDone("stop", TokenUsage(40, 0, 30, 2)))
+    )
     assert completed.transcript == "hello" and completed.usage.total_tokens == 42
     item = session.items.get(transcribe.item_id).item
     assert isinstance(item, MessageItem) and item.content[0].transcript == "hello"
@@ -213,5 +233,6 @@ def test_transcription_runs_aside_and_lands_in_the_item(session: ConversationSes
 def test_failed_transcription_is_reported(session: ConversationSession) -> None:
     send(session, type="session.update", session={"audio": {"input": {"transcription": {}}}})
     (transcribe,) = of(_speech(session, [(0.0, 10), (0.9, 20), (0.0, 20)]), Transcribe)
-    (failed,) = session.on_transcript_done(transcribe.item_id, 0, GenerationDone("error", error=ModelFailure("failed")))
+    failure = GenerationDone("error", error=ModelFailure("failed"))
+    (failed,) = receive(session, Transcribed(transcribe.item_id, 0, failure))
     assert failed.type == "conversation.item.input_audio_transcription.failed" and failed.error.code == "server_error"

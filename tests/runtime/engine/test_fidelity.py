@@ -8,38 +8,14 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import pytest
 
-from aural.runtime.engine.base import AudioPart, GenerationDone, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta
 from aural.runtime.errors import ContextExceeded
+from tests.support.engines import run_reply, tone
 from tests.support.reference import reference_generate
 
-
-def tone(seed: int, seconds: float) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * 16000)) / 16000
-    tone = 0.3 * np.sin(2 * np.pi * (200 + 100 * seed) * t)
-    return (tone + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.shutdown()
-
-
-async def run_reply(session, conversation, key, n, **sampling):
-    deltas, done = [], None
-    async for event in session.generate(conversation, key, SamplingParams(max_tokens=n, **sampling)):
-        if isinstance(event, TextDelta):
-            deltas.append(event)
-        else:
-            done = event
-    assert isinstance(done, GenerationDone)
-    return deltas, done
+pytestmark = pytest.mark.model
 
 
 @pytest.mark.parametrize("instructions", [None, "Answer briefly."])

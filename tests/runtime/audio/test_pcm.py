@@ -7,12 +7,14 @@ import av
 import numpy as np
 import pytest
 
-from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.errors import ErrorCode
 from aural.protocols.models import PcmaFormat, PcmFormat, PcmuFormat, StreamFormat
 from aural.runtime.audio.container import ContainerDecoder
 from aural.runtime.audio.decoders import make_decoder
 from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.audio.wav import WavDecoder
+from aural.runtime.errors import AudioError
+from aural.runtime.session.wire_errors import wire_error
 
 
 @pytest.mark.parametrize(("fmt", "codec"), [(PcmuFormat(), "pcm_mulaw"), (PcmaFormat(), "pcm_alaw")])
@@ -81,9 +83,10 @@ def test_stereo_is_downmixed_to_the_mean() -> None:
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_float32_is_refused(bad: float) -> None:
     data = np.array([0.1, bad, 0.2], dtype="<f4").tobytes()
-    with pytest.raises(ProtocolError, match=r"audio/pcm.*finite") as caught:
+    with pytest.raises(AudioError, match=r"audio/pcm.*finite") as caught:
         PcmDecoder(PcmFormat(rate=16000, encoding="float32")).feed(data)
-    assert caught.value.code == ErrorCode.BAD_AUDIO and caught.value.param == "audio"
+    error = wire_error(caught.value)
+    assert error.code == ErrorCode.BAD_AUDIO and error.param == "audio"
 
 
 def test_the_ga_format_is_echoed_unchanged() -> None:

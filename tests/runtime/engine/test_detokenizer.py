@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from aural.runtime.engine.detokenizer import IncrementalDetokenizer
 from aural.runtime.engine.qwen2_audio.presets import byte_level_processor
+
+pytestmark = pytest.mark.model
 
 TOKENIZER = byte_level_processor().tokenizer
 

@@ -1,7 +1,7 @@
 """Compressed and container input streams: decoded as their chunks arrive, true to the source, and
 refused with a clear `invalid_audio` error when they are not what was declared.
 
-Fixtures are espeak-ng speech encoded with PyAV's encoders (the table in bench/codecs.py), made once per
+Fixtures are espeak-ng speech encoded with PyAV's encoders (the table in tests/support/codecs.py), made once per
 test session.
 """
 
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.errors import ErrorCode
 from aural.protocols.models import StreamFormat
 from aural.runtime.audio.base import AudioDecoder
 from aural.runtime.audio.container import NO_AUDIO_BYTES, ContainerDecoder
@@ -24,8 +24,10 @@ from aural.runtime.audio.decoders import make_decoder
 from aural.runtime.audio.pcm import PcmDecoder, PcmSpec
 from aural.runtime.audio.wav import WavDecoder
 from aural.runtime.engine.base import SAMPLE_RATE, AudioSamples
-from bench.codecs import STREAMS, Pcm16, Stream, chunks, encode, stereo
-from tests.speech import speak
+from aural.runtime.errors import AudioError
+from aural.runtime.session.wire_errors import wire_error
+from tests.support.codecs import STREAMS, Pcm16, Stream, chunks, encode, stereo
+from tests.support.speech import speak
 
 TEXT = "Hello, how are you?"
 CONTAINED = [name for name, stream in STREAMS.items() if stream.muxer is not None]
@@ -70,8 +72,8 @@ def whole(name: str) -> AudioSamples:
     return decode(STREAMS[name], fixture(name))
 
 
-def bad_audio(declared: str) -> pytest.RaisesExc[ProtocolError]:
-    return pytest.raises(ProtocolError, match=f"declared as {declared}")
+def bad_audio(declared: str) -> pytest.RaisesExc[AudioError]:
+    return pytest.raises(AudioError, match=f"declared as {declared}")
 
 
 @pytest.mark.parametrize("name", CONTAINED)
@@ -125,7 +127,8 @@ def test_a_misdeclared_stream_fails_on_its_first_chunk(declared: str, sent: str)
     decoder = make_decoder(StreamFormat.model_validate({"type": declared}))
     with bad_audio(declared) as caught:
         decoder.feed(data[:64])
-    assert caught.value.code == ErrorCode.BAD_AUDIO and caught.value.param == "audio"
+    error = wire_error(caught.value)
+    assert error.code == ErrorCode.BAD_AUDIO and error.param == "audio"
     decoder.close()
 
 
@@ -167,8 +170,8 @@ def test_a_damaged_stream_decodes_or_fails_clearly(name: str, seed: int) -> None
     data[start : start + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
     try:
         ours = decode(stream, bytes(data), 997)
-    except ProtocolError as exc:
-        assert exc.code == ErrorCode.BAD_AUDIO and stream.format.type in exc.message
+    except AudioError as exc:
+        assert stream.format.type in exc.message
     else:
         assert 0 < len(ours) <= len(whole(name)) + MAX_LAG
 
@@ -189,13 +192,13 @@ def decoder_threads() -> list[threading.Thread]:
 
 
 def test_close_stops_the_thread_and_is_idempotent() -> None:
-    before = set(decoder_threads())  # another test's decoder may still be ending: only this one's thread counts
+    before = decoder_threads()  # a thread of an earlier test may still be on its way out: not compared
     decoder: AudioDecoder = make_decoder(STREAMS["webm-opus"].format)
     decoder.feed(fixture("webm-opus")[:2000])
-    (own,) = set(decoder_threads()) - before
+    [thread] = [thread for thread in decoder_threads() if thread not in before]
     decoder.close()
     decoder.close()
-    assert not own.is_alive()
+    assert not thread.is_alive()
 
 
 def test_a_dropped_decoder_does_not_leave_its_thread_waiting() -> None:
@@ -244,7 +247,7 @@ def test_wav_streamed_with_unknown_size_and_extra_chunks_decodes_its_samples() -
     ],
 )
 def test_wav_with_samples_aural_does_not_read_is_refused(fmt: bytes, problem: str) -> None:
-    with pytest.raises(ProtocolError, match=problem):
+    with pytest.raises(AudioError, match=problem):
         WavDecoder().feed(wav(fmt, bytes(3000)))
 
 
@@ -252,5 +255,5 @@ def test_truncated_wav_is_refused() -> None:
     data = wav(pcm16_fmt(16000), source(16000, 1).tobytes())
     decoder = WavDecoder()
     decoder.feed(data[: len(data) // 2])
-    with pytest.raises(ProtocolError, match="truncated"):
+    with pytest.raises(AudioError, match="truncated"):
         decoder.flush()

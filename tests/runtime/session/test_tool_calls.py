@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
-from aural.runtime.session.session import ConversationSession, StartResponse
-from tests.runtime.session_events import send, types
+from aural.runtime.session.commands import StartResponse
+from aural.runtime.session.session import ConversationSession
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import generated, send, types
 
 WEATHER = {
     "type": "function",
@@ -20,7 +21,7 @@ WEATHER = {
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder)
+    session = ConversationSession("tiny", CAPABILITIES)
     send(session, type="session.update", session={"tools": [WEATHER], "tool_choice": "auto"})
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Weather in Oslo?"}]}
     send(session, type="conversation.item.create", item=item)
@@ -37,8 +38,8 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
     start = _start(session)
     assert start.params.tools is not None and start.params.tools.mode == "auto"
     rid = start.response_id
-    session.on_delta(rid, "Checking.")
-    opened = session.on_tool_call(rid, ToolCallDelta(0, "weather", '{"ci'))
+    generated(session, rid, "Checking.")
+    opened = generated(session, rid, ToolCallDelta(0, "weather", '{"ci'))
     assert types(opened) == [
         "response.output_text.done",
         "response.content_part.done",
@@ -51,15 +52,15 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
     call = opened[4].item
     assert (call.type, call.name, opened[4].output_index) == ("function_call", "weather", 1)
     assert opened[5].previous_item_id == start.reply_key
-    session.on_tool_call(rid, ToolCallDelta(0, "weather", 'ty": "Oslo"}'))
-    done = session.on_tool_call(rid, ToolCallDone(0, "weather", '{"city": "Oslo"}'))
+    generated(session, rid, ToolCallDelta(0, "weather", 'ty": "Oslo"}'))
+    done = generated(session, rid, ToolCallDone(0, "weather", '{"city": "Oslo"}'))
     assert types(done) == [
         "response.function_call_arguments.done",
         "response.output_item.done",
         "conversation.item.done",
     ]
     assert done[0].arguments == '{"city": "Oslo"}' and done[0].call_id == call.call_id
-    end = session.on_done(rid, GenerationDone("stop", TokenUsage(10, 0, 0, 20)))
+    end = generated(session, rid, GenerationDone("stop", TokenUsage(10, 0, 0, 20)))
     assert [o.type for o in end][:1] == ["response.done"]
     assert [item.type for item in end[0].response.output] == ["message", "function_call"]
     (*_, turn) = session.items.messages()
@@ -75,9 +76,9 @@ def test_text_then_a_call_stream_as_two_items(session: ConversationSession) -> N
 
 def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) -> None:
     rid = _start(session, tool_choice="required").response_id
-    opened = session.on_tool_call(rid, ToolCallDelta(0, "weather", '{"ci'))
+    opened = generated(session, rid, ToolCallDelta(0, "weather", '{"ci'))
     call_id = opened[0].item.id
-    end = session.on_done(rid, GenerationDone("length", TokenUsage(10, 0, 0, 5)))
+    end = generated(session, rid, GenerationDone("length", TokenUsage(10, 0, 0, 5)))
     assert types(end)[:3] == ["conversation.item.deleted", "response.done", "error"]
     assert end[0].item_id == call_id and end[1].response.output == []
     assert end[2].error.code == "tool_call_incomplete"

@@ -13,18 +13,19 @@ import pytest
 from aural.runtime.engine.base import (
     FunctionSpec,
     GenerationDone,
+    HistoryCall,
     Message,
     SamplingParams,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
     ToolCallDone,
     ToolUse,
 )
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.engine.qwen2_audio.tool_format import tool_json
-from aural.runtime.engine.reply import ReplyDecoder
+from aural.runtime.engine.reply import ReplyReader
 from tests.support.reference import TOOLS_TEMPLATE, _hf_conversation, reference_generate
+
+pytestmark = pytest.mark.model
 
 BOOKING = FunctionSpec(
     "book",
@@ -64,13 +65,6 @@ TOOLS = (BOOKING, NOTE)
 ASK = [Message("user", ('Book for "Zoë" \\ 4 people, please.',), key="u0")]
 
 
-@pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.shutdown()
-
-
 async def _events(session, conversation, key, params):
     return [event async for event in session.generate(conversation, key, params)]
 
@@ -98,19 +92,19 @@ def test_constrained_calls_parse_and_validate_for_100_seeds(engine):
     escaped = 0
     for seed in range(100):
         rng = np.random.default_rng(seed)
-        decoder = ReplyDecoder(engine.tokenizer, _use(seed), engine.chat_format.tool_format, engine.grammars)
+        reader = ReplyReader(engine.tokenizer, _use(seed), engine.chat_format.tool_format, engine.grammars)
         events = []
         for _ in range(400):
             logits = rng.standard_normal(engine.grammars.vocab_size)
-            logits[~decoder.allowed()] = -np.inf
+            logits[~reader.allowed()] = -np.inf
             probs = np.exp(logits - logits.max())
             token = int(rng.choice(probs.size, p=probs / probs.sum()))
             if token in engine.stop_ids:
                 break
-            events += decoder.push(token)
+            events += reader.push(token)
         else:
             pytest.fail(f"seed {seed}: no stop within 400 tokens")
-        tail, _ = decoder.finish()
+        tail, _ = reader.finish()
         assert tail == []
         call = _check_call(events, schemas, "book" if seed % 2 else None)
         escaped += "\\" in call.arguments
@@ -165,16 +159,16 @@ def test_auto_mode_switches_into_the_grammar_after_the_opener(engine):
     """A scripted reply: text, then a call. The text streams without the opener's start; from the
     opener on, the grammar constrains every token and the call comes out as call events."""
     use = ToolUse(TOOLS, "auto")
-    decoder = ReplyDecoder(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+    reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
     before = "Let me see <tool.\n"
-    call = ToolCall("note", json.dumps({"text": 'a"b'}))
+    call = HistoryCall("note", json.dumps({"text": 'a"b'}))
     script = _script(engine, before + "\n" + engine.chat_format.tool_format.call_text(call))
     events, masks = [], []
     for token in script:
-        masks.append(decoder.allowed())
-        events += decoder.push(token)
-    assert decoder.allowed() is not None and not decoder.allowed()[script[0]]
-    tail, keep = decoder.finish()
+        masks.append(reader.allowed())
+        events += reader.push(token)
+    assert reader.allowed() is not None and not reader.allowed()[script[0]]
+    tail, keep = reader.finish()
     assert tail == [] and keep == len(script)
     text = "".join(event.text for event in events if isinstance(event, TextDelta))
     assert text == before
@@ -187,10 +181,10 @@ def test_auto_mode_switches_into_the_grammar_after_the_opener(engine):
 
 def test_a_call_cut_off_is_dropped_from_the_reply(engine):
     use = ToolUse(TOOLS, "auto")
-    decoder = ReplyDecoder(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+    reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
     script = _script(engine, 'Sure.\n<tool_call>\n{"name": "note", "arguments": {"te')
-    events = [event for token in script for event in decoder.push(token)]
-    tail, keep = decoder.finish()
+    events = [event for token in script for event in reader.push(token)]
+    tail, keep = reader.finish()
     assert keep == len(_script(engine, "Sure."))
     assert not any(isinstance(event, ToolCallDone) for event in events + tail)
     deltas = [event for event in events if isinstance(event, ToolCallDelta)]
@@ -207,7 +201,7 @@ async def test_the_continuation_after_a_result_equals_the_reference(engine):
     events = await _events(session, conversation, "r0", params)
     (call,) = [event for event in events if isinstance(event, ToolCallDone)]
     conversation += [
-        Message("assistant", (), key="r0", tool_calls=(ToolCall(call.name, call.arguments),)),
+        Message("assistant", (), key="r0", tool_calls=(HistoryCall(call.name, call.arguments),)),
         Message("tool", ('{"ok": true}',), key="out0"),
     ]
     events = await _events(session, conversation, "r1", SamplingParams(max_tokens=12, tools=ToolUse(TOOLS)))
@@ -227,7 +221,7 @@ def test_the_renderer_equals_the_reference_template_for_calls_made_elsewhere(eng
     """A history whose calls the client made (rendered from text, not from generated ids)."""
     conversation = [
         *ASK,
-        Message("assistant", ("On it.",), tool_calls=(ToolCall("note", '{"text":"x"}'), ToolCall("note", "{}"))),
+        Message("assistant", ("On it.",), tool_calls=(HistoryCall("note", '{"text":"x"}'), HistoryCall("note", "{}"))),
         Message("tool", ("one",), key="o1"),
         Message("tool", ("two",), key="o2"),
     ]

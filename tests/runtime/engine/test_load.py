@@ -12,6 +12,9 @@ import torch
 from aural.runtime.engine.base import AudioPart, GenerationDone, Message, SamplingParams, TextDelta
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.engine.qwen2_audio.presets import PRESETS, build_preset
+from tests.support.engines import loaded
+
+pytestmark = pytest.mark.model
 
 
 async def _reply(engine: TransformersEngine, params: SamplingParams | None = None) -> tuple[list[int], str]:
@@ -33,16 +36,11 @@ async def test_a_saved_checkpoint_folder_serves_the_same_model(tmp_path: Path) -
     model, processor = build_preset("tiny")
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
-    preset = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    folder = TransformersEngine.load(str(tmp_path), device="cpu", dtype="float32")
-    try:
+    with loaded("tiny") as preset, loaded(str(tmp_path)) as folder:
         assert folder.model_name == str(tmp_path)
         expected = await _reply(preset)
         assert expected[0], "the reply has tokens"
         assert await _reply(folder) == expected
-    finally:
-        preset.shutdown()
-        folder.shutdown()
 
 
 def test_a_preset_is_built_in_place_with_the_weights_of_its_float32_build() -> None:
@@ -59,8 +57,7 @@ def test_a_preset_is_built_in_place_with_the_weights_of_its_float32_build() -> N
 
 def test_7b_random_has_qwen2_audio_7b_geometry() -> None:
     # On the meta device: the geometry without allocating 17 GB of weights.
-    engine = TransformersEngine.load("7b-random", device="meta", dtype="bfloat16")
-    try:
+    with loaded("7b-random", device="meta", dtype="bfloat16") as engine:
         audio, text = engine.model.config.audio_config, engine.model.config.text_config
         assert (audio.d_model, audio.encoder_layers, audio.encoder_attention_heads) == (1280, 32, 20)
         assert (audio.encoder_ffn_dim, audio.num_mel_bins, audio.max_source_positions) == (5120, 128, 1500)
@@ -75,8 +72,6 @@ def test_7b_random_has_qwen2_audio_7b_geometry() -> None:
         assert {p.dtype for p in engine.model.parameters()} == {torch.bfloat16}
         # The ids past the tokenizer (tested on data below) and the three audio markers.
         assert engine.suppressed.shape == (156032 - len(engine.tokenizer) + 3,)
-    finally:
-        engine.shutdown()
 
 
 @pytest.mark.parametrize("params", [SamplingParams(max_tokens=12), SamplingParams(12, temperature=1.0, seed=3)])
@@ -85,18 +80,15 @@ async def test_ids_past_the_tokenizer_are_never_sampled(
 ) -> None:
     # A tiny model whose embedding has more rows than the tokenizer has tokens, like Qwen2-Audio-7B's.
     monkeypatch.setitem(PRESETS, "tiny-wide", dataclasses.replace(PRESETS["tiny"], vocab_size=1024))
-    engine = TransformersEngine.load("tiny-wide", device="cpu", dtype="float32")
-    vocab = len(engine.tokenizer)
-    assert engine.model.get_output_embeddings().out_features == 1024 > vocab
+    with loaded("tiny-wide") as engine:
+        vocab = len(engine.tokenizer)
+        assert engine.model.get_output_embeddings().out_features == 1024 > vocab
 
-    def favour_undecodable(module: torch.nn.Module, inputs: object, logits: torch.Tensor) -> torch.Tensor:
-        return logits + torch.cat([torch.zeros(vocab), torch.full((1024 - vocab,), 1e4)])  # unmasked, they win
+        def favour_undecodable(module: torch.nn.Module, inputs: object, logits: torch.Tensor) -> torch.Tensor:
+            return logits + torch.cat([torch.zeros(vocab), torch.full((1024 - vocab,), 1e4)])  # unmasked, they win
 
-    engine.model.lm_head.register_forward_hook(favour_undecodable)
-    try:
+        engine.model.lm_head.register_forward_hook(favour_undecodable)
         ids, text = await _reply(engine, params)
-    finally:
-        engine.shutdown()
     assert ids, "the reply has tokens"
     assert max(ids) < vocab
     assert text == engine.tokenizer.decode(ids)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aural.runtime.session.turns import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector, TurnEvent
+from aural.runtime.session.turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector, TurnEvent
 
 W = TurnDetector.WINDOW_MS
 

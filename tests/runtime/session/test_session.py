@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from aural.protocols import client_events as ce
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
-from aural.runtime.session.commands import CancelResponse, Output, StartResponse
+from aural.runtime.session.commands import CancelResponse, StartResponse
+from aural.runtime.session.inputs import ClientSent, Opened
 from aural.runtime.session.session import ConversationSession
-from tests.runtime.session_events import send, types
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, receive, send, types
 
 
 def _pcm24k(seconds: float) -> str:
@@ -23,11 +24,11 @@ def _pcm24k(seconds: float) -> str:
 
 @pytest.fixture
 def session() -> ConversationSession:
-    return ConversationSession("tiny", PcmDecoder)
+    return ConversationSession("tiny", CAPABILITIES)
 
 
 def test_session_created_carries_the_config(session: ConversationSession) -> None:
-    (created,) = session.start()
+    (created,) = receive(session, Opened())
     assert created.type == "session.created"
     assert created.session.type == "realtime" and created.session.model == "tiny"
 
@@ -48,7 +49,7 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
     assert message.role == "user" and isinstance(message.parts[0], AudioPart)
     assert message.parts[0].samples.size == 8000  # 0.5 s at 16 kHz
 
-    first = session.on_delta(start.response_id, "Hel")
+    first = generated(session, start.response_id, "Hel")
     assert types(first) == [
         "response.output_item.added",
         "conversation.item.added",
@@ -57,8 +58,8 @@ def test_a_full_text_turn_in_reference_order(session: ConversationSession) -> No
     ]
     assert first[1].previous_item_id == user_id
     assert first[0].item.id == start.reply_key == first[3].item_id
-    assert types(session.on_delta(start.response_id, "lo")) == ["response.output_text.delta"]
-    done = session.on_done(start.response_id, GenerationDone("stop", TokenUsage(40, 10, 12, 2)))
+    assert types(generated(session, start.response_id, "lo")) == ["response.output_text.delta"]
+    done = generated(session, start.response_id, GenerationDone("stop", TokenUsage(40, 10, 12, 2)))
     assert types(done) == [
         "response.output_text.done",
         "response.content_part.done",
@@ -121,7 +122,7 @@ def test_one_response_at_a_time_and_cancel(session: ConversationSession) -> None
     assert busy.error.code == "conversation_already_has_active_response" and busy.error.event_id == "x"
     assert send(session, type="response.cancel") == [CancelResponse(start.response_id)]
     assert send(session, type="response.cancel") == []  # already being cancelled
-    done = session.on_done(start.response_id, GenerationDone("cancelled"))
+    done = generated(session, start.response_id, GenerationDone("cancelled"))
     assert types(done) == ["response.done"]  # nothing said: no assistant item
     assert done[0].response.status_details.reason == "client_cancelled"
     assert len(session.items) == 1
@@ -137,7 +138,7 @@ def test_out_of_band_response_leaves_the_conversation_alone(session: Conversatio
     start = out[-1]
     assert isinstance(start, StartResponse) and not start.in_conversation
     assert [m.parts for m in start.conversation] == [("summarize",)]
-    events = session.on_delta(start.response_id, "ok") + session.on_done(start.response_id, GenerationDone("stop"))
+    events = generated(session, start.response_id, "ok") + generated(session, start.response_id, GenerationDone("stop"))
     assert "conversation.item.added" not in types(events)
     assert len(session.items) == 1
 
@@ -175,4 +176,4 @@ def test_bad_base64_and_format_change(session: ConversationSession) -> None:
 
 
 def test_event_classes_are_handled(session: ConversationSession) -> None:
-    assert types(session.handle(ce.InputAudioBufferClear())) == ["input_audio_buffer.cleared"]
+    assert types(receive(session, ClientSent(ce.InputAudioBufferClear()))) == ["input_audio_buffer.cleared"]

@@ -16,10 +16,12 @@ from hypothesis import strategies as st
 
 from aural.protocols import ProtocolError, decode_client_event
 from aural.protocols.server_events import ServerEventBase
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage
 from aural.runtime.session.commands import Command, DetectSpeech, StartResponse, Transcribe
+from aural.runtime.session.inputs import ClientSent, Transcribed
 from aural.runtime.session.session import ConversationSession
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import generated, receive, scored
 
 AUDIO = base64.b64encode((np.sin(np.arange(4800) / 7) * 9000).astype("<i2").tobytes()).decode()
 IDS = st.sampled_from(["a", "b", "root", "item_nope"])
@@ -107,7 +109,7 @@ def _check(outputs: list[Any]) -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(EVENT, max_size=25))
 def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
-    session = ConversationSession("tiny", PcmDecoder)
+    session = ConversationSession("tiny", CAPABILITIES)
     running: str | None = None
     heard: list[DetectSpeech] = []  # audio the voice activity model has not reported on yet
     transcribing: list[Transcribe] = []
@@ -115,25 +117,25 @@ def test_any_sequence_keeps_the_invariants(events: list[Any]) -> None:
         outputs: list[Any] = []
         if raw in ("engine", "delta"):
             if running is not None and raw == "delta":
-                outputs = session.on_delta(running, "hé")
+                outputs = generated(session, running, "hé")
             elif running is not None:
-                outputs = session.on_done(running, GenerationDone("stop", TokenUsage(10, 2, 0, 1)))
+                outputs = generated(session, running, GenerationDone("stop", TokenUsage(10, 2, 0, 1)))
                 running = None
         elif raw in ("speech", "silence"):
             for command in heard:
                 windows = [0.9 if raw == "speech" else 0.0] * (command.samples.size // 512)
-                outputs += session.on_speech(command.stream, windows)
+                outputs += scored(session, command.stream, windows)
             heard = []
         elif raw == "transcribed":
             for command in transcribing:
-                outputs += session.on_transcript_done(command.item_id, command.content_index, GenerationDone("stop"))
+                outputs += receive(session, Transcribed(command.item_id, command.content_index, GenerationDone("stop")))
             transcribing = []
         else:
             try:
                 event = decode_client_event(raw if isinstance(raw, str) else json.dumps(raw))
             except ProtocolError:
                 continue
-            outputs = session.handle(event)
+            outputs = receive(session, ClientSent(event))
         _check(outputs)
         heard += [o for o in outputs if isinstance(o, DetectSpeech)]
         transcribing += [o for o in outputs if isinstance(o, Transcribe)]

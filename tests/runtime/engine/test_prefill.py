@@ -15,19 +15,13 @@ from structlog.testing import capture_logs
 
 from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta, Truncation
 from aural.runtime.engine.qwen2_audio.chat_format import CLIP_SAMPLES
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.engine.qwen2_audio.jobs import SpeculationJob
-from tests.runtime.test_engine_fidelity import run_reply, tone
+from tests.support.engines import run_reply, tone
 from tests.support.reference import reference_generate
 
+pytestmark = pytest.mark.model
+
 _HISTORY = [Message("user", (AudioPart("u0/0", tone(1, 0.8)),), "u0")]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.shutdown()
 
 
 def _said(audio: np.ndarray) -> Message:

@@ -93,6 +93,11 @@ class TurnDetector:
         self._last_peak: int | None = None  # last window at or above PEAK since speech (re)started
         self._end_ms: int | None = None  # set while silent: when speech ended
 
+    @property
+    def unconfirmed_ms(self) -> int | None:
+        """Where speech that is not confirmed yet began, if any: a `SpeechStarted` may still report it."""
+        return self._onset * self.WINDOW_MS if self._onset is not None and not self._confirmed else None
+
     def push(self, probabilities: Sequence[float]) -> list[TurnEvent]:
         """Take the next windows' probabilities, in order; returns the events they cause, in order."""
         events: list[TurnEvent] = []

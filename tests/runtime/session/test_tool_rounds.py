@@ -1,29 +1,32 @@
-"""Server-side tools in the conversation state machine: offered, run and the response continued, with
-scripted engine events (loading and running them is the SDK's: `tests/sdk/test_tool_loader.py`)."""
+"""Server tools in the conversation state machine: their calls run, their outputs join, the response continues,
+with scripted engine events."""
 
 from __future__ import annotations
 
 import base64
+import inspect
 from typing import Any
 
 import pytest
 
 from aural.protocols import server_events as se
-from aural.runtime.audio.pcm import PcmDecoder
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDone
-from aural.runtime.session.commands import CancelTools, Output, RunTools, StartResponse
-from aural.runtime.session.session import MAX_TOOL_ROUNDS, ConversationSession
+from aural.runtime.session.commands import CancelTools, RunTools, StartResponse
+from aural.runtime.session.inputs import Opened, ToolReturned
+from aural.runtime.session.session import ConversationSession
 from aural.sdk.tools import DEFAULT_MAX_ROUNDS, Tools
-from examples.server_tools import get_time, lookup_order
-from tests.runtime.session_events import send
+from tests.support.fake_engine import CAPABILITIES
+from tests.support.session import Output, generated, receive, scored, send
+from tests.support.tools import get_time, lookup_order
 
 CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
 SERVER = Tools([get_time, lookup_order]).definitions
+ROUNDS = DEFAULT_MAX_ROUNDS  # the SDK's round policy, which the app hands the session
 
 
 @pytest.fixture
 def session() -> ConversationSession:
-    session = ConversationSession("tiny", PcmDecoder, server_tools=SERVER)
+    session = ConversationSession("tiny", CAPABILITIES, server_tools=SERVER)
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Order 1001?"}]}
     send(session, type="conversation.item.create", item=item)
     return session
@@ -34,12 +37,12 @@ def _respond(session: ConversationSession, *calls: str, **response: Any) -> tupl
     command = send(session, type="response.create", response=response)[-1]
     assert isinstance(command, StartResponse)
     for index, name in enumerate(calls):
-        session.on_tool_call(command.response_id, ToolCallDone(index, name, "{}"))
-    return command, session.on_done(command.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
+        generated(session, command.response_id, ToolCallDone(index, name, "{}"))
+    return command, generated(session, command.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
 
 
 def test_server_tools_are_offered_but_not_listed(session: ConversationSession) -> None:
-    [created] = session.start()
+    [created] = receive(session, Opened())
     assert isinstance(created, se.SessionCreated) and created.session.tools == []
     start, _ = _respond(session, tool_choice={"type": "function", "name": "lookup_order"})
     assert start.params.tools is not None and start.params.tools.function == "lookup_order"
@@ -51,7 +54,7 @@ def test_server_tools_are_offered_but_not_listed(session: ConversationSession) -
 def test_out_of_band_responses_get_only_the_clients_tools(session: ConversationSession) -> None:
     start = send(session, type="response.create", response={"conversation": "none"})[-1]
     assert isinstance(start, StartResponse) and start.params.tools is None
-    session.on_done(start.response_id, GenerationDone("stop", TokenUsage(1, 0, 0, 1)))
+    generated(session, start.response_id, GenerationDone("stop", TokenUsage(1, 0, 0, 1)))
     choice = {"type": "function", "name": "get_time"}
     [error] = send(session, type="response.create", response={"conversation": "none", "tool_choice": choice})
     assert isinstance(error, se.Error) and error.error.param == "response.tool_choice.name"
@@ -71,18 +74,18 @@ def test_server_calls_run_then_their_outputs_join_and_the_response_continues(ses
     run = done[-1]
     assert isinstance(run, RunTools) and run.response_id == first.response_id
     assert [call.name for call in run.calls] == ["lookup_order", "get_time"]
-    outputs = session.on_tool_result(run.calls[1].call_id, "12:00")
+    outputs = receive(session, ToolReturned(run.calls[1].call_id, "12:00"))
     assert [o.type for o in outputs if isinstance(o, se.ServerEventBase)] == [
         "conversation.item.added", "conversation.item.done"]  # fmt: skip
     assert session.response is None, "one call still runs"
-    outputs = session.on_tool_result(run.calls[0].call_id, '{"status": "shipped"}')
+    outputs = receive(session, ToolReturned(run.calls[0].call_id, '{"status": "shipped"}'))
     assert [type(o).__name__ for o in outputs] == [
         "ConversationItemAdded", "ConversationItemDone", "ResponseCreated", "StartResponse"]  # fmt: skip
     follow = outputs[-1]
     assert isinstance(follow, StartResponse) and follow.params.max_tokens == 99
     assert follow.params.tools is not None and follow.params.tools.mode == "auto"
     assert [m.role for m in follow.conversation] == ["user", "assistant", "tool", "tool"]
-    assert session.on_tool_result(run.calls[0].call_id, "again") == [], "an answered call is not answered twice"
+    assert receive(session, ToolReturned(run.calls[0].call_id, "again")) == [], "an answered call is not answered twice"
 
 
 def test_a_response_that_also_called_a_client_tool_is_left_to_the_client(session: ConversationSession) -> None:
@@ -90,7 +93,7 @@ def test_a_response_that_also_called_a_client_tool_is_left_to_the_client(session
     _, done = _respond(session, "weather", "get_time", tool_choice="required")
     run = done[-1]
     assert isinstance(run, RunTools) and [call.name for call in run.calls] == ["get_time"]
-    outputs = session.on_tool_result(run.calls[0].call_id, "12:00")
+    outputs = receive(session, ToolReturned(run.calls[0].call_id, "12:00"))
     assert [type(o).__name__ for o in outputs] == ["ConversationItemAdded", "ConversationItemDone"]
     assert session.response is None
 
@@ -101,8 +104,8 @@ def test_client_calls_alone_and_cut_responses_run_nothing(session: ConversationS
     assert not any(isinstance(o, RunTools) for o in done)
     start = send(session, type="response.create", response={"tool_choice": "required"})[-1]
     assert isinstance(start, StartResponse)
-    session.on_tool_call(start.response_id, ToolCallDone(0, "get_time", "{}"))
-    done = session.on_done(start.response_id, GenerationDone("length", TokenUsage(1, 0, 0, 1)))
+    generated(session, start.response_id, ToolCallDone(0, "get_time", "{}"))
+    done = generated(session, start.response_id, GenerationDone("length", TokenUsage(1, 0, 0, 1)))
     assert not any(isinstance(o, RunTools) for o in done)
 
 
@@ -111,8 +114,8 @@ def test_an_output_for_a_call_the_client_deleted_is_dropped(session: Conversatio
     run = done[-1]
     assert isinstance(run, RunTools)
     send(session, type="conversation.item.delete", item_id=run.calls[0].id)
-    assert session.on_tool_result(run.calls[0].call_id, "12:00") == []
-    follow = session.on_tool_result(run.calls[1].call_id, "{}")[-1]
+    assert receive(session, ToolReturned(run.calls[0].call_id, "12:00")) == []
+    follow = receive(session, ToolReturned(run.calls[1].call_id, "{}"))[-1]
     assert isinstance(follow, StartResponse) and [m.role for m in follow.conversation] == ["user", "assistant", "tool"]
 
 
@@ -123,7 +126,7 @@ def test_cancel_with_no_response_stops_the_running_calls(session: ConversationSe
     [error] = send(session, type="response.cancel", response_id="resp_other")
     assert isinstance(error, se.Error) and error.error.code == "response_cancel_not_active"
     assert send(session, type="response.cancel", response_id=first.response_id) == [CancelTools((first.response_id,))]
-    assert session.on_tool_result(run.calls[0].call_id, "12:00") == [], "a cancelled call's output is dropped"
+    assert receive(session, ToolReturned(run.calls[0].call_id, "12:00")) == [], "a cancelled call's output is dropped"
     [error] = send(session, type="response.cancel")
     assert isinstance(error, se.Error)
 
@@ -132,7 +135,7 @@ def _continue(session: ConversationSession, done: list[Output]) -> StartResponse
     """Answer the server call that ended `done`; returns the continuation."""
     run = done[-1]
     assert isinstance(run, RunTools)
-    follow = session.on_tool_result(run.calls[0].call_id, "12:00")[-1]
+    follow = receive(session, ToolReturned(run.calls[0].call_id, "12:00"))[-1]
     assert isinstance(follow, StartResponse) and follow.params.tools is not None
     return follow
 
@@ -143,7 +146,7 @@ def test_talking_over_stops_the_running_calls(session: ConversationSession) -> N
     first, _ = _respond(session, "get_time", tool_choice="required")
     windows = 20  # of 32 ms: the audio's content does not matter, its speech probabilities are scripted
     send(session, type="input_audio_buffer.append", audio=base64.b64encode(bytes(2 * 512 * windows)).decode())
-    outputs = session.on_speech(1, [0.9] * windows)
+    outputs = scored(session, 1, [0.9] * windows)
     assert [o.type for o in outputs if isinstance(o, se.ServerEventBase)] == ["input_audio_buffer.speech_started"]
     assert CancelTools((first.response_id,)) in outputs
 
@@ -151,17 +154,19 @@ def test_talking_over_stops_the_running_calls(session: ConversationSession) -> N
 def test_after_max_rounds_in_a_row_the_model_must_answer(session: ConversationSession) -> None:
     _, done = _respond(session, "get_time", tool_choice="required")
     modes = []
-    for _ in range(MAX_TOOL_ROUNDS):
+    for _ in range(ROUNDS):
         follow = _continue(session, done)
         assert follow.params.tools is not None
         modes.append(follow.params.tools.mode)
-        session.on_tool_call(follow.response_id, ToolCallDone(0, "get_time", "{}"))
-        done = session.on_done(follow.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
-    assert modes == ["auto"] * (MAX_TOOL_ROUNDS - 1) + ["none"]
+        generated(session, follow.response_id, ToolCallDone(0, "get_time", "{}"))
+        done = generated(session, follow.response_id, GenerationDone("stop", TokenUsage(10, 0, 0, 5)))
+    assert modes == ["auto"] * (ROUNDS - 1) + ["none"]
     _, done = _respond(session, "get_time", tool_choice="required")  # a client's response starts a new count
     tools = _continue(session, done).params.tools
     assert tools is not None and tools.mode == "auto"
 
 
 def test_the_sdk_and_the_runtime_follow_one_round_limit() -> None:
-    assert MAX_TOOL_ROUNDS == DEFAULT_MAX_ROUNDS == Tools().max_rounds
+    """The app hands the session its tool runner's `max_rounds`; a session made without one keeps the same."""
+    default = inspect.signature(ConversationSession).parameters["max_tool_rounds"].default
+    assert default == DEFAULT_MAX_ROUNDS == Tools().max_rounds

@@ -11,19 +11,13 @@ from __future__ import annotations
 import pytest
 
 from aural.runtime.engine.base import AudioPart, Message, SamplingParams, TextDelta
-from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
-from tests.runtime.test_engine_fidelity import run_reply, tone
+from tests.support.engines import run_reply, tone
 from tests.support.reference import reference_generate
+
+pytestmark = pytest.mark.model
 
 _QUESTION = Message("user", (AudioPart("u0/0", tone(2, 1.0)), "Say something."), "u0")
 _NEXT = Message("user", ("And now?",), "u1")
-
-
-@pytest.fixture(scope="module")
-def engine():
-    engine = TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    yield engine
-    engine.shutdown()
 
 
 def _char_starts(ids: list[int]) -> list[tuple[int, int]]:

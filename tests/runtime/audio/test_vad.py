@@ -14,8 +14,8 @@ import pytest
 
 from aural.runtime.audio.vad import WINDOW_SAMPLES, SileroVad, VadStream
 from aural.runtime.engine.base import AudioSamples
-from aural.runtime.session.turns import SpeechStarted, SpeechStopped, TurnDetector
-from tests.speech import Utterance, utterance
+from aural.runtime.session.turn_detector import SpeechStarted, SpeechStopped, TurnDetector
+from tests.support.speech import Utterance, utterance
 
 PHRASES = [
     "Hello there how are you today",

@@ -1,0 +1,40 @@
+"""The aiohttp application against the fake engine: health, model listing, refusals at the handshake."""
+
+from __future__ import annotations
+
+from aural.runtime.engine.base import EngineHealth
+from tests.support.client import RawClient, assert_error
+from tests.support.fake_engine import FakeEngine
+
+from .conftest import Serve
+
+
+async def test_healthz_reports_the_engines_health_and_the_sessions(serve: Serve, fake: FakeEngine) -> None:
+    http = await serve()
+    async with http.get("/healthz") as reply:
+        assert await reply.json() == {"status": "ok", "model": "fake", "sessions": 0}
+    fake.state = EngineHealth("degraded", "The device is out of memory; replies are refused.")
+    async with http.get("/healthz") as reply:
+        assert reply.status == 200
+        assert await reply.json() == {
+            "status": "degraded",
+            "model": "fake",
+            "sessions": 0,
+            "reason": "The device is out of memory; replies are refused.",
+        }
+
+
+async def test_models_lists_the_served_names(serve: Serve) -> None:
+    http = await serve(model_names=["gpt-realtime"])
+    async with http.get("/v1/models") as reply:
+        assert [model["id"] for model in (await reply.json())["data"]] == ["fake", "gpt-realtime"]
+
+
+async def test_an_unknown_model_and_a_full_server_are_refused(serve: Serve) -> None:
+    http = await serve(max_sessions=1)
+    unknown = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=nope"))
+    assert_error(await unknown.expect("error"), "model_not_found", param="model")
+    first = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
+    await first.expect("session.created")
+    second = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
+    assert_error(await second.expect("error"), "session_limit_reached")
