@@ -4,7 +4,9 @@ The real server (`aural serve` in its own process, a built-in preset on the CPU)
 process, N in `--counts`. Each client holds one conversation of `--turns` turns; a turn adds 2 s of
 speech-like audio and an instruction (as `bench.turns` does), waits until the server has decoded it, then
 asks for a reply of `--tokens` tokens. The clients start `--stagger` seconds apart (calls do not all
-arrive in the same instant) and go on at once after each reply.
+arrive in the same instant). Two pacings (`--pacing`): `speech`, the user speaks each turn's audio in real
+time before the request (2 s, as on a call: the device serves the others meanwhile); `saturated`, each
+client sends its next turn the moment a reply ends (a stress test, with the device never idle).
 
 Per N: the aggregate output tokens/s (all replies' tokens over the wall time from the first request to
 the last reply), the time to first token (from `response.create` to the first delta) at p50 and p95 over
@@ -53,18 +55,20 @@ class TurnResult:
     ended: float
 
 
-async def conversation(url: str, model: str, index: int, turns: int, tokens: int, delay: float) -> list[TurnResult]:
+async def conversation(url: str, model: str, index: int, args: argparse.Namespace, delay: float) -> list[TurnResult]:
     """One client's conversation; its turns' timings."""
     await asyncio.sleep(delay)
     results = []
     async with aural.sdk.connect(url, model=model) as conn:
-        for turn in range(turns):
+        for turn in range(args.turns):
             audio = speech_like(1000 * index + turn)
+            if args.pacing == "speech":
+                await asyncio.sleep(len(audio) / SAMPLE_RATE)  # the user says it
             await conn.add_message("user", audio=audio, sample_rate=SAMPLE_RATE, text=INSTRUCTIONS[turn % 10])
             while not isinstance(await conn.recv(), ConversationItemDone):
                 pass  # decoded: what follows is the engine's work alone
             start = time.perf_counter()
-            stream = conn.create_response(max_output_tokens=tokens)
+            stream = conn.create_response(max_output_tokens=args.tokens)
             arrivals = []
             async for _ in stream:
                 arrivals.append(time.perf_counter())
@@ -83,9 +87,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def run_count(url: str, model: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
-    runs = await asyncio.gather(
-        *(conversation(url, model, i, args.turns, args.tokens, i * args.stagger) for i in range(count))
-    )
+    runs = await asyncio.gather(*(conversation(url, model, i, args, i * args.stagger) for i in range(count)))
     turns = [turn for run in runs for turn in run]
     wall = max(turn.ended for turn in turns) - min(turn.started for turn in turns)
     produced = sum(turn.tokens for turn in turns)
@@ -114,7 +116,7 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str,
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
         },
-        "config": {key: getattr(args, key) for key in ("preset", "turns", "tokens", "stagger", "repeats")},
+        "config": {key: getattr(args, key) for key in ("preset", "pacing", "turns", "tokens", "stagger", "repeats")},
         "rows": rows,
     }
     if 1 in by_count and 8 in by_count:
@@ -149,7 +151,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     right.legend()
     for axes in (left, right):
         axes.grid(True, alpha=0.3)
-    figure.suptitle(f"{report['config']['preset']} preset, CPU float32, {report['config']['tokens']} tokens a reply")
+    config = report["config"]
+    figure.suptitle(
+        f"{config['preset']} preset, CPU float32, {config['tokens']} tokens a reply, {config['pacing']} pacing"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -158,7 +163,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(count) for count in args.counts.split(",")]
     async with serving(args.preset) as url:
-        await run_count(url, args.preset, 1, argparse.Namespace(**{**vars(args), "turns": 1}))  # warm-up
+        warm_up = argparse.Namespace(**{**vars(args), "turns": 1, "pacing": "saturated"})
+        await run_count(url, args.preset, 1, warm_up)  # first-use costs of every layer
         samples: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
         for _ in range(args.repeats):  # the counts in turn, so that drifting machine speed hits all alike
             for count in counts:
@@ -176,15 +182,17 @@ def main() -> None:
     parser.add_argument("--counts", default="1,2,4,8,16")
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=48, help="max output tokens per reply")
-    parser.add_argument("--stagger", type=float, default=0.1, help="seconds between the clients' starts")
+    parser.add_argument("--stagger", type=float, default=0.25, help="seconds between the clients' starts")
+    parser.add_argument("--pacing", choices=["speech", "saturated"], default="speech")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     configure_logging("warning")
     report = asyncio.run(benchmark(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "concurrency.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / "concurrency.png")
+    name = f"concurrency_{args.pacing}"
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / f"{name}.png")
     print(f"{'N':>3} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT p95':>9} {'interval':>9} {'longest gap':>12}")
     for row in report["rows"]:
         print(

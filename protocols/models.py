@@ -142,6 +142,25 @@ ToolChoice = Literal["auto", "none", "required"] | ToolChoiceFunction
 MaxTokens = int | Literal["inf"]
 
 
+class TokenLimits(WireModel):
+    """`post_instructions`: the most tokens the conversation may take after the instructions (the system
+    turn, tools included) before it is truncated."""
+
+    post_instructions: int | None = Field(default=None, ge=1)
+
+
+class RetentionRatioTruncation(WireModel):
+    """When the conversation outgrows its limit, drop the oldest messages until `retention_ratio` of the
+    limit is used, so that the next turns reuse the cache until the limit is reached again."""
+
+    type: Literal["retention_ratio"] = "retention_ratio"
+    retention_ratio: float = Field(ge=0.0, le=1.0)
+    token_limits: TokenLimits | None = None
+
+
+Truncation = Literal["auto", "disabled"] | RetentionRatioTruncation
+
+
 class SessionConfig(WireModel):
     """The session object of `session.update`, `session.created` and `session.updated`.
 
@@ -160,6 +179,7 @@ class SessionConfig(WireModel):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: MaxTokens | None = None
+    truncation: Truncation | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
 

@@ -31,6 +31,7 @@ from aural.protocols.models import (
     ResponseParams,
     SessionConfig,
     ToolChoice,
+    Truncation,
     TurnDetection,
 )
 
@@ -74,11 +75,15 @@ class SessionSettings(ReplySettings, total=False):
         turn_detection: `ServerVad(...)`: the server finds the turns and answers them; None: manual
             commits (turn detection off).
         transcription: `AudioTranscription(...)`: the server transcribes each committed turn; None: off.
+        truncation: what happens when the conversation outgrows the model's context: "auto" (the oldest
+            messages go, down to 3/4 of the limit), "disabled" (a response that does not fit fails), or
+            `RetentionRatioTruncation(retention_ratio=..., token_limits=TokenLimits(post_instructions=...))`.
     """
 
     input_format: AudioFormat | None
     turn_detection: TurnDetection | None
     transcription: AudioTranscription | None
+    truncation: Truncation | None
 
 
 class ResponseSettings(ReplySettings, total=False):

@@ -170,6 +170,8 @@ class GenerationDone:
     usage: TokenUsage = field(default_factory=TokenUsage)
     error: EngineError | None = None
     """Why a generation ended with reason `error`."""
+    kv_room: int | None = None
+    """Positions the conversation can still grow by before the engine's KV pool is full (None: no pool)."""
 
 
 GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone

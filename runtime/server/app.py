@@ -110,13 +110,25 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """The engine's health (a reason when degraded), the model's name and the live conversations."""
+    """The engine's health (a reason when degraded), the model's name, the live conversations and, when the
+    engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host."""
     app = request.app
     engine = app[ENGINE]
     health = engine.health()
     report: dict[str, object] = {"status": health.status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
     if health.reason is not None:
         report["reason"] = health.reason
+    stats = engine.stats()
+    if stats is not None:
+        report["kv_pool"] = {
+            "block_size": stats.block_size,
+            "blocks_total": stats.blocks_total,
+            "blocks_used": stats.blocks_used,
+            "blocks_free": stats.blocks_free,
+            "bytes_per_block": stats.bytes_per_block,
+            "conversations_resident": stats.conversations_resident,
+            "conversations_offloaded": stats.conversations_offloaded,
+        }
     return web.json_response(report)
 
 

@@ -106,7 +106,7 @@ class CommandRunner:
             case DetectSpeech():
                 self._speech.put_nowait(command)
             case Prefill():  # a stale one costs nothing: the engine drops a prefill a newer request superseded
-                self._spawn(self._engine_session.prefill(command.conversation, command.tools))
+                self._spawn(self._engine_session.prefill(command.conversation, command.tools, command.truncation))
             case Transcribe():
                 self._spawn(self._transcribe(command))
             case RunTools():

@@ -7,13 +7,13 @@ order. A command whose work has results names the input that brings them back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aural.protocols import client_events as ce
 from aural.protocols.models import AudioFormat, FunctionCallItem
 from aural.protocols.server_events import ServerEventBase
 
-from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams
+from ..engine.base import AudioSamples, FunctionSpec, Message, SamplingParams, Truncation
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Prefill:
 
     conversation: list[Message]
     tools: tuple[FunctionSpec, ...] = ()
+    truncation: Truncation = field(default_factory=Truncation)
 
 
 @dataclass(frozen=True)

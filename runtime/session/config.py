@@ -17,17 +17,29 @@ from aural.protocols.models import (
     FunctionTool,
     PcmFormat,
     ResponseParams,
+    RetentionRatioTruncation,
     SemanticVad,
     SessionConfig,
+    Truncation,
 )
 
-from ..engine.base import SchemaCheck
+from ..engine.base import ModelCapabilities
+from ..engine.base import Truncation as EngineTruncation
 from .tool_calls import check_tools
 from .turn_taking import with_defaults
 from .wire_errors import error_event
 
 MAX_OUTPUT_TOKENS = 4096
-_FIELDS = ("instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice", "parallel_tool_calls")
+_FIELDS = (
+    "instructions",
+    "max_output_tokens",
+    "truncation",
+    "temperature",
+    "top_p",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+)
 
 
 def initial_config(session_id: str, model: str) -> SessionConfig:
@@ -41,11 +53,12 @@ def initial_config(session_id: str, model: str) -> SessionConfig:
         tools=[],
         tool_choice="auto",
         max_output_tokens="inf",
+        truncation="auto",
     )
 
 
 def updated_config(
-    config: SessionConfig, event: ce.SessionUpdate, server_tools: Sequence[FunctionTool], check_schema: SchemaCheck
+    config: SessionConfig, event: ce.SessionUpdate, server_tools: Sequence[FunctionTool], model: ModelCapabilities
 ) -> tuple[SessionConfig, list[se.Error]]:
     """`config` with the fields `event` sets, and the errors of the fields left unchanged (`semantic_vad`).
 
@@ -58,7 +71,8 @@ def updated_config(
         if name in update.model_fields_set:
             setattr(config, name, getattr(update, name))
     check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-    check_tools(config.tools or [], config.tool_choice, "session", check_schema, server_tools)
+    check_tools(config.tools or [], config.tool_choice, "session", model.check_schema, server_tools)
+    _check_truncation(config.truncation, model.context_window)
     audio_in = update.audio.input if update.audio else None
     if audio_in is not None:
         assert config.audio and config.audio.input
@@ -87,6 +101,28 @@ def max_tokens_for(params: ResponseParams, config: SessionConfig) -> int | Liter
     max_tokens = params.max_output_tokens if params.max_output_tokens is not None else config.max_output_tokens
     check_max_tokens(max_tokens, "response.max_output_tokens")
     return max_tokens
+
+
+def engine_truncation(truncation: Truncation | None) -> EngineTruncation:
+    """The engine's view of the session's `truncation` (absent: "auto")."""
+    if truncation == "disabled":
+        return EngineTruncation("disabled")
+    if isinstance(truncation, RetentionRatioTruncation):
+        limits = truncation.token_limits
+        return EngineTruncation(
+            "retention_ratio", truncation.retention_ratio, limits.post_instructions if limits else None
+        )
+    return EngineTruncation()
+
+
+def _check_truncation(truncation: Truncation | None, context_window: int) -> None:
+    limits = truncation.token_limits if isinstance(truncation, RetentionRatioTruncation) else None
+    if limits is not None and limits.post_instructions is not None and limits.post_instructions >= context_window:
+        raise ProtocolError(
+            ErrorCode.INVALID_VALUE,
+            f"post_instructions must be under the model's context window ({context_window} tokens).",
+            param="session.truncation.token_limits.post_instructions",
+        )
 
 
 def check_max_tokens(value: object, param: str) -> None:

@@ -28,6 +28,7 @@ from ..engine.base import (
     ToolUse,
 )
 from .commands import CancelResponse, StartResponse, Step, emit, order
+from .config import engine_truncation
 from .items import Conversation, StoredItem, public
 from .response_run import ResponseRun
 from .tool_calls import CallRun
@@ -74,6 +75,7 @@ class Responses:
             temperature=temperature or 0.0,
             top_p=top_p or 1.0,
             tools=tools,
+            truncation=engine_truncation(config.truncation),
         )
         response = Response(
             id=new_id("resp"),
@@ -157,12 +159,10 @@ class Responses:
             events.append(error_event(wire_error(result.error)))
         used = result.usage.input_tokens + result.usage.output_tokens
         if run.in_conversation and used:
-            room = RateLimit(
-                name="tokens",
-                limit=self._context_window,
-                remaining=max(0, self._context_window - used),
-                reset_seconds=0.0,
-            )
+            remaining = max(0, self._context_window - used)
+            if result.kv_room is not None:  # the server's KV pool may be fuller than the context
+                remaining = min(remaining, result.kv_room)
+            room = RateLimit(name="tokens", limit=self._context_window, remaining=remaining, reset_seconds=0.0)
             events.append(se.RateLimitsUpdated(rate_limits=[room]))
         return emit(*events)
 

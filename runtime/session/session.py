@@ -45,7 +45,7 @@ from aural.protocols.server_events import new_id
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, Message, ModelCapabilities
 from ..errors import AudioError
 from .commands import DecodeClips, DetectSpeech, EndAudio, Prefill, Step, emit, order
-from .config import initial_config, max_tokens_for, updated_config
+from .config import engine_truncation, initial_config, max_tokens_for, updated_config
 from .edits import audio_clips, b64decode, client_item, truncated
 from .input_audio import MIN_AUDIO, NO_CLIPS, ClipDecoder, Decoded, InputBuffer
 from .inputs import (
@@ -198,7 +198,7 @@ class ConversationSession:
     def _session_update(self, event: ce.SessionUpdate, ended: AudioError | None) -> Step:
         """Apply the fields present; an update that fails a check changes nothing. Audio sent so far was in the
         old format: a new format ends its stream first (`ended`: why its last bytes did not decode)."""
-        config, notes = updated_config(self.config, event, self._server_tools, self.capabilities.check_schema)
+        config, notes = updated_config(self.config, event, self._server_tools, self.capabilities)
         previous = self._input
         assert config.audio and config.audio.input
         if config.audio.input.format != previous.format and (ending := self._audio_ended_for(event)):
@@ -309,7 +309,8 @@ class ConversationSession:
         user = Message("user", (AudioPart(f"{item_id}/0", audio),), key=item_id)
         conversation = with_instructions([*self.items.messages(), user], self.config.instructions)
         tools = tools_for(ResponseParams(), self.config, self._server_tools, self.capabilities.check_schema)
-        return order(Prefill(conversation, tools.functions if tools else ()))
+        truncation = engine_truncation(self.config.truncation)
+        return order(Prefill(conversation, tools.functions if tools else (), truncation))
 
     # --- conversation items ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 import aural.sdk
-from tests.support.client import assert_error, assert_turn_works
+from tests.support.client import assert_error, assert_turn_works, text_turn
 
 from .conftest import MODEL, Connect, Endpoint, get_json, open_session, open_sessions
 
@@ -43,10 +43,17 @@ async def test_unknown_model_is_refused_with_an_error_then_closed(server: Endpoi
     assert await open_sessions(server) == 0
 
 
-async def test_healthz_counts_sessions(server: Endpoint, connect: Connect) -> None:
-    assert await get_json(server, "/healthz") == {"status": "ok", "model": "tiny", "sessions": 0}
-    await open_session(connect)
+async def test_healthz_counts_sessions_and_reports_the_kv_pool(server: Endpoint, connect: Connect) -> None:
+    health = await get_json(server, "/healthz")
+    pool = health.pop("kv_pool")
+    assert health == {"status": "ok", "model": "tiny", "sessions": 0}
+    assert pool["blocks_used"] == 0 and pool["blocks_free"] == pool["blocks_total"] > 0
+    assert pool["conversations_resident"] == pool["conversations_offloaded"] == 0
+    client = await open_session(connect)
     assert await open_sessions(server) == 1
+    await text_turn(client, "Hello there.")
+    pool = (await get_json(server, "/healthz"))["kv_pool"]
+    assert pool["blocks_used"] > 0 and pool["conversations_resident"] == 1, "the conversation's cache stays resident"
 
 
 async def test_models_lists_the_served_names(server: Endpoint) -> None:

@@ -33,6 +33,7 @@ from aural.runtime.engine.base import (
     TokenUsage,
     ToolCallDelta,
     ToolCallDone,
+    Truncation,
 )
 from aural.runtime.errors import EngineError
 
@@ -138,7 +139,9 @@ class FakeSession(EngineSession):
         self.generations.append(generation)
         return generation
 
-    async def prefill(self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = ()) -> None:
+    async def prefill(
+        self, conversation: Sequence[Message], tools: Sequence[FunctionSpec] = (), truncation: Truncation | None = None
+    ) -> None:
         self.wanted += 1
         ticket = self.wanted
         call = Call("prefill", self.index, tuple(conversation), tools=tuple(tools))

@@ -96,9 +96,15 @@ class PagedAttentionCache:
         for pool_part, new in ((keys, key_states), (values, value_states)):
             flat = pool_part.view(-1, heads, dim)
             flat.index_copy_(0, inputs.write_slots, new.transpose(1, 2).reshape(-1, heads, dim))
+        blocks = inputs.read_blocks.view(-1)
+        buffers = self._pool.gather_buffers(blocks.numel())
         gathered = []
-        for pool_part in (keys, values):
-            read = pool_part.index_select(0, inputs.read_blocks.view(-1)).view(rows, -1, heads, dim)
+        for part, pool_part in enumerate((keys, values)):
+            if buffers is None:
+                read = pool_part.index_select(0, blocks)
+            else:
+                read = torch.index_select(pool_part, 0, blocks, out=buffers[part])
+            read = read.view(rows, -1, heads, dim)
             if inputs.read_length is not None:
                 read = read[:, : inputs.read_length]
             gathered.append(read.transpose(1, 2))

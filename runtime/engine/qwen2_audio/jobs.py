@@ -296,4 +296,6 @@ class ReplyJob(Job):
             if reply_ids is not None:
                 del reply_ids[keep:]  # a call cut off is no part of the reply
         usage = TokenUsage(self.usage.input_tokens, self.usage.cached_tokens, self.usage.audio_tokens, self.count)
-        self.out.push_threadsafe(GenerationDone(reason, usage, error))
+        pool, cache = self.session.engine.pool, self.resident.cache
+        room = pool.free_blocks * pool.block_size + len(cache.blocks) * pool.block_size - cache.length
+        self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room))

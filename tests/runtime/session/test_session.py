@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from aural.protocols import client_events as ce
-from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage
+from aural.runtime.engine.base import AudioPart, GenerationDone, TokenUsage, Truncation
 from aural.runtime.session.commands import CancelResponse, StartResponse
 from aural.runtime.session.inputs import ClientSent, Opened
 from aural.runtime.session.session import ConversationSession
@@ -177,3 +177,35 @@ def test_bad_base64_and_format_change(session: ConversationSession) -> None:
 
 def test_event_classes_are_handled(session: ConversationSession) -> None:
     assert types(receive(session, ClientSent(ce.InputAudioBufferClear()))) == ["input_audio_buffer.cleared"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (None, Truncation("auto")),
+        ("disabled", Truncation("disabled")),
+        (
+            {"type": "retention_ratio", "retention_ratio": 0.6, "token_limits": {"post_instructions": 900}},
+            Truncation("retention_ratio", 0.6, 900),
+        ),
+    ],
+)
+def test_the_truncation_setting_reaches_the_engine(session: ConversationSession, setting: Any, expected: Any) -> None:
+    """GA's `session.truncation` (echoed as given; "auto" by default) decides how the engine cuts an overlong
+    conversation."""
+    if setting is not None:
+        (updated,) = send(session, type="session.update", session={"type": "realtime", "truncation": setting})
+        assert updated.session.model_dump(mode="json")["truncation"] == setting
+    send(
+        session,
+        type="conversation.item.create",
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi."}]},
+    )
+    start = send(session, type="response.create")[-1]
+    assert isinstance(start, StartResponse) and start.params.truncation == expected
+
+
+def test_a_retention_limit_past_the_context_is_refused(session: ConversationSession) -> None:
+    setting = {"type": "retention_ratio", "retention_ratio": 0.5, "token_limits": {"post_instructions": 10**6}}
+    (error,) = send(session, type="session.update", session={"type": "realtime", "truncation": setting})
+    assert error.type == "error" and error.error.param == "session.truncation.token_limits.post_instructions"
