@@ -3,7 +3,7 @@
 On `--rows` caches of `--context` positions each (in the engine's pool), times (medians of `--steps`
 steps, the device synchronised around each, the caches cropped back after each):
 
-- eager: `ModelRunner.decode` with CUDA graphs off (the model's forward over the pool, and the head);
+- eager: `ModelRunner.step` of decode rows with CUDA graphs off (the model's forward over the pool, the head);
 - graph: the same with a captured graph replayed (CUDA only);
 - eager, host: the eager step without synchronising, which measures how long the host takes to issue
   it (when it is close to the synchronised time, the step is bound by the host, not by the device).
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from aural.runtime.engine.batching.kv_pool import SequenceCache
+from aural.runtime.engine.batching.runner import Chunk
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.logs import configure_logging
 
@@ -53,13 +54,14 @@ def measure(engine: TransformersEngine, rows: int, context: int, steps: int) -> 
     for _ in range(rows):
         cache = SequenceCache()
         pool.ensure(cache, context + 1)
-        runner.prefill(runner.embed(ids), cache, 0)
+        runner.step([], [], Chunk(cache, 0, runner.embed(ids)))
         cache.keys.extend(ids)
         caches.append(cache)
     tokens = [65] * rows
 
     def step() -> object:
-        logits = runner.decode(tokens, caches)
+        logits, _ = runner.step(tokens, caches)
+        assert logits is not None
         return logits.argmax(dim=-1).tolist()  # a host copy, as sampling makes
 
     graphs = runner.graphs
@@ -67,7 +69,7 @@ def measure(engine: TransformersEngine, rows: int, context: int, steps: int) -> 
     if graphs is not None:
         graphs.enabled = False
     result["eager_ms"] = timed(step, steps, True, device)
-    result["eager_host_ms"] = timed(lambda: runner.decode(tokens, caches), steps, False, device)
+    result["eager_host_ms"] = timed(lambda: runner.step(tokens, caches), steps, False, device)
     if graphs is not None:
         graphs.enabled = True
         result["graph_ms"] = timed(step, steps, True, device)

@@ -40,6 +40,7 @@ import transformers
 
 from aural.runtime.engine.base import Message
 from aural.runtime.engine.batching.kv_pool import SequenceCache
+from aural.runtime.engine.batching.runner import Chunk
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.logs import configure_logging
 from bench.conversation import (
@@ -114,7 +115,7 @@ def prefill_fn(engine: TransformersEngine, count: int) -> Callable[[], object]:
     def prefill() -> object:
         cache = SequenceCache()
         engine.pool.ensure(cache, count)
-        logits = engine.runner.prefill(engine.runner.embed(ids), cache, 0)
+        _, logits = engine.runner.step([], [], Chunk(cache, 0, engine.runner.embed(ids)))
         engine.pool.clear(cache)
         return logits
 

@@ -25,6 +25,7 @@ MODEL_CODE = {
     "runner.py",
     "graphs.py",
     "scheduler.py",
+    "residency.py",
 }
 SESSION_FORBIDS = ("torch", "transformers", "llguidance", "onnxruntime", "av", "aiohttp", "asyncio")
 

@@ -21,7 +21,7 @@ import structlog
 import torch
 
 from .kv_pool import SequenceCache
-from .paged import BatchInputs
+from .paged import Segment, StepInputs
 
 if TYPE_CHECKING:
     from .runner import ModelRunner
@@ -36,7 +36,7 @@ MIN_BLOCKS = 8
 class _Captured:
     graph: torch.cuda.CUDAGraph
     tokens: torch.Tensor
-    inputs: BatchInputs
+    inputs: StepInputs
     logits: torch.Tensor
 
 
@@ -77,7 +77,8 @@ class DecodeGraphs:
     def _load(self, captured: _Captured, tokens: list[int], caches: list[SequenceCache]) -> None:
         """Copy a batch into the graph's static inputs, padding rows and blocks."""
         pool, inputs = self._runner.pool, captured.inputs
-        size, rows, blocks = pool.block_size, inputs.rows, inputs.read_blocks.shape[1]
+        (segment,) = inputs.segments
+        size, rows, blocks = pool.block_size, segment.rows, segment.read_blocks.shape[1]
         padding = rows - len(tokens)
         lengths = [cache.length + 1 for cache in caches] + [1] * padding
         table = [cache.blocks[: pool.blocks_for(cache.length + 1)] for cache in caches] + [[]] * padding
@@ -87,28 +88,26 @@ class DecodeGraphs:
         for row, owned in enumerate(table):
             host_table[row, : len(owned)] = torch.tensor(owned, dtype=torch.long)
         captured.tokens.copy_(torch.tensor(tokens + [0] * padding), non_blocking=True)
-        inputs.positions.copy_(torch.tensor([[cache.length] for cache in caches] + [[0]] * padding))
+        inputs.positions.copy_(torch.tensor([[cache.length for cache in caches] + [0] * padding]))
         inputs.write_slots.copy_(torch.tensor(slots + [0] * padding))
-        inputs.read_blocks.copy_(host_table.to(device, non_blocking=True))
+        segment.read_blocks.copy_(host_table.to(device, non_blocking=True))
         span = torch.arange(blocks * size)
-        assert inputs.mask is not None
-        inputs.mask.copy_((span[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :])
+        assert segment.mask is not None
+        segment.mask.copy_((span[None, :] < torch.tensor(lengths)[:, None])[:, None, None, :])
 
     def _run(self, captured: _Captured) -> torch.Tensor:
         runner = self._runner
-        embeds = runner.embeddings(captured.tokens)[:, None]
-        return runner.logits(runner.forward(embeds, captured.inputs)[:, -1])
+        return runner.logits(runner.forward(runner.embeddings(captured.tokens), captured.inputs))
 
     def _capture(self, rows: int, blocks: int) -> _Captured | None:
         device, size = self._runner.device, self._runner.pool.block_size
         mask = torch.zeros((rows, 1, 1, blocks * size), dtype=torch.bool, device=device)
         mask[..., 0] = True  # padding rows attend to the padding block's first slot
-        inputs = BatchInputs(
-            positions=torch.zeros((rows, 1), dtype=torch.long, device=device),
+        segment = Segment(0, rows, 1, torch.zeros((rows, blocks), dtype=torch.long, device=device), None, mask)
+        inputs = StepInputs(
+            positions=torch.zeros((1, rows), dtype=torch.long, device=device),
             write_slots=torch.zeros(rows, dtype=torch.long, device=device),
-            read_blocks=torch.zeros((rows, blocks), dtype=torch.long, device=device),
-            read_length=None,
-            mask=mask,
+            segments=[segment],
         )
         tokens = torch.zeros(rows, dtype=torch.long, device=device)
         captured = _Captured(torch.cuda.CUDAGraph(), tokens, inputs, torch.empty(0))

@@ -1,15 +1,18 @@
-"""A forward pass over the paged pool: the inputs of one batch, and the cache object the model's layers see.
+"""One forward pass over the paged pool: any mix of decode rows and one prefill chunk.
 
-transformers' attention layers call `cache.update(keys, values, layer_idx)` with the new positions' keys
-and values and attend over what it returns. `PagedAttentionCache` writes the new positions into their
-pool slots and returns, per row, the keys and values of the blocks that row owns (gathered block by
-block, padded to the longest row); the mask passed with the forward hides each row's padding and,
-within a chunk of several positions, the future. Attention itself stays transformers' SDPA.
+The model's own classes run unchanged. The new positions of every conversation in the step are laid out
+as one flat sequence (the chunk's positions first, then one position per decoding conversation), so its
+linear layers read the weights once for all of them. Two things stand in for the model's own cache and
+attention: `PagedAttentionCache.update` writes each layer's new keys and values into their pool slots,
+and `paged_attention` (registered with transformers as the attention implementation "aural_paged") splits
+the flat sequence into `Segment`s and attends each over its own blocks: the chunk causally over its
+conversation's cache, the decode rows in one batch, each over its own blocks (gathered block by block,
+padded to the longest row and masked). Attention itself is PyTorch's SDPA.
 
-A batch is either several rows of one new position each (decode) or one row of many (a prefill chunk,
-or tokens a grammar forced). With a single row the gather stops at the row's exact length and no mask
-is needed for one position, so a conversation decoded alone computes exactly what a contiguous cache
-would.
+A conversation decoded or prefilled alone gathers exactly its length and needs no mask for one
+position, so it computes exactly what a contiguous cache would (the fidelity tests compare tokens
+with transformers' `generate()`). Without a step (`aural_step` not passed, as in `generate()`), the
+registered attention is transformers' SDPA.
 """
 
 from __future__ import annotations
@@ -19,93 +22,170 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
 
 from .kv_pool import KVPool, SequenceCache
 
+ATTENTION = "aural_paged"
+
 
 @dataclass
-class BatchInputs:
-    """Tensors of one forward: `rows` rows of `width` new positions each.
+class Segment:
+    """`rows` sequences of `width` new positions each, at `start` of the flat sequence, attending over
+    `read_blocks` (`[rows, blocks]`; padding: block 0), cut to `read_length` positions (None: all), with
+    `mask` (`[rows, 1, width, read positions]`, True: attend; None: all of them)."""
 
-    `write_slots` are the pool slots of the new positions (row-major); `read_blocks` the blocks each row
-    attends over, `[rows, blocks]` (padding: block 0); `read_length` how many positions of the gathered
-    blocks to keep (None: all); `mask` `[rows, 1, width, read positions]` (True: attend) or None.
-    """
-
-    positions: torch.Tensor
-    write_slots: torch.Tensor
+    start: int
+    rows: int
+    width: int
     read_blocks: torch.Tensor
     read_length: int | None
     mask: torch.Tensor | None
 
+
+@dataclass
+class StepInputs:
+    """One forward: the flat sequence's positions (`[1, tokens]`), their pool slots, and its segments."""
+
+    positions: torch.Tensor
+    write_slots: torch.Tensor
+    segments: list[Segment]
+
     @property
-    def rows(self) -> int:
-        return int(self.positions.shape[0])
+    def tokens(self) -> int:
+        return int(self.positions.shape[1])
 
 
-def decode_inputs(pool: KVPool, caches: Sequence[SequenceCache], device: torch.device) -> BatchInputs:
-    """One new position per row: the position after each cache's last (its blocks already reserved)."""
-    size = pool.block_size
-    lengths = [cache.length + 1 for cache in caches]  # including the new position
-    widest = max(pool.blocks_for(length) for length in lengths)
-    table = [cache.blocks[: pool.blocks_for(length)] for cache, length in zip(caches, lengths, strict=True)]
-    table = [row + [0] * (widest - len(row)) for row in table]
-    slots = [cache.blocks[cache.length // size] * size + cache.length % size for cache in caches]
-    positions = torch.tensor([[cache.length] for cache in caches], device=device)
-    if len(caches) == 1:
-        return BatchInputs(
-            positions, torch.tensor(slots, device=device), torch.tensor(table, device=device), lengths[0], None
-        )
-    span = torch.arange(widest * size, device=device)
-    mask = (span[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
-    return BatchInputs(positions, torch.tensor(slots, device=device), torch.tensor(table, device=device), None, mask)
-
-
-def chunk_inputs(pool: KVPool, cache: SequenceCache, start: int, stop: int, device: torch.device) -> BatchInputs:
-    """Positions `start:stop` of one cache (its blocks already reserved), attending causally over `:stop`."""
+def chunk_segment(pool: KVPool, cache: SequenceCache, start: int, stop: int, device: torch.device) -> Segment:
+    """Positions `start:stop` of one cache (blocks reserved), attending causally over `:stop`; first in the step."""
     width = stop - start
-    table = torch.tensor([cache.blocks[: pool.blocks_for(stop)]], device=device)
-    positions = torch.arange(start, stop, device=device)[None, :]
-    slots = torch.tensor(pool.slots(cache, start, stop), device=device)
+    blocks = torch.tensor([cache.blocks[: pool.blocks_for(stop)]], device=device)
     mask = None
     if width > 1:
         seen = torch.arange(stop, device=device)
-        mask = (seen[None, :] <= positions[0][:, None])[None, None, :, :]
-    return BatchInputs(positions, slots, table, stop, mask)
+        mask = (seen[None, :] <= torch.arange(start, stop, device=device)[:, None])[None, None]
+    return Segment(0, 1, width, blocks, stop, mask)
+
+
+def decode_segment(pool: KVPool, caches: Sequence[SequenceCache], start: int, device: torch.device) -> Segment:
+    """One new position per cache, after its last (blocks reserved), at `start` of the flat sequence."""
+    lengths = [cache.length + 1 for cache in caches]
+    widest = max(pool.blocks_for(length) for length in lengths)
+    table = [cache.blocks[: pool.blocks_for(length)] for cache, length in zip(caches, lengths, strict=True)]
+    blocks = torch.tensor([row + [0] * (widest - len(row)) for row in table], device=device)
+    if len(caches) == 1:
+        return Segment(start, 1, 1, blocks, lengths[0], None)
+    span = torch.arange(widest * pool.block_size, device=device)
+    mask = (span[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
+    return Segment(start, len(caches), 1, blocks, None, mask)
+
+
+def step_inputs(
+    pool: KVPool,
+    chunk: tuple[SequenceCache, int, int] | None,
+    decoding: Sequence[SequenceCache],
+    device: torch.device,
+) -> StepInputs:
+    """The inputs of a step: the positions `start:stop` of `chunk`'s cache, then one position per decoding cache."""
+    positions: list[int] = []
+    slots: list[int] = []
+    segments = []
+    if chunk is not None:
+        cache, start, stop = chunk
+        positions += range(start, stop)
+        slots += pool.slots(cache, start, stop)
+        segments.append(chunk_segment(pool, cache, start, stop, device))
+    if decoding:
+        segments.append(decode_segment(pool, decoding, len(positions), device))
+        for cache in decoding:
+            positions.append(cache.length)
+            slots += pool.slots(cache, cache.length, cache.length + 1)
+    return StepInputs(torch.tensor([positions], device=device), torch.tensor(slots, device=device), segments)
+
+
+@dataclass(frozen=True)
+class PagedStep:
+    """What `paged_attention` needs besides the model's tensors: the pool and the step's inputs."""
+
+    pool: KVPool
+    inputs: StepInputs
 
 
 class PagedAttentionCache:
-    """What the model's attention layers take as their cache for one forward over the pool.
+    """What the model's attention layers take as their cache in a step: it writes the new keys and values
+    into their pool slots (duck-typed to transformers' `Cache.update`; the layers call nothing else when
+    positions and the mask are given). Reading them back is `paged_attention`'s."""
 
-    Duck-typed to transformers' `Cache.update`: the layers call nothing else when position ids and the
-    mask are given.
-    """
-
-    def __init__(self, pool: KVPool, inputs: BatchInputs) -> None:
-        self._pool = pool
-        self._inputs = inputs
+    def __init__(self, step: PagedStep) -> None:
+        self._step = step
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, kwargs: Any = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new positions' keys and values (`[rows, heads, width, dim]`) into their slots; return
-        each row's keys and values over its blocks, `[rows, heads, read positions, dim]`."""
-        keys, values = self._pool.layer(layer_idx)
-        inputs = self._inputs
-        rows, heads, _, dim = key_states.shape
-        for pool_part, new in ((keys, key_states), (values, value_states)):
-            flat = pool_part.view(-1, heads, dim)
-            flat.index_copy_(0, inputs.write_slots, new.transpose(1, 2).reshape(-1, heads, dim))
-        blocks = inputs.read_blocks.view(-1)
-        buffers = self._pool.gather_buffers(blocks.numel())
-        gathered = []
-        for part, pool_part in enumerate((keys, values)):
-            if buffers is None:
-                read = pool_part.index_select(0, blocks)
-            else:
-                read = torch.index_select(pool_part, 0, blocks, out=buffers[part])
-            read = read.view(rows, -1, heads, dim)
-            if inputs.read_length is not None:
-                read = read[:, : inputs.read_length]
-            gathered.append(read.transpose(1, 2))
-        return gathered[0], gathered[1]
+        """Write the new positions' keys and values (`[1, heads, tokens, dim]`); return them as they are."""
+        pool, slots = self._step.pool, self._step.inputs.write_slots
+        _, heads, _, dim = key_states.shape
+        for pool_part, new in zip(pool.layer(layer_idx), (key_states, value_states), strict=True):
+            pool_part.view(-1, heads, dim).index_copy_(0, slots, new[0].transpose(0, 1))
+        return key_states, value_states
+
+
+def paged_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """Attention of a step's flat sequence (`query` `[1, heads, tokens, dim]`), segment by segment over the
+    pool; transformers' SDPA when the forward is not a step. Returns `[1, tokens, heads, dim]`."""
+    step: PagedStep | None = kwargs.pop("aural_step", None)
+    if step is None:
+        output: tuple[torch.Tensor, None] = sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+        return output
+    layer: int = module.layer_idx  # type: ignore[assignment]
+    keys, values = step.pool.layer(layer)
+    _, heads, _, dim = query.shape
+    grouped = getattr(module, "num_key_value_groups", 1) > 1  # fewer key/value heads than query heads
+    outputs = []
+    for segment in step.inputs.segments:
+        length = segment.rows * segment.width
+        q = query[0, :, segment.start : segment.start + length].view(heads, segment.rows, segment.width, dim)
+        k, v = _gather(step.pool, keys, values, segment)
+        out = nn.functional.scaled_dot_product_attention(
+            q.transpose(0, 1), k, v, attn_mask=segment.mask, dropout_p=0.0, scale=scaling, enable_gqa=grouped
+        )
+        outputs.append(out.transpose(1, 2).reshape(length, heads, dim))
+    return torch.cat(outputs)[None], None
+
+
+def _gather(
+    pool: KVPool, keys: torch.Tensor, values: torch.Tensor, segment: Segment
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's keys and values over its blocks, `[rows, heads, read positions, dim]`."""
+    blocks = segment.read_blocks.view(-1)
+    buffers = pool.gather_buffers(blocks.numel())
+    gathered = []
+    for part, pool_part in enumerate((keys, values)):
+        read = (
+            pool_part.index_select(0, blocks)
+            if buffers is None
+            else torch.index_select(pool_part, 0, blocks, out=buffers[part])
+        )
+        read = read.view(segment.rows, -1, *read.shape[2:])
+        if segment.read_length is not None:
+            read = read[:, : segment.read_length]
+        gathered.append(read.transpose(1, 2))
+    return gathered[0], gathered[1]
+
+
+AttentionInterface.register(ATTENTION, paged_attention)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)

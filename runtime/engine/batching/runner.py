@@ -1,32 +1,50 @@
-"""Forward passes of a transformers decoder language model over the paged KV pool.
+"""Steps of a transformers decoder language model over the paged KV pool.
 
-The model's own classes run unchanged: `PagedAttentionCache` stands in for its cache and the mask is
-handed over ready-made, so its attention layers read and write the pool. A decode step feeds one token
-per conversation in one batch; on CUDA it replays a captured graph of the bucket that fits the batch
-(`DecodeGraphs`), so that a step costs the device's time rather than Python's; on the CPU it runs eagerly.
+A step feeds one token to each decoding conversation and, at most, one prefill chunk of another, in one
+forward (`paged`): the weights are read once for all of them, and a chunk never leaves the decoding
+conversations waiting for a step of their own. The model's own classes run unchanged, with the attention
+implementation `paged.ATTENTION`. A step with decode rows only replays a captured CUDA graph of the bucket
+that fits it on CUDA (`DecodeGraphs`), so that it costs the device's time rather than Python's; steps
+with a chunk, and every step on the CPU, run eagerly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .graphs import DecodeGraphs
 from .kv_pool import KVPool, SequenceCache
-from .paged import BatchInputs, PagedAttentionCache, chunk_inputs, decode_inputs
+from .paged import ATTENTION, PagedAttentionCache, PagedStep, StepInputs, step_inputs
+
+
+@dataclass
+class Chunk:
+    """A prefill chunk to run in a step: input embeddings (`[positions, hidden]`) for positions
+    `start:start + len(embeds)` of `cache` (blocks reserved)."""
+
+    cache: SequenceCache
+    start: int
+    embeds: torch.Tensor
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.embeds)
 
 
 class ModelRunner:
-    """The language model's forward over the pool.
+    """The language model's steps over the pool.
 
     Args:
-        language_model: the decoder stack (`inputs_embeds`, `position_ids`, `attention_mask`, `cache`).
+        language_model: the decoder stack (`inputs_embeds`, `position_ids`, `attention_mask`, `cache`); its
+            attention implementation becomes `paged.ATTENTION` (SDPA whenever it runs outside a step).
         lm_head: hidden states → logits.
         embeddings: token ids → input embeddings.
         pool: where every conversation's cache lives.
-        cuda_graphs: capture decode steps as CUDA graphs (only on a CUDA device).
+        cuda_graphs: capture decode-only steps as CUDA graphs (only on a CUDA device).
     """
 
     def __init__(
@@ -38,6 +56,7 @@ class ModelRunner:
         *,
         cuda_graphs: bool = True,
     ) -> None:
+        language_model.set_attn_implementation(ATTENTION)  # type: ignore[operator]
         self.language_model = language_model
         self.lm_head = lm_head
         self.embeddings = embeddings
@@ -50,16 +69,19 @@ class ModelRunner:
         embeds: torch.Tensor = self.embeddings(torch.tensor(list(ids), device=self.device))
         return embeds
 
-    def forward(self, embeds: torch.Tensor, inputs: BatchInputs) -> torch.Tensor:
-        """Hidden states `[rows, width, hidden]` of the new positions; their keys and values go to the pool."""
+    def forward(self, embeds: torch.Tensor, inputs: StepInputs) -> torch.Tensor:
+        """Hidden states `[tokens, hidden]` of a step's flat sequence (`embeds` `[tokens, hidden]`); the new
+        positions' keys and values go to the pool."""
+        step = PagedStep(self.pool, inputs)
         out = self.language_model(
-            inputs_embeds=embeds,
+            inputs_embeds=embeds[None],
             position_ids=inputs.positions,
-            attention_mask={"full_attention": inputs.mask},
-            cache=PagedAttentionCache(self.pool, inputs),
+            attention_mask={"full_attention": None},
+            cache=PagedAttentionCache(step),
             use_cache=True,
+            aural_step=step,
         )
-        hidden: torch.Tensor = out.last_hidden_state
+        hidden: torch.Tensor = out.last_hidden_state[0]
         return hidden
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -68,19 +90,28 @@ class ModelRunner:
         return logits
 
     @torch.inference_mode()
-    def prefill(self, embeds: torch.Tensor, cache: SequenceCache, start: int) -> torch.Tensor:
-        """Positions `start:start + len(embeds)` of one cache (blocks reserved); the last position's logits."""
-        inputs = chunk_inputs(self.pool, cache, start, start + len(embeds), self.device)
-        hidden = self.forward(embeds[None], inputs)
-        return self.logits(hidden[0, -1:])[0]
+    def step(
+        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunk: Chunk | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Feed `tokens[i]` after the last position of `caches[i]`, and `chunk`, in one forward (blocks reserved).
 
-    @torch.inference_mode()
-    def decode(self, tokens: list[int], caches: list[SequenceCache]) -> torch.Tensor:
-        """One token per cache, after each cache's last position (blocks reserved): logits `[rows, vocab]`."""
-        if self.graphs is not None:
-            logits = self.graphs.decode(tokens, caches)
+        Returns:
+            The decode rows' next-token logits (`[rows, vocab]`, None without rows), and the logits after
+            the chunk's last position (None without a chunk).
+        """
+        if chunk is None and not tokens:
+            return None, None
+        if chunk is None and self.graphs is not None:
+            logits = self.graphs.decode(list(tokens), list(caches))
             if logits is not None:
-                return logits
-        inputs = decode_inputs(self.pool, caches, self.device)
-        embeds = self.embed(tokens)[:, None]
-        return self.logits(self.forward(embeds, inputs)[:, -1])
+                return logits, None
+        span = (chunk.cache, chunk.start, chunk.stop) if chunk is not None else None
+        inputs = step_inputs(self.pool, span, caches, self.device)
+        parts = ([chunk.embeds] if chunk is not None else []) + ([self.embed(tokens)] if tokens else [])
+        hidden = self.forward(torch.cat(parts) if len(parts) > 1 else parts[0], inputs)
+        width = len(chunk.embeds) if chunk is not None else 0
+        rows = [width - 1] if chunk is not None else []
+        logits = self.logits(hidden[rows + list(range(width, width + len(tokens)))])
+        if chunk is None:
+            return logits, None
+        return (logits[1:] if tokens else None), logits[0]

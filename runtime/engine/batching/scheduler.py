@@ -1,25 +1,22 @@
-"""The device loop: one thread runs every conversation's model work, decode steps batched.
+"""The device loop: one thread runs every conversation's model work, in steps.
 
 Each conversation resident on the device (`Resident`) has a queue of jobs (a reply, a speculative
 prefill) that run one after another, in the order they were asked for; only the first is active. An
-active job is always in one of two phases. In its *chunk* phase it needs bounded units of work on its
-own: rendering the conversation and planning the prefill, encoding one audio clip, prefilling up to
-`prefill_chunk` positions, or feeding the tokens a grammar forced. In its *decode* phase it has exactly
-one token to feed and wants the next token's logits: all such jobs form one batch and run as one
-forward.
+active job is in one of two phases. In its *chunk* phase it needs a prefill chunk: the host work of a
+unit (rendering the conversation and planning the prefill, encoding the audio clips the chunk holds)
+and then up to `prefill_chunk` positions through the model, or the tokens a grammar forced. In its
+*decode* phase it has one token to feed and wants the next token's logits.
 
-The loop alternates: one batched decode step for every decoding job, then at most one chunk unit (a
-live grammar feed first, else the oldest job's), then again. So a long prefill never freezes the other
-streams: between two decode steps of a live stream there is at most one unit of someone else's
-prefill. Conversations join the batch when their prefill ends and leave it when their reply does.
+Every step is one forward (`ModelRunner.step`): one row for each decoding job, and at most one chunk —
+a live grammar feed first, else the oldest job's. So a long prefill never freezes the other streams:
+they advance by a token with every chunk of it, and no step holds more than one chunk. Conversations
+join the decode rows when their prefill ends and leave them when their reply does.
 
-Memory: every position lives in the paged pool (`KVPool`). When a unit or a decode step needs blocks
-that are not free, the loop first moves idle conversations' caches to host memory (least recently used
-first; dropped instead when the host budget is spent); if that is not enough it either fails the job
-with `KVBudgetExceeded` (`on_full="error"`) or lets it wait (`on_full="wait"`) while the others go on
-— and, should every job be waiting, moves the caches of all but the oldest waiting conversation to host
-memory so that the oldest can proceed. Conversations idle for `idle_offload` seconds move to host memory
-on their own; a job restores its conversation's cache bit for bit before it uses it.
+Memory: every position lives in the paged pool. When a chunk or a decode row needs blocks that are not
+free, idle conversations' caches leave the pool first (`Residency`); if that is not enough the job
+either fails with `KVBudgetExceeded` (`on_full="error"`) or waits (`on_full="wait"`) while the others go
+on — and, should nothing be able to go on, the caches of all but the oldest waiting conversation leave
+the pool so that it can proceed. A job restores its conversation's cache, bit for bit, before using it.
 """
 
 from __future__ import annotations
@@ -32,42 +29,36 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
 
 import structlog
 import torch
 
 from ...errors import KVBudgetExceeded
 from .kv_pool import KVPool, PoolFull, SequenceCache
+from .residency import Residency, Resident
+from .runner import Chunk
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 OnFull = Literal["wait", "error"]
 Phase = Literal["chunk", "decode", "done"]
-DecodeFn = Callable[[list[int], list[SequenceCache]], torch.Tensor]
-"""Feeds one token per cache (positions after each cache's last, blocks reserved) in one batch; returns
-the next-token logits `[rows, vocab]`."""
-
-_ids = itertools.count(1)
 _orders = itertools.count(1)
 _TICK = 0.5  # seconds between idle checks while nothing runs
 
 
-@dataclass(eq=False)
-class Resident:
-    """One conversation's state on the device: its cache and its jobs, first one active."""
-
-    cache: SequenceCache = field(default_factory=SequenceCache)
-    jobs: deque[Job] = field(default_factory=deque)
-    last_used: float = field(default_factory=time.monotonic)
-    closed: bool = False
-    id: int = field(default_factory=lambda: next(_ids))
+class StepFn(Protocol):
+    def __call__(
+        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunk: Chunk | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """One forward: a token after each cache's last position, and the chunk (see `ModelRunner.step`)."""
+        ...
 
 
 class Job(ABC):
-    """Model work for one conversation, run unit by unit on the device thread."""
+    """Model work for one conversation, run step by step on the device thread."""
 
     resident: Resident
     order: int = 0
@@ -75,18 +66,23 @@ class Job(ABC):
 
     @abstractmethod
     def phase(self) -> Phase:
-        """What the job needs next: a chunk unit, a place in the decode batch, or nothing (finished)."""
+        """What the job needs next: a chunk, a decode row, or nothing (finished)."""
 
     @abstractmethod
-    def run_chunk(self) -> None:
-        """Do one bounded unit of work alone.
+    def prepare_chunk(self) -> Chunk | None:
+        """The chunk phase's host work (render, plan, encode) and the chunk it yields (its blocks reserved),
+        or None when the job needs no forward this time (it ended, say).
 
         Raises:
-            PoolFull: its positions need blocks that are not free; nothing was done (the unit is retried).
+            PoolFull: the chunk's positions need blocks that are not free (retried as it is).
         """
 
+    @abstractmethod
+    def take_chunk(self, logits: torch.Tensor) -> None:
+        """The chunk ran (its positions are in the pool); `logits` follow its last position."""
+
     def live_feed(self) -> bool:
-        """True when the chunk unit is part of a live reply (tokens a grammar forced): it goes first."""
+        """True when the chunk is part of a live reply (tokens a grammar forced): it goes first."""
         return False
 
     def next_token(self) -> int:
@@ -109,10 +105,10 @@ class Job(ABC):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    """One unit the loop ran: a batched decode step over some conversations, or one chunk unit."""
+    """One step: the conversations that decoded a token in it, and the one whose chunk it ran (if any)."""
 
-    kind: Literal["decode", "chunk"]
-    residents: tuple[int, ...]
+    decoded: tuple[int, ...]
+    chunk: int | None
 
 
 class Scheduler:
@@ -120,7 +116,7 @@ class Scheduler:
 
     Args:
         pool: the paged KV pool every conversation's cache lives in.
-        decode: the batched forward of one token per conversation.
+        step: the forward of a step.
         on_full: what a job that needs blocks that are not free does: wait, or fail.
         idle_offload: seconds after which an idle conversation's cache moves to host memory (None: never).
         host_budget: bytes of offloaded caches kept in host memory; past it, victims are dropped.
@@ -130,7 +126,7 @@ class Scheduler:
     def __init__(
         self,
         pool: KVPool,
-        decode: DecodeFn,
+        step: StepFn,
         *,
         on_full: OnFull = "wait",
         idle_offload: float | None = None,
@@ -139,12 +135,9 @@ class Scheduler:
         name: str = "aural-device",
     ) -> None:
         self.pool = pool
-        self.decode = decode
+        self.step = step
         self.on_full = on_full
-        self.idle_offload = idle_offload
-        self.host_budget = host_budget
-        self.host_bytes = 0
-        self.residents: list[Resident] = []
+        self.residency = Residency(pool, idle_offload=idle_offload, host_budget=host_budget)
         self.schedule: deque[ScheduleEntry] = deque(maxlen=trace or 1)
         self._trace = trace > 0
         self._inbox: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
@@ -152,6 +145,10 @@ class Scheduler:
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def residents(self) -> list[Resident]:
+        return self.residency.residents
 
     # --- any thread ---------------------------------------------------------------------------------
 
@@ -199,12 +196,8 @@ class Scheduler:
         for job in resident.jobs:
             job.poll()
         resident.jobs.clear()
-        if resident.cache.host is not None:
-            self.host_bytes -= _size(resident.cache.host)
-        self.pool.clear(resident.cache)
+        self.residency.remove(resident)
         self._waiting.discard(resident)
-        with contextlib.suppress(ValueError):
-            self.residents.remove(resident)
 
     def _admit(self, job: Job) -> None:
         job.order = next(_orders)
@@ -217,22 +210,17 @@ class Scheduler:
     @torch.inference_mode()
     def _run(self) -> None:
         while not self._stopped:
-            self._take_inbox(block=not self._busy())
+            self._take_inbox(block=not any(resident.jobs for resident in self.residents))
             if self._stopped:
                 break
             try:
                 self._step()
             except Exception as exc:  # a bug: end the active jobs rather than retry them forever
                 log.exception("device loop step failed")
-                for job in self._heads():
-                    self.pool.clear(job.resident.cache)
-                    job.fail(exc)
-
-    def _busy(self) -> bool:
-        return any(resident.jobs for resident in self.residents)
+                self._fail(self._heads(), exc)
 
     def _take_inbox(self, *, block: bool) -> None:
-        timeout = _TICK if block and self.idle_offload is not None else None
+        timeout = _TICK if block and self.residency.idle_offload is not None else None
         while True:
             try:
                 item = self._inbox.get(block=block, timeout=timeout)
@@ -245,20 +233,26 @@ class Scheduler:
             block = False
 
     def _step(self) -> None:
-        decoding = [job for job in self._heads() if job.phase() == "decode"]
-        progressed = bool(decoding) and self._decode_step(decoding)
-        chunking = [job for job in self._heads() if job.phase() == "chunk"]
-        chunking.sort(key=lambda job: (not job.live_feed(), job.order))  # live feeds, then the oldest
+        heads = self._heads()
+        rows = [job for job in heads if job.phase() == "decode" and self._reserve(job)]
+        chunking = sorted(
+            (job for job in heads if job.phase() == "chunk"), key=lambda job: (not job.live_feed(), job.order)
+        )
+        progressed, chunk_job, chunk = False, None, None
         for job in chunking:
-            outcome = self._chunk(job)
-            if outcome == "ran":
-                progressed = True
+            outcome = self._prepare(job)
+            if isinstance(outcome, Chunk):
+                chunk_job, chunk = job, outcome
                 break
+            progressed |= outcome == "done"
             if outcome == "waits" and not job.live_feed():
                 break  # first come, first served: a younger prefill does not overtake a waiting one
+        if rows or chunk is not None:
+            self._forward(rows, chunk_job, chunk)
+            progressed = True
         if not progressed and self._waiting:
             self._unblock()
-        self._offload_idle()
+        self.residency.offload_idle()
 
     def _heads(self) -> list[Job]:
         """Each conversation's active job, finished ones removed (the next one becomes active)."""
@@ -275,66 +269,69 @@ class Scheduler:
                 self._waiting.discard(resident)
         return heads
 
-    def _decode_step(self, jobs: list[Job]) -> bool:
-        ready = [job for job in jobs if self._reserve(job, job.resident.cache.length + 1)]
-        if not ready:
-            return False
-        for job in ready:
-            self._waiting.discard(job.resident)
-        tokens = [job.next_token() for job in ready]
-        caches = [job.resident.cache for job in ready]
-        try:
-            logits = self.decode(tokens, caches)
-        except Exception as exc:
-            log.exception("batched decode failed")
-            for job in ready:
-                self.pool.clear(job.resident.cache)  # half-written: cannot be trusted
-                job.fail(exc)
-            return True
-        for row, (job, token) in enumerate(zip(ready, tokens, strict=True)):
-            job.resident.cache.keys.append(token)
-            job.resident.last_used = time.monotonic()
-            job.take_logits(logits[row])
-        self._note("decode", [job.resident for job in ready])
-        return True
-
-    def _chunk(self, job: Job) -> Literal["ran", "waits", "failed"]:
-        """Run one chunk unit of `job`."""
+    def _prepare(self, job: Job) -> Chunk | Literal["done", "waits", "nothing"]:
+        """A job's chunk, or what came of trying: host work only ("done"), no room ("waits"), nothing."""
         resident = job.resident
         try:
-            self._restore(resident)
-            job.run_chunk()
+            self.residency.restore(resident)
+            chunk = job.prepare_chunk()
         except PoolFull as exc:
             if not self._short(job, exc.needed):
                 return "waits"
-            return self._chunk(job)  # room was made: the retry finds the blocks free
+            return self._prepare(job)  # room was made: the retry finds the blocks free
         except KVBudgetExceeded as exc:
             job.fail(exc)
-            return "failed"
-        except Exception as exc:  # the model failed mid-forward: the cache cannot be trusted (the job logs it)
-            self.pool.clear(resident.cache)
-            job.fail(exc)
-            return "failed"
+            return "done"
+        except Exception as exc:  # the audio encoder or the host work failed
+            self._fail([job], exc)
+            return "done"
         self._waiting.discard(resident)
-        resident.last_used = time.monotonic()
-        self._note("chunk", [resident])
-        return "ran"
+        return chunk if chunk is not None else "done"
 
-    def _reserve(self, job: Job, positions: int) -> bool:
-        """Restore and reserve blocks for a decode row's next position; False when it must sit this step out."""
+    def _forward(self, rows: list[Job], chunk_job: Job | None, chunk: Chunk | None) -> None:
+        tokens = [job.next_token() for job in rows]
         try:
-            self._restore(job.resident)
-            self.pool.ensure(job.resident.cache, positions)
+            logits, chunk_logits = self.step(tokens, [job.resident.cache for job in rows], chunk)
+        except Exception as exc:
+            log.exception("model step failed")
+            self._fail([*rows, *([chunk_job] if chunk_job else [])], exc)
+            return
+        now = time.monotonic()
+        for row, (job, token) in enumerate(zip(rows, tokens, strict=True)):
+            assert logits is not None
+            job.resident.cache.keys.append(token)
+            job.resident.last_used = now
+            self._waiting.discard(job.resident)
+            job.take_logits(logits[row])
+        if chunk_job is not None:
+            assert chunk_logits is not None
+            chunk_job.resident.last_used = now
+            chunk_job.take_chunk(chunk_logits)
+        if self._trace:
+            decoded = tuple(job.resident.id for job in rows)
+            self.schedule.append(ScheduleEntry(decoded, chunk_job.resident.id if chunk_job else None))
+
+    def _fail(self, jobs: Sequence[Job], error: Exception) -> None:
+        """The model failed mid-forward for these jobs: their caches cannot be trusted."""
+        for job in jobs:
+            self.pool.clear(job.resident.cache)
+            job.fail(error)
+
+    def _reserve(self, job: Job) -> bool:
+        """Restore and reserve blocks for a decode row's next position; False when it sits this step out."""
+        try:
+            self.residency.restore(job.resident)
+            self.pool.ensure(job.resident.cache, job.resident.cache.length + 1)
         except PoolFull as exc:
-            return self._short(job, exc.needed) and self._reserve(job, positions)
+            return self._short(job, exc.needed) and self._reserve(job)
         except KVBudgetExceeded as exc:
             job.fail(exc)
             return False
         return True
 
     def _short(self, job: Job, needed: int) -> bool:
-        """`job` needs `needed` more blocks: make room from idle conversations; True if it now may retry."""
-        if self._make_room(needed, keep=job.resident):
+        """`job` needs `needed` free blocks: make room from idle conversations; True if it now may retry."""
+        if self.residency.make_room(needed, keep=job.resident):
             return True
         if self.on_full == "error":
             job.fail(
@@ -346,65 +343,8 @@ class Scheduler:
         self._waiting.add(job.resident)
         return False
 
-    def _make_room(self, needed: int, keep: Resident, victims: list[Resident] | None = None) -> bool:
-        """Move idle conversations' caches (least recently used first) out of the pool until `needed`
-        blocks are free; True if they are."""
-        if victims is None:
-            victims = [r for r in self.residents if not r.jobs and r.cache.blocks and r is not keep]
-        victims.sort(key=lambda resident: resident.last_used)
-        for victim in victims:
-            if self.pool.free_blocks >= needed:
-                break
-            self._evict(victim)
-        return self.pool.free_blocks >= needed
-
     def _unblock(self) -> None:
         """Every job is waiting for blocks: the oldest waiting conversation takes those of the others."""
         waiting = sorted(self._waiting, key=lambda resident: resident.jobs[0].order if resident.jobs else 0)
         oldest, others = waiting[0], waiting[1:]
-        self._make_room(self.pool.capacity, keep=oldest, victims=[r for r in others if r.cache.blocks])
-
-    def _evict(self, resident: Resident) -> None:
-        cache = resident.cache
-        size = len(cache.blocks) * self.pool.bytes_per_block
-        if self.host_budget is not None and self.host_bytes + size > self.host_budget:
-            self.pool.clear(cache)  # dropped: the next request recomputes it
-            log.info("kv cache dropped", resident=resident.id, bytes=size, host_bytes=self.host_bytes)
-            return
-        self.host_bytes += self.pool.offload(cache)
-        log.info("kv cache offloaded", resident=resident.id, bytes=size)
-
-    def _restore(self, resident: Resident) -> None:
-        """Bring an offloaded cache back before its job uses it.
-
-        Raises:
-            PoolFull: there is no room for it, even after moving idle conversations out.
-        """
-        cache = resident.cache
-        if cache.host is None:
-            return
-        size = _size(cache.host)
-        try:
-            self.pool.restore(cache)
-        except PoolFull as exc:
-            if not self._make_room(exc.needed, keep=resident):
-                raise
-            self.pool.restore(cache)
-        self.host_bytes -= size
-
-    def _offload_idle(self) -> None:
-        if self.idle_offload is None:
-            return
-        now = time.monotonic()
-        for resident in self.residents:
-            idle = not resident.jobs and resident.cache.blocks and now - resident.last_used >= self.idle_offload
-            if idle:
-                self._evict(resident)
-
-    def _note(self, kind: Literal["decode", "chunk"], residents: list[Resident]) -> None:
-        if self._trace:
-            self.schedule.append(ScheduleEntry(kind, tuple(resident.id for resident in residents)))
-
-
-def _size(tensor: torch.Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
+        self.residency.make_room(self.pool.capacity, keep=oldest, victims=[r for r in others if r.cache.blocks])

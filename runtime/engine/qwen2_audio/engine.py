@@ -32,8 +32,9 @@ from ..base import (
     Truncation,
 )
 from ..batching.kv_pool import KVPool, PoolGeometry, default_budget
+from ..batching.residency import Resident
 from ..batching.runner import ModelRunner
-from ..batching.scheduler import OnFull, Resident, Scheduler
+from ..batching.scheduler import OnFull, Scheduler
 from ..generation import StreamedGeneration
 from ..tool_grammar import Grammars, schema_problem
 from .audio_encoder import AudioEncoder
@@ -119,7 +120,7 @@ class TransformersEngine(Engine):
         )
         self.scheduler = Scheduler(
             self.pool,
-            self.runner.decode,
+            self.runner.step,
             on_full=on_full,
             idle_offload=idle_offload,
             host_budget=host_budget if host_budget is not None else budget,

@@ -1,12 +1,12 @@
-"""The units of model work the device loop runs for a session: a reply and a speculative prefill.
+"""The model work the device loop runs for a session: a reply and a speculative prefill.
 
 Both bring the session's cache to a rendering of the conversation through a `Prefill`: the longest
-prefix the cache already holds is kept, the rest is cropped, and what remains is computed one bounded
-unit at a time — one audio clip encoded on its real frames, or up to `prefill_chunk` positions — so that
-other conversations' decode steps run between the units. A reply then samples its first token from the
-prefill's last logits and joins the decode batch; tokens a tools' grammar forces after a sampled one are
-fed in one unit of their own. The last sampled token of a reply is never fed: the next rendering, which
-contains it, prefills it.
+prefix the cache already holds is kept, the rest is cropped, and what remains goes through the model in
+chunks of up to `prefill_chunk` positions (the audio clips a chunk holds encoded on their real frames
+first), each in a step shared with the other conversations' decode rows. A reply then samples its first
+token from the prefill's last logits and joins the decode rows; tokens a tools' grammar forces after a
+sampled one are fed as a chunk of their own. The last sampled token of a reply is never fed: the next
+rendering, which contains it, prefills it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 
 from ...errors import ContextExceeded, EngineError, GrammarError, KVBudgetExceeded, ModelFailure
 from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
+from ..batching.runner import Chunk
 from ..batching.scheduler import Job, Phase
 from ..generation import StreamedGeneration
 from ..reply import ReplyReader
@@ -34,7 +35,7 @@ CALL_TOKENS = 1024  # a function call longer than this is cut off (and reported 
 
 
 class Prefill:
-    """Brings a session's cache to positions `:stop` of `rendered`, unit by unit. With `logits`, at least the
+    """Brings a session's cache to positions `:stop` of `rendered`, chunk by chunk. With `logits`, at least the
     last position is computed, whatever the cache holds: its logits are the reply's first token's."""
 
     def __init__(self, session: TransformersSession, rendered: Rendered, stop: int, *, logits: bool) -> None:
@@ -49,35 +50,36 @@ class Prefill:
     def done(self) -> bool:
         return self.position >= self.stop
 
-    def unit(self) -> torch.Tensor | None:
-        """Encode one clip, or prefill up to a chunk of positions; the last position's logits once done.
+    def prepare(self) -> Chunk:
+        """The next chunk: up to `prefill_chunk` positions, the audio clips they hold encoded first (a clip is
+        encoded whole, by the chunk that reaches its first position), their blocks reserved.
 
         Raises:
             PoolFull: the chunk's positions need blocks that are not free (nothing was computed).
         """
-        engine = self.session.engine
-        chunk_end = min(self.stop, self.position + engine.prefill_chunk)
-        for index, clip in enumerate(self.rendered.clips):
-            end = clip.start + clip.length
-            if end > self.position and clip.start < chunk_end and index not in self._encoded:
-                self._encoded[index] = engine.encoder.encode(clip.samples)
-                return None
-        engine.pool.ensure(self.session.resident.cache, chunk_end)
+        engine, cache = self.session.engine, self.session.resident.cache
         start = self.position
-        embeds = engine.runner.embed(self.rendered.ids[start:chunk_end])
+        end = min(self.stop, start + engine.prefill_chunk)
+        engine.pool.ensure(cache, end)
+        embeds = engine.runner.embed(self.rendered.ids[start:end])
         for index, clip in enumerate(self.rendered.clips):
-            end = clip.start + clip.length
-            if end <= start or clip.start >= chunk_end:
+            clip_end = clip.start + clip.length
+            if clip_end <= start or clip.start >= end:
                 continue
+            if index not in self._encoded:
+                self._encoded[index] = engine.encoder.encode(clip.samples)
             audio = self._encoded[index]
-            first, last = max(clip.start, start), min(end, chunk_end)
+            first, last = max(clip.start, start), min(clip_end, end)
             embeds[first - start : last - start] = audio[first - clip.start : last - clip.start].to(embeds.dtype)
-            if end <= chunk_end:
+        return Chunk(cache, start, embeds)
+
+    def advance(self, chunk: Chunk) -> None:
+        """The chunk ran: its positions are cached (and the clips behind them forgotten)."""
+        self.session.resident.cache.keys.extend(self.rendered.keys[chunk.start : chunk.stop])
+        self.position = chunk.stop
+        for index, clip in enumerate(self.rendered.clips):
+            if index in self._encoded and clip.start + clip.length <= self.position:
                 del self._encoded[index]
-        logits = engine.runner.prefill(embeds, self.session.resident.cache, start)
-        self.session.resident.cache.keys.extend(self.rendered.keys[start:chunk_end])
-        self.position = chunk_end
-        return logits if self.done else None
 
 
 class SpeculationJob(Job):
@@ -102,6 +104,7 @@ class SpeculationJob(Job):
         self.ticket = ticket
         self.done = done
         self.prefill: Prefill | None = None
+        self.chunk: Chunk | None = None
         self.finished = False
 
     def phase(self) -> Phase:
@@ -111,21 +114,27 @@ class SpeculationJob(Job):
         if not self.finished and (self.resident.closed or self.session.wanted != self.ticket):
             self._end()
 
-    def run_chunk(self) -> None:
+    def prepare_chunk(self) -> Chunk | None:
         session = self.session
-        try:
-            if self.prefill is None:
-                rendered = session.render_within(
-                    self.conversation, session.reply_room(None), self.tools, self.truncation
-                )
+        if self.prefill is None:
+            try:
+                room = session.reply_room(None)
+                rendered = session.render_within(self.conversation, room, self.tools, self.truncation)
                 session.engine.pool.check_fits(len(rendered.ids))
-                self.prefill = Prefill(session, rendered, len(rendered.ids) - 1, logits=False)
-            else:
-                self.prefill.unit()
-        except (ContextExceeded, KVBudgetExceeded) as exc:
-            log.info("speculative prefill skipped", reason=exc.message)
+            except (ContextExceeded, KVBudgetExceeded) as exc:
+                log.info("speculative prefill skipped", reason=exc.message)
+                self._end()
+                return None
+            self.prefill = Prefill(session, rendered, len(rendered.ids) - 1, logits=False)
+        if self.prefill.done:
             self._end()
-            return
+            return None
+        self.chunk = self.prefill.prepare()
+        return self.chunk
+
+    def take_chunk(self, logits: torch.Tensor) -> None:
+        assert self.prefill is not None and self.chunk is not None
+        self.prefill.advance(self.chunk)
         if self.prefill.done:
             self._end()
 
@@ -145,7 +154,7 @@ def _settle(future: asyncio.Future[None]) -> None:
 
 
 class ReplyJob(Job):
-    """One reply: prefill in units, then one row of the decode batch per token."""
+    """One reply: its prefill in chunks, then one decode row per token."""
 
     def __init__(
         self,
@@ -162,6 +171,7 @@ class ReplyJob(Job):
         self.params = params
         self.out = out
         self.prefill: Prefill | None = None
+        self.chunk: Chunk | None = None
         self.reply: ReplyReader | None = None
         self.usage = TokenUsage()
         self.pending: list[int] = []  # sampled (and then forced by the grammar), not fed yet
@@ -183,23 +193,29 @@ class ReplyJob(Job):
         if not self.finished and (self.out.cancelled.is_set() or self.resident.closed):
             self._finish("cancelled")
 
-    def run_chunk(self) -> None:
+    def prepare_chunk(self) -> Chunk | None:
         try:
-            if self.prefill is None:
-                self._start()
-            elif not self.prefill.done:
-                logits = self.prefill.unit()
-                if logits is not None:
-                    self._advance(logits)
-            else:
-                cache = self.resident.cache
-                engine = self.session.engine
-                engine.pool.ensure(cache, cache.length + len(self.pending))
-                logits = engine.runner.prefill(engine.runner.embed(self.pending), cache, cache.length)
-                cache.keys.extend(self.pending)
-                self._advance(logits)
+            prefill = self.prefill or self._start()
         except (ContextExceeded, GrammarError, KVBudgetExceeded) as exc:
             self._finish("error", exc)
+            return None
+        if not prefill.done:
+            self.chunk = prefill.prepare()
+        else:  # tokens the grammar forced
+            engine, cache = self.session.engine, self.resident.cache
+            engine.pool.ensure(cache, cache.length + len(self.pending))
+            self.chunk = Chunk(cache, cache.length, engine.runner.embed(self.pending))
+        return self.chunk
+
+    def take_chunk(self, logits: torch.Tensor) -> None:
+        assert self.prefill is not None and self.chunk is not None
+        if not self.prefill.done:
+            self.prefill.advance(self.chunk)
+            if not self.prefill.done:
+                return
+        else:
+            self.resident.cache.keys.extend(self.pending)
+        self.take_logits(logits)
 
     def next_token(self) -> int:
         return self.pending[0]
@@ -216,7 +232,8 @@ class ReplyJob(Job):
             error = ModelFailure("The model failed while generating this response.")
         self._finish("error", error)
 
-    def _start(self) -> None:
+    def _start(self) -> Prefill:
+        """Render the conversation and plan its prefill (only what changed is tokenized again)."""
         session, engine = self.session, self.session.engine
         tools = self.params.tools
         room = session.reply_room(self.params.max_tokens)
@@ -237,6 +254,7 @@ class ReplyJob(Job):
         if self.params.temperature > 0:
             self.generator = torch.Generator(device=engine.device)
             self.generator.manual_seed(self.params.seed if self.params.seed is not None else torch.seed())
+        return self.prefill
 
     def _advance(self, logits: torch.Tensor) -> None:
         """Sample the next token from `logits`, then take it and what the grammar forces after it."""

@@ -126,7 +126,7 @@ async def test_batched_replies_equal_replies_alone_and_generate(fleet, gaps):
         started.append(asyncio.create_task(reply(session, conversation, f"batched{index}", n, tools=tools)))
         await asyncio.sleep(0.002 * index)  # join while the others decode
     batched = [tokens for tokens, _ in await asyncio.gather(*started)]
-    widths = [len(entry.residents) for entry in engine.scheduler.schedule if entry.kind == "decode"]
+    widths = [len(entry.decoded) for entry in engine.scheduler.schedule]
     assert max(widths) >= 4, "the conversations decoded together"
 
     for index, (conversation, n, tools) in enumerate(cases):
@@ -155,9 +155,10 @@ async def _decoding(session: TransformersSession, key: str) -> tuple[asyncio.Tas
     return task, first
 
 
-async def test_a_long_prefill_puts_at_most_one_chunk_between_two_decode_steps(fleet):
-    """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its prefill
-    goes in chunks, and no live stream ever sees more than one chunk between two of its decode steps."""
+async def test_a_long_prefill_goes_in_chunks_that_ride_with_the_decode_steps(fleet):
+    """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its prefill goes
+    in chunks of 64 positions, each in a step with a token for every live stream; no step holds two chunks,
+    and no live stream ever misses a step."""
     engine = fleet
     streams = [await engine.open_session() for _ in range(4)]
     running = [await _decoding(session, f"s{i}") for i, session in enumerate(streams)]
@@ -172,15 +173,16 @@ async def test_a_long_prefill_puts_at_most_one_chunk_between_two_decode_steps(fl
 
     schedule = list(engine.scheduler.schedule)[mark:]
     live = {session.resident.id for session in streams}
-    chunks_of_long = sum(1 for entry in schedule if entry.kind == "chunk" and entry.residents == (long.resident.id,))
-    assert chunks_of_long >= done.usage.input_tokens // 64, "the prefill went in chunks of 64 positions"
+    chunks = [entry for entry in schedule if entry.chunk == long.resident.id]
+    assert len(chunks) >= done.usage.input_tokens // 64, "the prefill went in chunks of 64 positions"
+    assert all(live <= set(entry.decoded) for entry in chunks), "each chunk rode with every live stream's step"
     for stream in live:
         between = 0
         for entry in schedule:
-            if entry.kind == "decode" and stream in entry.residents:
+            if stream in entry.decoded:
                 assert between <= 1, "two chunks between two decode steps of a live stream"
                 between = 0
-            elif entry.kind == "chunk":
+            elif entry.chunk is not None:
                 between += 1
     for session in [*streams, long]:
         await session.close()

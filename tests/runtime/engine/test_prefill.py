@@ -108,9 +108,9 @@ async def test_a_failed_prefill_is_logged_and_leaves_the_session_usable(engine, 
     await session.prefill(conversation)  # after close: nothing to do, and no error
 
 
-async def test_a_superseded_prefill_stops_at_its_next_unit(engine):
-    """A prefill works one unit (a clip's encoding, a chunk of positions) at a time and stops, its cache
-    consistent, once a newer request exists; the reply then takes over from where it stopped."""
+async def test_a_superseded_prefill_stops_at_its_next_chunk(engine):
+    """A prefill works one chunk of positions at a time and stops, its cache consistent, once a newer request
+    exists; the reply then takes over from where it stopped."""
     long = tone(5, 61.0)
     session, history = await _with_history(engine)
     conversation = [*history, _said(long)]
@@ -119,10 +119,13 @@ async def test_a_superseded_prefill_stops_at_its_next_unit(engine):
         session, conversation, (), Truncation(), session.wanted, asyncio.get_running_loop().create_future()
     )
     first_clip = None
-    while first_clip is None or len(session.keys) < first_clip:  # the device loop is idle: run the units here
-        job.run_chunk()
-        if job.prefill is not None:
-            first_clip = job.prefill.rendered.clips[0].start + job.prefill.rendered.clips[0].length
+    while first_clip is None or len(session.keys) < first_clip:  # the device loop is idle: run the steps here
+        chunk = job.prepare_chunk()
+        assert chunk is not None
+        _, logits = engine.runner.step([], [], chunk)
+        job.take_chunk(logits)
+        assert job.prefill is not None
+        first_clip = job.prefill.rendered.clips[0].start + job.prefill.rendered.clips[0].length
     done_so_far = len(session.keys)
     assert job.phase() == "chunk", "three clips: more to do after the first"
     session.wanted += 1  # a newer request

@@ -127,19 +127,16 @@ async def test_forced_tokens_are_fed_in_one_pass(engine, monkeypatch):
     """What the grammar forces (the wrapper, the keys, the closing text) is not sampled token by token: a
     named call takes far fewer model passes than it has tokens, and still validates."""
     passes: list[tuple[int, int]] = []  # (first position, positions) of every pass over the session's cache
-    runner, scheduler = engine.runner, engine.scheduler
-    prefill, decode = runner.prefill, scheduler.decode
+    scheduler = engine.scheduler
+    step = scheduler.step
 
-    def counting_prefill(embeds, cache, start):
-        passes.append((start, len(embeds)))
-        return prefill(embeds, cache, start)
-
-    def counting_decode(tokens, caches):
+    def counting_step(tokens, caches, chunk=None):
         passes.extend((cache.length, 1) for cache in caches)
-        return decode(tokens, caches)
+        if chunk is not None:
+            passes.append((chunk.start, len(chunk.embeds)))
+        return step(tokens, caches, chunk)
 
-    monkeypatch.setattr(runner, "prefill", counting_prefill)
-    monkeypatch.setattr(scheduler, "decode", counting_decode)
+    monkeypatch.setattr(scheduler, "step", counting_step)
     session = await engine.open_session()
     params = SamplingParams(max_tokens=400, temperature=1.0, seed=3, tools=_use(1))
     events = await _events(session, ASK, "forced", params)
