@@ -4,9 +4,15 @@ The real server (`aural serve` in its own process, a built-in preset on the CPU)
 process, N in `--counts`. Each client holds one conversation of `--turns` turns; a turn adds 2 s of
 speech-like audio and an instruction (as `bench.turns` does), waits until the server has decoded it, then
 asks for a reply of `--tokens` tokens. The clients start `--stagger` seconds apart (calls do not all
-arrive in the same instant). Two pacings (`--pacing`): `speech`, the user speaks each turn's audio in real
-time before the request (2 s, as on a call: the device serves the others meanwhile); `saturated`, each
-client sends its next turn the moment a reply ends (a stress test, with the device never idle).
+arrive in the same instant). Three pacings (`--pacing`):
+
+- `vad`: a voice bot's call. Each turn is espeak-ng speech (3-4 s) streamed in real time in 20 ms chunks,
+  then silence, with server VAD (silence 500 ms): the server finds the turn, reads it ahead while the
+  user falls silent and answers it. Time to first token runs from `input_audio_buffer.speech_stopped`.
+- `speech`: the user speaks each turn's audio (2 s, not sent meanwhile) before the item is added and the
+  response asked for; time to first token runs from `response.create`.
+- `saturated`: each client sends its next turn the moment a reply ends (a stress test, with the device
+  never idle); time to first token runs from `response.create`.
 
 Per N: the aggregate output tokens/s (all replies' tokens over the wall time from the first request to
 the last reply), the time to first token (from `response.create` to the first delta) at p50 and p95 over
@@ -33,15 +39,27 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import numpy.typing as npt
 import torch
 
 import aural.sdk
-from aural.protocols.server_events import ConversationItemDone
+from aural.protocols.models import ServerVad
+from aural.protocols.server_events import (
+    ConversationItemDone,
+    InputAudioBufferSpeechStopped,
+    ResponseDone,
+    ResponseOutputTextDelta,
+)
 from aural.runtime.engine.base import SAMPLE_RATE
 from aural.runtime.logs import configure_logging
 from bench.conversation import INSTRUCTIONS, speech_like
+from bench.turn_latency import PHRASES
 from bench.turns import serving
+from tests.support.speech import speak
 
+WIRE_RATE = 24000
+CHUNK_MS = 20
 TARGET_SPEEDUP = 4.0  # tokens/s of 8 at once over one alone
 TARGET_TTFT_GROWTH = 3.0  # TTFT p95 of 8 at once over one alone
 
@@ -86,8 +104,50 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+async def voice_call(url: str, model: str, index: int, args: argparse.Namespace, delay: float) -> list[TurnResult]:
+    """One client's call with server VAD: speech streamed in real time, the server answering each turn."""
+    await asyncio.sleep(delay)
+    results = []
+    chunk = 2 * WIRE_RATE * CHUNK_MS // 1000
+    async with aural.sdk.connect(url, model=model) as conn:
+        await conn.update_session(turn_detection=ServerVad(silence_duration_ms=500), max_output_tokens=args.tokens)
+        for turn in range(args.turns):
+            audio = _pcm16(speak(PHRASES[(index + turn) % len(PHRASES)], rate=WIRE_RATE))
+            audio += bytes(2 * WIRE_RATE)  # a second of silence: the turn ends in it
+            sender = asyncio.create_task(_stream(conn, audio, chunk))
+            stopped, arrivals, produced = 0.0, [], 0
+            async for event in conn:
+                if isinstance(event, InputAudioBufferSpeechStopped):
+                    stopped = time.perf_counter()
+                elif isinstance(event, ResponseOutputTextDelta):
+                    arrivals.append(time.perf_counter())
+                elif isinstance(event, ResponseDone):
+                    produced = event.response.usage.output_tokens if event.response.usage else 0
+                    break
+            await sender
+            if arrivals and stopped:
+                gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+                results.append(TurnResult(arrivals[0] - stopped, produced, gaps, stopped, arrivals[-1]))
+    return results
+
+
+async def _stream(conn: aural.sdk.Connection, pcm: bytes, chunk: int) -> None:
+    """Append PCM16 in 20 ms chunks, in real time."""
+    started = time.perf_counter()
+    for index, start in enumerate(range(0, len(pcm), chunk)):
+        await conn.append_audio(pcm[start : start + chunk])
+        ahead = started + (index + 1) * CHUNK_MS / 1000 - time.perf_counter()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+def _pcm16(samples: npt.NDArray[np.float32]) -> bytes:
+    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+
 async def run_count(url: str, model: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
-    runs = await asyncio.gather(*(conversation(url, model, i, args, i * args.stagger) for i in range(count)))
+    talk = voice_call if args.pacing == "vad" else conversation
+    runs = await asyncio.gather(*(talk(url, model, i, args, i * args.stagger) for i in range(count)))
     turns = [turn for run in runs for turn in run]
     wall = max(turn.ended for turn in turns) - min(turn.started for turn in turns)
     produced = sum(turn.tokens for turn in turns)
@@ -172,7 +232,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for count in counts:
         runs = samples[count]
-        rows.append({key: statistics.median(run[key] for run in runs) for key in runs[0]})
+        rows.append({key: statistics.median(run[key] for run in runs) for key in runs[0]} | {"conversations": count})
     return summarize(args, rows)
 
 
@@ -183,7 +243,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=48, help="max output tokens per reply")
     parser.add_argument("--stagger", type=float, default=0.25, help="seconds between the clients' starts")
-    parser.add_argument("--pacing", choices=["speech", "saturated"], default="speech")
+    parser.add_argument("--pacing", choices=["vad", "speech", "saturated"], default="vad")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()

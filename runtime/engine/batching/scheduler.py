@@ -8,7 +8,8 @@ and then up to `prefill_chunk` positions through the model, or the tokens a gram
 *decode* phase it has one token to feed and wants the next token's logits.
 
 Every step is one forward (`ModelRunner.step`): one row for each decoding job, and at most one chunk —
-a live grammar feed first, else the oldest job's. So a long prefill never freezes the other streams:
+a live grammar feed first, then the oldest reply's, then speculative work. So a long prefill never
+freezes the other streams:
 they advance by a token with every chunk of it, and no step holds more than one chunk. Conversations
 join the decode rows when their prefill ends and leave them when their reply does.
 
@@ -81,9 +82,11 @@ class Job(ABC):
     def take_chunk(self, logits: torch.Tensor) -> None:
         """The chunk ran (its positions are in the pool); `logits` follow its last position."""
 
-    def live_feed(self) -> bool:
-        """True when the chunk is part of a live reply (tokens a grammar forced): it goes first."""
-        return False
+    def urgency(self) -> int:
+        """The chunk's place in line, before its arrival: 0 for tokens a grammar forced in a live reply,
+        1 for a reply's prefill (a user waits for it), 2 for work ahead of a request (a speculative
+        prefill, which gives way to every reply)."""
+        return 1
 
     def next_token(self) -> int:
         """Decode phase: the token to feed."""
@@ -235,9 +238,7 @@ class Scheduler:
     def _step(self) -> None:
         heads = self._heads()
         rows = [job for job in heads if job.phase() == "decode" and self._reserve(job)]
-        chunking = sorted(
-            (job for job in heads if job.phase() == "chunk"), key=lambda job: (not job.live_feed(), job.order)
-        )
+        chunking = sorted((job for job in heads if job.phase() == "chunk"), key=lambda job: (job.urgency(), job.order))
         progressed, chunk_job, chunk = False, None, None
         for job in chunking:
             outcome = self._prepare(job)
@@ -245,7 +246,7 @@ class Scheduler:
                 chunk_job, chunk = job, outcome
                 break
             progressed |= outcome == "done"
-            if outcome == "waits" and not job.live_feed():
+            if outcome == "waits" and job.urgency() > 0:
                 break  # first come, first served: a younger prefill does not overtake a waiting one
         if rows or chunk is not None:
             self._forward(rows, chunk_job, chunk)

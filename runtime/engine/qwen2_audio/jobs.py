@@ -110,6 +110,9 @@ class SpeculationJob(Job):
     def phase(self) -> Phase:
         return "done" if self.finished else "chunk"
 
+    def urgency(self) -> int:
+        return 2
+
     def poll(self) -> None:
         if not self.finished and (self.resident.closed or self.session.wanted != self.ticket):
             self._end()
@@ -186,8 +189,8 @@ class ReplyJob(Job):
             return "chunk"
         return "decode"
 
-    def live_feed(self) -> bool:
-        return self.prefill is not None and self.prefill.done
+    def urgency(self) -> int:
+        return 0 if self.prefill is not None and self.prefill.done else 1
 
     def poll(self) -> None:
         if not self.finished and (self.out.cancelled.is_set() or self.resident.closed):
