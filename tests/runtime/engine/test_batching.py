@@ -83,9 +83,15 @@ def same_or_near_tie(ours: Sequence[int], theirs: Sequence[int], gaps: Sequence[
     return gaps[first] < NEAR_TIE
 
 
+EDITED = [Message("user", (AudioPart("e/0", tone(8, 1.2)), "Describe it."), "e")]
+"""The first turn of the edited conversation: its reply, cut to half its text (barge-in, a truncation), is
+in the history of the turn that the batch decodes."""
+
+
 def scenarios() -> list[tuple[list[Message], int, ToolUse | None]]:
-    """Eight conversations of different shapes: voice chat, audio analysis, text, a system turn, tools, a long
-    audio, a client-made assistant turn; and their reply lengths (they leave the batch at different steps)."""
+    """Nine conversations of different shapes: voice chat, audio analysis, text, a system turn, tools, a long
+    audio, a client-made assistant turn, and one whose previous reply was cut (`EDITED`: its messages come
+    later, once that reply exists); and their reply lengths (they leave the batch at different steps)."""
     said = lambda i, audio, *text: Message("user", (AudioPart(f"u{i}/0", audio), *text), f"u{i}")  # noqa: E731
     return [
         ([said(0, tone(0, 1.0))], 64, None),
@@ -104,7 +110,18 @@ def scenarios() -> list[tuple[list[Message], int, ToolUse | None]]:
             None,
         ),
         ([Message("user", ("é, 你好, naïve café.",), "u7")], 60, ToolUse(TOOLS, "none")),
+        ([], 45, None),
     ]
+
+
+async def edited_history(session: TransformersSession, kept: dict[str, list[int]]) -> list[Message]:
+    """`EDITED`'s first turn answered on `session`, its reply cut to half its text, and a new question;
+    `kept` gets the ids of the cut reply, as the reference renders it."""
+    ids, _ = await reply(session, EDITED, "first", 24)
+    said = session.engine.tokenizer.decode(ids)
+    cut = said[: len(said) // 2]
+    kept["first"] = list(session.engine.chat_format.follow_text(ids, cut))
+    return [*EDITED, Message("assistant", (cut,), "first"), Message("user", ("And?",), "e2")]
 
 
 async def test_batched_replies_equal_replies_alone_and_generate(fleet, gaps):
@@ -112,15 +129,21 @@ async def test_batched_replies_equal_replies_alone_and_generate(fleet, gaps):
     each reply equals the same conversation decoded alone and transformers' `generate()`."""
     engine = fleet
     cases = scenarios()
+    generated: dict[str, list[int]] = {}  # the edited conversation's first reply, for the reference
     alone: list[list[int]] = []
     for index, (conversation, n, tools) in enumerate(cases):
         session = await engine.open_session()
+        if not conversation:
+            conversation = await edited_history(session, generated)
+            cases[index] = (conversation, n, tools)
         tokens, _ = await reply(session, conversation, f"alone{index}", n, tools=tools)
         alone.append(tokens)
         gaps[(0, f"alone{index}")] = gaps.pop((id(session), f"alone{index}"))
         await session.close()
 
     sessions = [await engine.open_session() for _ in cases]
+    edited = next(index for index, (conversation, _, _) in enumerate(cases) if conversation[0] is EDITED[0])
+    assert await edited_history(sessions[edited], {}) == cases[edited][0], "the same history as alone"
     started: list[asyncio.Task[tuple[list[int], GenerationDone]]] = []
     for index, ((conversation, n, tools), session) in enumerate(zip(cases, sessions, strict=True)):
         started.append(asyncio.create_task(reply(session, conversation, f"batched{index}", n, tools=tools)))
@@ -130,7 +153,7 @@ async def test_batched_replies_equal_replies_alone_and_generate(fleet, gaps):
     assert max(widths) >= 4, "the conversations decoded together"
 
     for index, (conversation, n, tools) in enumerate(cases):
-        reference = reference_generate(engine, conversation, {}, n, tools.functions if tools else ())
+        reference = reference_generate(engine, conversation, generated, n, tools.functions if tools else ())
         near = gaps[(id(sessions[index]), f"batched{index}")]
         assert same_or_near_tie(batched[index], alone[index], near), index
         assert same_or_near_tie(alone[index], reference, gaps[(0, f"alone{index}")]), index
