@@ -107,6 +107,10 @@ class QwenAudioChatFormat:
         """Token ids of `text`, special tokens split (typed markers never become turn boundaries)."""
         return self._encode_short(text) if len(text) <= _SHORT_TEXT else self._encode(text)
 
+    def clear_cache(self) -> None:
+        """Forget the short texts tokenized so far."""
+        self._encode_short.cache_clear()  # type: ignore[attr-defined]
+
     def _encode(self, text: str) -> tuple[int, ...]:
         return tuple(self._tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
 
