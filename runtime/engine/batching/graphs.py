@@ -10,8 +10,8 @@ CPU, where no graph is captured).
 
 A bucket is captured the first time a batch needs it (a few hundred milliseconds for a 7B model), and
 checked once: its first replay must agree with the eager forward of the same padded inputs (to within
-`AGREEMENT`), or graphs are switched off for good with a warning and the engine goes on eagerly. A batch wider than the largest
-bucket runs eagerly.
+`AGREEMENT`), or graphs are switched off for good with a warning and the engine goes on eagerly. A batch
+wider than the largest bucket runs eagerly.
 """
 
 from __future__ import annotations
