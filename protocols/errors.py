@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     TOOL_CALL_INCOMPLETE = "tool_call_incomplete"
     SERVER_ERROR = "server_error"
     TOO_MANY_SESSIONS = "session_limit_reached"
+    CONVERSATION_FULL = "conversation_full"
 
 
 class ProtocolError(Exception):

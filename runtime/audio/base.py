@@ -9,10 +9,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..engine.base import AudioSamples
+from ..engine.base import SAMPLE_RATE, AudioSamples
 from ..errors import AudioError
 
 EMPTY: AudioSamples = np.zeros(0, dtype=np.float32)
+MAX_SAMPLES = 15 * 60 * SAMPLE_RATE
+"""The default bound on the decoded samples a decoder holds between two calls: the session's input buffer
+holds no more (15 minutes, as OpenAI's)."""
 
 
 class AudioDecoder(Protocol):

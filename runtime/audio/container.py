@@ -22,9 +22,9 @@ import av
 import numpy as np
 import structlog
 
-from ..engine.base import AudioSamples
+from ..engine.base import SAMPLE_RATE, AudioSamples
 from ..errors import AudioError
-from .base import EMPTY, bad_audio
+from .base import EMPTY, MAX_SAMPLES, bad_audio
 from .resample import MonoResampler
 
 log = structlog.get_logger(__name__)
@@ -171,21 +171,31 @@ class _BoxOrder:
                     raise bad_audio("audio/mp4", f"a box header is damaged ('{name}' of {self._skip} bytes).")
 
 
+class _TooLong(Exception):
+    """The decoded samples not yet taken passed the decoder's bound: decoding stops."""
+
+
 class _Decoding:
     """The work of one decoder thread: demux and decode the pipe's stream until it ends, keeping the samples
-    or the first error. Holds no reference to its `ContainerDecoder`, so that a dropped decoder is freed."""
+    or the first error. Holds no reference to its `ContainerDecoder`, so that a dropped decoder is freed.
 
-    def __init__(self, label: str, pipe: _Pipe) -> None:
+    The samples it holds are bounded by `max_samples`: a few hundred compressed bytes can decode to an hour
+    of silence, so the bound is checked as frames are decoded, never after the stream has been decoded whole.
+    """
+
+    def __init__(self, label: str, pipe: _Pipe, max_samples: int) -> None:
         self.label = label
         self.pipe = pipe
         self.error: AudioError | None = None
+        self._max = max_samples
         self._lock = threading.Lock()
         self._ready: list[AudioSamples] = []
+        self._held = 0
 
     def take(self) -> AudioSamples:
         """The samples decoded since the last call."""
         with self._lock:
-            ready, self._ready = self._ready, []
+            ready, self._ready, self._held = self._ready, [], 0
         return np.concatenate(ready) if ready else EMPTY
 
     def run(self) -> None:
@@ -198,6 +208,10 @@ class _Decoding:
                 for frame in container.decode(audio=0):
                     self._keep(resampler.push(frame))
             self._keep(resampler.flush())
+        except _TooLong:
+            self.pipe.end(abort=True)
+            seconds = self._max // SAMPLE_RATE
+            self.error = bad_audio(self.label, f"the stream decodes to more than {seconds} s of audio at once.")
         except av.FFmpegError as exc:
             reason = exc.strerror or type(exc).__name__
             self.error = bad_audio(self.label, f"the stream is damaged or is not {self.label} (FFmpeg: {reason}).")
@@ -214,7 +228,10 @@ class _Decoding:
         if samples.size:
             self.pipe.has_audio = True
             with self._lock:
+                if self._held + samples.size > self._max:
+                    raise _TooLong
                 self._ready.append(samples)
+                self._held += samples.size
 
 
 class ContainerDecoder:
@@ -223,15 +240,17 @@ class ContainerDecoder:
 
     Args:
         label: the declared format, a key of `CONTAINERS`.
+        max_samples: the most decoded samples it holds between two calls; a stream that decodes to more
+            (a compression bomb, or input far ahead of its takers) fails with `AudioError` as soon as it does.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, max_samples: int = MAX_SAMPLES) -> None:
         self.label = label
         self._container = CONTAINERS[label]
         self._head = b""
         self._boxes = _BoxOrder() if label == "audio/mp4" else None
         self._pipe = _Pipe()
-        self._decoding = _Decoding(label, self._pipe)
+        self._decoding = _Decoding(label, self._pipe, max_samples)
         self._thread: threading.Thread | None = None
         weakref.finalize(self, self._pipe.end, abort=True)  # a dropped decoder never leaves its thread waiting
 

@@ -60,7 +60,13 @@ class ConnectionDriver:
         """Serve until the client closes the socket."""
         engine_session = await self._engine.open_session()
         self._commands = CommandRunner(
-            self._engine, engine_session, self._vad, self._tools, Ingest(), self.receive, self._log
+            self._engine,
+            engine_session,
+            self._vad,
+            self._tools,
+            Ingest(self._session.max_samples),
+            self.receive,
+            self._log,
         )
         self._log.info("session opened")
         binary_audio = self._ws.ws_protocol == BINARY_AUDIO

@@ -21,14 +21,15 @@ import numpy as np
 
 from aural.protocols.models import AudioFormat
 
-from ..audio.base import EMPTY, AudioDecoder
+from ..audio.base import EMPTY, MAX_SAMPLES, AudioDecoder
 from ..audio.decoders import make_decoder
 from ..engine.base import AudioSamples
 from ..errors import AudioError
 from ..session.commands import Decode, DecodeAudio, DecodeClips, EndAudio
 from ..session.inputs import AudioDecoded, AudioEnded, ClipsDecoded
 
-DecoderFactory = Callable[[AudioFormat], AudioDecoder]
+DecoderFactory = Callable[[AudioFormat, int], AudioDecoder]
+"""Makes a decoder for an input format that holds at most so many decoded samples (`make_decoder`)."""
 Answer = AudioDecoded | AudioEnded | ClipsDecoded
 
 
@@ -36,10 +37,13 @@ class Ingest:
     """Decodes one connection's input audio: the live stream of appends, and whole blobs of items.
 
     Args:
+        max_samples: the most samples one answer may hold (the session's input buffer bound): a stream or a
+            blob that decodes to more fails as soon as it does, so a compression bomb costs no more memory.
         decoder_factory: makes a decoder for an input format.
     """
 
-    def __init__(self, decoder_factory: DecoderFactory = make_decoder) -> None:
+    def __init__(self, max_samples: int = MAX_SAMPLES, decoder_factory: DecoderFactory = make_decoder) -> None:
+        self._max = max_samples
         self._factory = decoder_factory
         self._stream: tuple[AudioFormat, AudioDecoder] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
@@ -69,7 +73,7 @@ class Ingest:
     def _feed(self, command: DecodeAudio) -> AudioDecoded:
         if self._stream is None or self._stream[0] != command.format:
             self._drop()
-            self._stream = (command.format, self._factory(command.format))
+            self._stream = (command.format, self._factory(command.format, self._max))
         try:
             return AudioDecoded(self._stream[1].feed(command.data), None, command.event_id)
         except AudioError as exc:  # the decoder is spent: the next bytes start a new stream
@@ -87,7 +91,7 @@ class Ingest:
             self._drop()
 
     def _whole(self, clip: bytes, fmt: AudioFormat) -> AudioSamples | AudioError:
-        decoder = self._factory(fmt)
+        decoder = self._factory(fmt, self._max)
         try:
             return np.concatenate([decoder.feed(clip), decoder.flush()])
         except AudioError as exc:

@@ -34,9 +34,9 @@ ClipDecoder = Callable[[bytes], AudioSamples]
 @dataclass(frozen=True)
 class Decoded:
     """What the ingest stage answered for a client event handled again (nothing, the first time): why the
-    input stream's last bytes did not decode, or the event's audio blobs decoded."""
+    input stream's last bytes did not decode or were refused, or the event's audio blobs decoded."""
 
-    ended: AudioError | None = None
+    ended: AudioError | ProtocolError | None = None
     clips: Mapping[bytes, AudioSamples | AudioError] | None = None
 
     def decoder(self, max_samples: int) -> ClipDecoder:
@@ -94,10 +94,16 @@ class InputBuffer:
         check_bound(self.size + samples.size, self._max)
         self._append(samples)
 
-    def ended(self, samples: AudioSamples) -> None:
-        """The stream ended (or failed: the ingest stage dropped it); keep its last samples."""
+    def ended(self, samples: AudioSamples) -> ProtocolError | None:
+        """The stream ended (or failed: the ingest stage dropped it); keep its last samples, or return why
+        they are refused (the buffer would pass its bound: nothing of them is kept)."""
         self.streaming = False
+        try:
+            check_bound(self.size + samples.size, self._max)
+        except ProtocolError as exc:
+            return exc
         self._append(samples)
+        return None
 
     def take_all(self) -> AudioSamples:
         """Everything the buffer holds, which leaves it (a manual commit).

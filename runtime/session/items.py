@@ -22,7 +22,24 @@ from aural.protocols.models import (
     OutputText,
 )
 
-from ..engine.base import AudioPart, AudioSamples, HistoryCall, Message, Part
+from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, HistoryCall, Message, Part
+
+
+@dataclass(frozen=True)
+class ConversationBounds:
+    """What one conversation may hold: what clients add past these is refused (`conversation_full`), so that
+    no client can grow the server without end. A response's own items are never refused (`max_output_tokens`
+    and the context bound them). The defaults hold far more than Qwen2-Audio's context can read at once.
+
+    Args:
+        items: items in the conversation.
+        audio_seconds: decoded input audio kept in its items (16 kHz float32: 3.8 MB a minute).
+        text_chars: characters of text, call arguments and call outputs in its items.
+    """
+
+    items: int = 4096
+    audio_seconds: float = 60 * 60
+    text_chars: int = 1 << 22
 
 
 @dataclass
@@ -38,6 +55,17 @@ class StoredItem:
     def id(self) -> str:
         assert self.item.id is not None
         return self.item.id
+
+    def size(self) -> tuple[int, int]:
+        """The samples of audio and the characters of text (arguments, outputs) the item holds."""
+        item = self.item
+        if isinstance(item, FunctionCallItem):
+            chars = len(item.arguments) + len(item.name)
+        elif isinstance(item, FunctionCallOutputItem):
+            chars = len(item.output)
+        else:
+            chars = sum(len(part.text) for part in item.content if isinstance(part, InputText | OutputText))
+        return sum(samples.size for samples in self.audio.values()), chars
 
     def to_message(self) -> Message:
         """The item as the engine sees it."""
@@ -72,10 +100,14 @@ def added(stored: StoredItem, previous: str | None) -> tuple[se.ConversationItem
 
 
 class Conversation:
-    """Ordered items; ids are unique."""
+    """Ordered items; ids are unique; `check_room` keeps what clients add within `bounds`."""
 
-    def __init__(self) -> None:
+    def __init__(self, bounds: ConversationBounds | None = None) -> None:
+        self.bounds = bounds or ConversationBounds()
         self._items: list[StoredItem] = []
+        self._ids: dict[str, StoredItem] = {}
+        self._samples = 0
+        self._chars = 0
 
     def __iter__(self) -> Iterator[StoredItem]:
         return iter(self._items)
@@ -88,10 +120,24 @@ class Conversation:
 
     def get(self, item_id: str, *, param: str = "item_id") -> StoredItem:
         """Raises: ProtocolError if there is no such item."""
-        for stored in self._items:
-            if stored.id == item_id:
-                return stored
-        raise ProtocolError(ErrorCode.ITEM_NOT_FOUND, f"No conversation item with id '{item_id}'.", param=param)
+        stored = self._ids.get(item_id)
+        if stored is None:
+            raise ProtocolError(ErrorCode.ITEM_NOT_FOUND, f"No conversation item with id '{item_id}'.", param=param)
+        return stored
+
+    def check_room(self, samples: int, chars: int, param: str | None = None) -> None:
+        """Raises: ProtocolError (`conversation_full`) when one more item holding `samples` and `chars` would
+        pass the bounds; nothing changes, and deleting items makes room."""
+        bounds, problem = self.bounds, None
+        if len(self._items) >= bounds.items:
+            problem = f"holds {bounds.items} items, its most"
+        elif self._samples + samples > bounds.audio_seconds * SAMPLE_RATE:
+            problem = f"would hold more than {bounds.audio_seconds:g} s of input audio"
+        elif self._chars + chars > bounds.text_chars:
+            problem = f"would hold more than {bounds.text_chars} characters of text"
+        if problem is not None:
+            message = f"The conversation {problem}: delete items (conversation.item.delete) to make room."
+            raise ProtocolError(ErrorCode.CONVERSATION_FULL, message, param=param)
 
     def insert(self, stored: StoredItem, previous_item_id: str | None = None) -> str | None:
         """Insert after `previous_item_id` (`"root"`: first; None: last). Returns the actual previous id.
@@ -99,7 +145,7 @@ class Conversation:
         Raises:
             ProtocolError: duplicate id, or no item `previous_item_id`.
         """
-        if any(s.id == stored.id for s in self._items):
+        if stored.id in self._ids:
             raise ProtocolError(ErrorCode.INVALID_VALUE, f"Item id '{stored.id}' is already used.", param="item.id")
         if previous_item_id is None:
             position = len(self._items)
@@ -108,7 +154,18 @@ class Conversation:
         else:
             position = self._items.index(self.get(previous_item_id, param="previous_item_id")) + 1
         self._items.insert(position, stored)
+        self._keep(stored, 1)
         return self._items[position - 1].id if position > 0 else None
+
+    def _keep(self, stored: StoredItem, sign: int) -> None:
+        """Count an item in (1) or out (-1)."""
+        samples, chars = stored.size()
+        self._samples += sign * samples
+        self._chars += sign * chars
+        if sign > 0:
+            self._ids[stored.id] = stored
+        else:
+            del self._ids[stored.id]
 
     def check_calls(self, item: Item) -> None:
         """Raises: ProtocolError for a call output whose `call_id` no call in the conversation has, or a
@@ -126,16 +183,18 @@ class Conversation:
 
     def replace(self, stored: StoredItem) -> None:
         """Replace the item with the same id, if it is still there (the client may have deleted it)."""
-        for index, current in enumerate(self._items):
-            if current.id == stored.id:
-                self._items[index] = stored
+        current = self._ids.get(stored.id)
+        if current is not None:
+            self._items[self._items.index(current)] = stored
+            self._keep(current, -1)
+            self._keep(stored, 1)
 
     def set_transcript(self, item_id: str, index: int, transcript: str) -> None:
         """Keep the transcript of an input audio part, if the item is still there."""
-        for stored in self._items:
-            content = stored.item.content if isinstance(stored.item, MessageItem) else []
-            if stored.id == item_id and index < len(content) and isinstance(content[index], InputAudio):
-                content[index] = InputAudio(transcript=transcript)
+        stored = self._ids.get(item_id)
+        content = stored.item.content if stored is not None and isinstance(stored.item, MessageItem) else []
+        if index < len(content) and isinstance(content[index], InputAudio):
+            content[index] = InputAudio(transcript=transcript)
 
     def delete(self, item_id: str, *, detach: bool = True) -> None:
         """Delete an item. `detach` False: the engine dropped it from its turn's ids as well.
@@ -145,6 +204,7 @@ class Conversation:
         """
         stored = self.get(item_id)
         self._items.remove(stored)
+        self._keep(stored, -1)
         if detach and stored.turn is not None:  # the rest of its turn no longer matches the reply's token ids
             for other in self._items:
                 if other.turn == stored.turn:

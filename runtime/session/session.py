@@ -61,14 +61,14 @@ from .inputs import (
     ToolReturned,
     Transcribed,
 )
-from .items import Conversation, StoredItem, added, public
+from .items import Conversation, ConversationBounds, StoredItem, added, public
 from .response_run import ResponseRun
 from .responses import Responses, with_instructions
 from .tool_calls import tools_for
 from .tool_rounds import ToolRounds
 from .transcription import Transcriptions
 from .turn_taking import PER_MS, Forget, IdleTimedOut, ReadAhead, SpeechBegan, SpeechEnded, TurnTaking
-from .wire_errors import error_event, failure_event, wire_error
+from .wire_errors import failure_event
 
 
 class ConversationSession:
@@ -79,7 +79,8 @@ class ConversationSession:
         capabilities: what the session must know of the model: its audio clip, its context window (reported
             in `rate_limits.updated` after each response, so that clients see how full the conversation is)
             and which tool schemas it can enforce.
-        max_buffer_seconds: the input audio buffer's bound.
+        max_buffer_seconds: the input audio buffer's bound (the ingest stage's too: `max_samples`).
+        bounds: what the conversation may hold (`ConversationBounds`' defaults when None).
         server_tools: the definitions of the functions the runtime runs itself (already checked): offered to
             the model on every in-conversation response besides the client's `tools`, which
             `session.created/updated` list alone; a client tool may not take their names.
@@ -93,6 +94,7 @@ class ConversationSession:
         capabilities: ModelCapabilities,
         *,
         max_buffer_seconds: float = 15 * 60,
+        bounds: ConversationBounds | None = None,
         server_tools: Sequence[FunctionTool] = (),
         max_tool_rounds: int = 8,
     ) -> None:
@@ -100,9 +102,9 @@ class ConversationSession:
         self.id = new_id("sess")
         self.conversation_id = new_id("conv")
         self.config = initial_config(self.id, model)
-        self.items = Conversation()
-        self._max_samples = int(max_buffer_seconds * SAMPLE_RATE)
-        self._audio = InputBuffer(self._max_samples)
+        self.items = Conversation(bounds)
+        self.max_samples = int(max_buffer_seconds * SAMPLE_RATE)
+        self._audio = InputBuffer(self.max_samples)
         self._turns: TurnTaking | None = None
         self._streams = 0  # detection streams started
         self._respond_after = False  # server VAD committed a turn while a response was running
@@ -126,8 +128,7 @@ class ConversationSession:
             case AudioDecoded(samples, error, event_id):
                 return self._decoded(samples, error, event_id)
             case AudioEnded(samples, error, resume):
-                self._audio.ended(samples)
-                return self._guarded(resume, Decoded(ended=error))
+                return self._guarded(resume, Decoded(ended=self._audio.ended(samples) or error))
             case ClipsDecoded(clips, resume):
                 return self._guarded(resume, Decoded(clips=clips))
             case SpeechScored(stream, probabilities):
@@ -176,7 +177,7 @@ class ConversationSession:
             case ce.InputAudioBufferClear():
                 return self._audio_ended_for(event) or self._clear(answer.ended)
             case ce.ConversationItemCreate():
-                return self._add_item(event.item, event.previous_item_id, answer.decoder(self._max_samples))
+                return self._add_item(event.item, event.previous_item_id, answer.decoder(self.max_samples))
             case ce.ConversationItemDelete():
                 self.items.delete(event.item_id)
                 return emit(se.ConversationItemDeleted(item_id=event.item_id))
@@ -185,7 +186,7 @@ class ConversationSession:
             case ce.ConversationItemTruncate():
                 return self._truncate(event)
             case ce.ResponseCreate():
-                return self._create_response(event.response or ResponseParams(), answer.decoder(self._max_samples))
+                return self._create_response(event.response or ResponseParams(), answer.decoder(self.max_samples))
             case ce.ResponseCancel():
                 return self._cancel(event.response_id)
             case _:
@@ -195,7 +196,7 @@ class ConversationSession:
         """The command that ends the input stream before `event` is handled again, while a stream is open."""
         return order(EndAudio(event)) if self._audio.streaming else None
 
-    def _session_update(self, event: ce.SessionUpdate, ended: AudioError | None) -> Step:
+    def _session_update(self, event: ce.SessionUpdate, ended: AudioError | ProtocolError | None) -> Step:
         """Apply the fields present; an update that fails a check changes nothing. Audio sent so far was in the
         old format: a new format ends its stream first (`ended`: why its last bytes did not decode)."""
         config, notes = updated_config(self.config, event, self._server_tools, self.capabilities)
@@ -206,7 +207,7 @@ class ConversationSession:
         self.config = config
         step = emit(*notes)
         if ended is not None:
-            step += emit(error_event(wire_error(ended)))
+            step += emit(failure_event(ended, None))
         if self._input.turn_detection != previous.turn_detection:
             self._restart_turn_taking()
         return step + emit(se.SessionUpdated(session=self.config.model_copy(deep=True)))
@@ -231,9 +232,10 @@ class ConversationSession:
             return Step()
         return order(DetectSpeech(self._turns.stream, samples))
 
-    def _commit(self, ended: AudioError | None) -> Step:
+    def _commit(self, ended: AudioError | ProtocolError | None) -> Step:
         if ended is not None:
             raise ended
+        self.items.check_room(self._audio.size, 0)
         audio = self._audio.take_all()
         item_id = self._turns.item_id if self._turns and self._turns.item_id else new_id("item")
         if self._turns is not None:
@@ -249,7 +251,7 @@ class ConversationSession:
         )
         return committed + self._transcriptions.start(self._input.transcription, stored.id, 0, audio)
 
-    def _clear(self, ended: AudioError | None) -> Step:
+    def _clear(self, ended: AudioError | ProtocolError | None) -> Step:
         self._audio.discard_before(self._audio.end)
         if self._turns is not None:
             self._turns.restart()
@@ -323,6 +325,7 @@ class ConversationSession:
         """
         self.items.check_calls(item)
         stored = client_item(item, "item", decoded)
+        self.items.check_room(*stored.size(), param="item")
         return emit(*added(stored, self.items.insert(stored, previous_item_id)))
 
     def _truncate(self, event: ce.ConversationItemTruncate) -> Step:

@@ -26,7 +26,7 @@ _INGESTS: WeakKeyDictionary[ConversationSession, Ingest] = WeakKeyDictionary()
 
 def receive(session: ConversationSession, received: Input) -> list[Output]:
     """Hand the session one input, and the answers to its decoding commands."""
-    ingest = _INGESTS.setdefault(session, Ingest())
+    ingest = _INGESTS.setdefault(session, Ingest(session.max_samples))
     events: list[Output] = []
     commands: list[Output] = []
     pending = [received]

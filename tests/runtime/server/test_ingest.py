@@ -1,6 +1,6 @@
 """The ingest stage: input audio decoded in order on a thread of its own, so that no client holds the event loop.
 
-The loop test sends one connection a long Ogg/Opus blob (100 s of audio, made here with PyAV) and, while
+The loop test sends one connection a long Ogg/Opus blob (500 s of audio, made here with PyAV) and, while
 it decodes, measures how late the loop wakes up and how long another connection's events and `/healthz`
 take to answer. Before the ingest stage, such a blob held every connection for its whole decode.
 """
@@ -31,6 +31,7 @@ from tests.support.fake_engine import FakeEngine
 from .conftest import Serve
 
 OGG = StreamFormat(type="audio/ogg")
+FLAC = StreamFormat(type="audio/flac")
 COMMIT = ce.InputAudioBufferCommit()
 LOOP_BOUND = 0.1
 """Seconds: a generous bound on how late the loop may be, against the seconds a decode on it would take."""
@@ -54,6 +55,20 @@ def long_ogg(repeats: int) -> bytes:
             packet.pts = packet.dts = index * 960  # 20 ms frames
             packet.time_base, packet.stream = Fraction(1, rate), stream
             container.mux(packet)
+    return out.getvalue()
+
+
+def silent_flac(seconds: int) -> bytes:
+    """`seconds` of silence as 16 kHz FLAC: 20 minutes make some 220 KB (a compression bomb)."""
+    rate, out = 16000, io.BytesIO()
+    block = np.zeros((1, 10 * rate), dtype=np.int16)
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        for index in range(seconds // 10):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate, frame.pts = rate, index * block.shape[1]
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return out.getvalue()
 
 
@@ -94,6 +109,53 @@ def test_clips_decode_each_as_a_stream_of_its_own() -> None:
     assert isinstance(broken, AudioError) and "audio/ogg" in broken.message
 
 
+def test_a_compression_bomb_stops_at_the_bound_not_at_its_end() -> None:
+    bomb, bound = silent_flac(20 * 60), 60 * 16000
+    assert len(bomb) < 300_000
+    ingest = Ingest(bound)
+    (clip,) = ingest.answer(DecodeClips((bomb,), FLAC, COMMIT)).clips.values()  # type: ignore[union-attr]
+    assert isinstance(clip, AudioError) and "more than 60 s" in clip.message
+    before = set(threading.enumerate())
+    fed = ingest.answer(DecodeAudio(bomb, FLAC, None))
+    end = ingest.answer(EndAudio(COMMIT))
+    assert isinstance(fed, AudioDecoded) and isinstance(end, AudioEnded)
+    assert fed.samples.size + end.samples.size <= bound
+    assert isinstance(fed.error or end.error, AudioError)
+    assert not [thread for thread in threading.enumerate() if thread not in before and thread.is_alive()]
+
+
+async def test_a_compression_bomb_gets_an_error_and_the_conversation_goes_on(serve: Serve, fake: FakeEngine) -> None:
+    http = await serve()
+    client = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
+    await client.expect("session.created")
+    await client.send(
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"input": {"format": {"type": "audio/flac"}}}},
+        }
+    )
+    assert json.loads(await client.receive_frame())["type"] == "session.updated"
+    bomb = b64(silent_flac(20 * 60))  # decodes to 20 minutes, past the 15-minute buffer
+    item = {"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": bomb}]}
+    await client.send({"type": "conversation.item.create", "event_id": "bomb", "item": item})
+    error = json.loads(await client.receive_frame())
+    assert error["type"] == "error" and error["error"]["event_id"] == "bomb"
+    assert "more than 900 s" in error["error"]["message"]
+    await client.send({"type": "input_audio_buffer.append", "audio": bomb})
+    await client.send({"type": "input_audio_buffer.commit", "event_id": "commit"})
+    error = json.loads(await client.receive_frame())
+    assert error["type"] == "error" and error["error"]["event_id"] == "commit"
+    await client.send({"type": "conversation.item.retrieve", "item_id": "none"})
+    assert json.loads(await client.receive_frame())["error"]["code"] == "item_not_found"  # nothing was committed
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {**item, "content": [{"type": "input_audio", "audio": b64(silent_flac(10))}]},
+        }
+    )
+    assert json.loads(await client.receive_frame())["type"] == "conversation.item.added"
+
+
 async def test_close_stops_the_decoder_thread_of_an_open_stream() -> None:
     before = set(threading.enumerate())
     ingest = Ingest()
@@ -104,7 +166,7 @@ async def test_close_stops_the_decoder_thread_of_an_open_stream() -> None:
 
 
 async def test_a_long_blob_decodes_while_other_connections_are_served(serve: Serve, fake: FakeEngine) -> None:
-    blob = long_ogg(20)  # 100 s of Opus, about 750 KB
+    blob = long_ogg(100)  # 500 s of Opus, about 3.7 MB
     http = await serve()
     loop = asyncio.get_running_loop()
     sender = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
