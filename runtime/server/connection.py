@@ -87,6 +87,7 @@ class ConnectionDriver:
                     break
         finally:
             await self._commands.close()
+            self._commands = None  # it holds `self.receive`: freed by reference counting, not the cycle collector
             # Shielded: a handler cancelled on disconnect must still free the session's cache.
             await asyncio.shield(engine_session.close())
             self._log.info("session closed")

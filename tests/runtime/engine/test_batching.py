@@ -1,5 +1,6 @@
 """Many conversations on one engine: batched decode against decoding alone and against `generate()`,
-prefill chunks interleaved with decode steps, the KV budget, offload and drop, truncation that stays cut.
+prefill chunks interleaved with decode steps, the KV budget, offload and drop, truncation that stays cut,
+a closed conversation freed at once.
 
 Float32 on the CPU. A batched step computes the same logits as a step alone up to rounding (matrix
 products of other shapes), so where tokens differ the first difference must be a near tie: the top two
@@ -9,6 +10,8 @@ logits of the step within 1e-4 of each other.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -30,7 +33,7 @@ from aural.runtime.engine.base import (
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine, TransformersSession
 from aural.runtime.engine.qwen2_audio.jobs import ReplyJob
 from aural.runtime.errors import ContextExceeded, KVBudgetExceeded
-from tests.support.engines import loaded, tone
+from tests.support.engines import loaded, run_reply, tone
 from tests.support.reference import reference_generate
 
 NEAR_TIE = 1e-4
@@ -337,3 +340,23 @@ async def test_auto_truncation_keeps_three_quarters_of_the_context(fleet):
     cut = next(k for k in range(1, len(inputs)) if inputs[k] < inputs[k - 1])
     assert inputs[cut] <= 0.75 * (engine.max_context - 512) + 100
     await session.close()
+
+
+async def test_a_closed_session_is_freed_without_the_cycle_collector(engine):
+    conversation = [Message("user", (AudioPart("a/0", tone(1, 1.0)), "what is this?"), key="a")]
+    gc.collect()
+    gc.disable()  # whatever outlives `close` here is held by a cycle or leaked
+    try:
+        session = await engine.open_session()
+        await run_reply(session, conversation, "r1", 4)
+        held = weakref.ref(session)
+        await session.close()
+        del session
+        for _ in range(100):  # the device thread lets go of the call that closed it just after answering
+            if held() is None:
+                break
+            await asyncio.sleep(0.01)
+        assert held() is None
+        assert engine.stats().conversations_resident == 0
+    finally:
+        gc.enable()

@@ -1,9 +1,15 @@
-"""The aiohttp application against the fake engine: health, model listing, refusals at the handshake."""
+"""The aiohttp application against the fake engine: health, model listing, refusals at the handshake, a
+conversation freed the moment it ends."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
+
 from aural.runtime.engine.base import EngineHealth
-from tests.support.client import RawClient, assert_error
+from aural.runtime.server.app import SESSIONS
+from tests.support.client import RawClient, assert_error, text_turn
 from tests.support.fake_engine import FakeEngine
 
 from .conftest import Serve
@@ -38,3 +44,28 @@ async def test_an_unknown_model_and_a_full_server_are_refused(serve: Serve) -> N
     await first.expect("session.created")
     second = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
     assert_error(await second.expect("error"), "session_limit_reached")
+
+
+async def test_a_closed_conversation_is_freed_without_the_cycle_collector(serve: Serve, fake: FakeEngine) -> None:
+    http = await serve()
+    app = http.server.app
+    gc.collect()
+    gc.disable()  # what is still held once the connection ends is held by a cycle, or leaked
+    try:
+        client = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
+        await client.expect("session.created")
+        (driver,) = app[SESSIONS]
+        held = [weakref.ref(driver), weakref.ref(driver._session)]
+        del driver
+        await text_turn(client, "hello")
+        assert client.disconnect is not None
+        await client.disconnect(False)
+        for _ in range(200):  # the handler ends soon after the close
+            if not app[SESSIONS]:
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert [ref() for ref in held] == [None, None]
+    finally:
+        gc.enable()
