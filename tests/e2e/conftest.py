@@ -60,9 +60,10 @@ class Endpoint:
 async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
     """The runtime on a free loopback port, run as `aural serve` runs it (an AppRunner, so without the
     handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of
-    the test module's `SERVER_TOOLS` if it has one. At the end, once the test's clients have closed,
-    every session must have been freed."""
-    tools: Tools | None = getattr(request.module, "SERVER_TOOLS", None)
+    the test's `server_tools` mark, else of the test module's `SERVER_TOOLS` if it has one. At the end, once
+    the test's clients have closed, every session must have been freed."""
+    marked = request.node.get_closest_marker("server_tools")
+    tools: Tools | None = marked.args[0] if marked else getattr(request.module, "SERVER_TOOLS", None)
     runner = web.AppRunner(create_app(engine, model_names=[MODEL], server_tools=tools))
     await runner.setup()
     try:
