@@ -14,6 +14,7 @@ import structlog
 
 from aural.cli import access as access_module
 from aural.cli import serve as serve_module
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.sdk.tools import DEFAULT_TIMEOUT
 
 
@@ -96,7 +97,7 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     def load(*args: object, **kwargs: object) -> NoReturn:
         raise AssertionError("the model loaded")
 
-    monkeypatch.setattr(serve_module.TransformersEngine, "load", load)
+    monkeypatch.setattr(TransformersEngine, "load", load)
     monkeypatch.delenv(access_module.KEYS_VARIABLE, raising=False)
 
 

@@ -95,7 +95,7 @@ async def _output(session: RawClient, call: dict[str, object]) -> str:
     return output
 
 
-@pytest.mark.server_tools(Tools([spell]))
+@pytest.mark.app(server_tools=Tools([spell]))
 async def test_a_server_tool_runs_and_the_server_continues(session: RawClient) -> None:
     await session.send({"type": "session.update", "session": {"tools": [], "tool_choice": "auto"}})
     updated = await session.expect("session.updated")
@@ -111,7 +111,7 @@ async def test_a_server_tool_runs_and_the_server_continues(session: RawClient) -
     await assert_turn_works(session)
 
 
-@pytest.mark.server_tools(Tools([broken]))
+@pytest.mark.app(server_tools=Tools([broken]))
 async def test_a_tool_that_raises_gives_an_error_output_and_the_conversation_goes_on(session: RawClient) -> None:
     call, _ = await _call(session, "broken")
     digit = json.loads(str(call["arguments"]))["digit"]
@@ -121,7 +121,7 @@ async def test_a_tool_that_raises_gives_an_error_output_and_the_conversation_goe
     await assert_turn_works(session)
 
 
-@pytest.mark.server_tools(Tools([hold]))
+@pytest.mark.app(server_tools=Tools([hold]))
 async def test_cancel_stops_a_running_tool_and_its_continuation(session: RawClient, signals: Signals) -> None:
     _, response_id = await _call(session, "hold")
     async with asyncio.timeout(RECV_TIMEOUT):
@@ -132,7 +132,7 @@ async def test_cancel_stops_a_running_tool_and_its_continuation(session: RawClie
     await assert_turn_works(session)  # no output item and no continuation came in between
 
 
-@pytest.mark.server_tools(Tools([hold]))
+@pytest.mark.app(server_tools=Tools([hold]))
 async def test_a_disconnect_stops_a_running_tool(session: RawClient, signals: Signals) -> None:
     await _call(session, "hold")
     async with asyncio.timeout(RECV_TIMEOUT):
@@ -143,7 +143,7 @@ async def test_a_disconnect_stops_a_running_tool(session: RawClient, signals: Si
         await signals.stopped.wait()
 
 
-@pytest.mark.server_tools(Tools([spell]))
+@pytest.mark.app(server_tools=Tools([spell]))
 async def test_a_client_cannot_force_a_server_tool_by_name_nor_learn_it(session: RawClient) -> None:
     errors = []
     for name in ("spell", "no_such_tool"):
