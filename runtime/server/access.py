@@ -19,6 +19,7 @@ Keys never reach the logs: a key is named by `key_id`, a short hash.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from collections import Counter
@@ -34,7 +35,7 @@ from pydantic import Field, ValidationError
 from aural.protocols.errors import ProtocolError
 from aural.protocols.models import SessionConfig, WireModel
 
-from .client_secrets import DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, PREFIX, ClientSecrets, SecretStoreFull, key_id
+from .client_secrets import DEFAULT_SECONDS, MAX_SECONDS, MIN_SECONDS, PREFIX, ClientSecrets, SecretStoreFull
 
 log = structlog.get_logger(__name__)
 
@@ -79,12 +80,9 @@ class Caller:
     by_secret: bool = False
 
 
-ACCESS: web.AppKey[Access] = web.AppKey("access", Access)
-CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
-PinSession = Callable[[SessionConfig | None], SessionConfig]
-"""The configuration a conversation would start with, given a pinned one; raises ProtocolError when invalid."""
-_PIN: web.AppKey[PinSession] = web.AppKey("pin_session")
-_SLOTS: web.AppKey[KeySlots] = web.AppKey("key_slots")
+def key_id(key: str) -> str:
+    """A short, non-reversible name for a key, safe to log: the first 8 hex digits of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 class KeySlots:
@@ -107,6 +105,14 @@ class KeySlots:
         """A conversation that `take` counted has ended."""
         if caller.key_id is not None and self._cap is not None:
             self._held[caller.key_id] -= 1
+
+
+ACCESS: web.AppKey[Access] = web.AppKey("access", Access)
+CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
+PinSession = Callable[[SessionConfig | None], SessionConfig]
+"""The configuration a conversation would start with, given a pinned one; raises ProtocolError when invalid."""
+_PIN: web.AppKey[PinSession] = web.AppKey("pin_session")
+_SLOTS: web.AppKey[KeySlots] = web.AppKey("key_slots", KeySlots)
 
 
 def install_access(app: web.Application, access: Access, pin_session: PinSession) -> None:
@@ -193,7 +199,10 @@ def origin_allowed(origin: str, request: web.Request, allowed: tuple[str, ...] |
         return parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK_NAMES
     port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
     host = urlsplit(f"//{request.host.lower()}")
-    return parts.hostname is not None and (parts.hostname, port) == (host.hostname, host.port or port)
+    return parts.hostname is not None and (parts.hostname, port) == (
+        host.hostname,
+        host.port or _DEFAULT_PORTS.get(parts.scheme),
+    )
 
 
 def _on_loopback(request: web.Request) -> bool:

@@ -99,8 +99,3 @@ class ClientSecrets:
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode()).digest()
-
-
-def key_id(key: str) -> str:
-    """A short, non-reversible name for a key, safe to log: the first 8 hex digits of its SHA-256."""
-    return hashlib.sha256(key.encode()).hexdigest()[:8]

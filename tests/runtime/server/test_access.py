@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
 import structlog
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 
-from aural.runtime.server.access import Access
-from aural.runtime.server.client_secrets import ClientSecrets, SecretStoreFull, key_id
+from aural.runtime.server.access import Access, key_id, origin_allowed
+from aural.runtime.server.client_secrets import ClientSecrets, SecretStoreFull
 from tests.support.client import RawClient, assert_error
 
 from .conftest import Serve
@@ -206,3 +207,20 @@ async def test_keys_never_reach_the_logs(serve: Serve) -> None:
     assert [entry["event"] for entry in logs].count("refused") == 4
     written = repr(logs)
     assert KEY not in written and KEY[:-1] not in written and secret not in written
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "admitted"),
+    [
+        ("voice.example", "https://voice.example", True),
+        ("voice.example:8443", "https://voice.example:8443", True),
+        ("voice.example", "https://voice.example:8443", False),
+        ("voice.example", "http://localhost:5173", False),
+        ("voice.example", "https://evil.example", False),
+    ],
+)
+def test_off_loopback_the_default_is_the_same_origin(host: str, origin: str, admitted: bool) -> None:
+    transport = mock.Mock()
+    transport.get_extra_info.return_value = ("10.0.0.5", 443)
+    request = make_mocked_request("GET", "/v1/realtime", headers={"Host": host}, transport=transport)
+    assert origin_allowed(origin, request, None) is admitted
