@@ -20,6 +20,8 @@ from aural.runtime.server.run import run_app, tls_context
 from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
+from . import access
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `aural serve`."""
@@ -84,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (the Node SDK always uses TLS)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    access.add_arguments(parser)
     parser.add_argument("--log-level", default="info")
 
 
@@ -125,6 +128,7 @@ def server_tools(specs: list[str], timeout: float | None) -> Tools:
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     configure_logging(args.log_level)
+    policy = access.access_policy(args)
     tools = server_tools(args.tools, args.tool_timeout or None)
     engine = TransformersEngine.load(
         args.model,
@@ -136,6 +140,6 @@ def serve(args: argparse.Namespace) -> None:
         prefill_chunk=args.prefill_chunk,
         cuda_graphs=not args.no_cuda_graphs,
     )
-    app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions, server_tools=tools)
+    app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions, server_tools=tools, access=policy)
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     run_app(app, host=args.host, port=args.port, ssl_context=context)

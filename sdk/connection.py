@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Generator
 from ssl import SSLContext
@@ -24,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, WebSocketException
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
 
 from aural.protocols import (
     ClientEvent,
@@ -43,6 +44,7 @@ from aural.protocols.client_events import (
 )
 from aural.protocols.models import (
     ContentPart,
+    ErrorDetail,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputAudio,
@@ -102,7 +104,8 @@ def connect(
     Args:
         url: the full websocket URL, such as `ws://127.0.0.1:8000/v1/realtime`.
         model: the model to use, sent as the `?model=` query parameter.
-        api_key: sent as `Authorization: Bearer <api_key>`.
+        api_key: sent as `Authorization: Bearer <api_key>`: a server key or a client secret (`ek_…`). A
+            server that refuses it raises `AuralServerError` (code `invalid_api_key`) when the connection opens.
         on_event: called with each server event that a `ResponseStream` reads but that is not part
             of its response (another response, conversation and rate-limit events...). It may be a
             plain function or a coroutine function.
@@ -161,6 +164,8 @@ class Connection:
             self._ws = await ws_connect(
                 self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls, **offer
             )
+        except InvalidStatus as exc:
+            raise _refusal(exc) or AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
         self.binary_audio = self._ws.subprotocol == BINARY_AUDIO
@@ -428,3 +433,13 @@ class Connection:
         if not isinstance(fmt, PcmFormat):
             raise ValueError(f"the session's input format is {fmt.type}: send raw bytes in that format")
         return fmt
+
+
+def _refusal(exc: InvalidStatus) -> AuralServerError | None:
+    """The server's reason for refusing the upgrade (a wrong key: HTTP 401 with OpenAI's error body), if it
+    gave one."""
+    try:
+        body = json.loads(exc.response.body or b"")
+        return AuralServerError.from_detail(ErrorDetail.model_validate(body["error"]))
+    except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
+        return None

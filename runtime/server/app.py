@@ -3,9 +3,11 @@
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
     GET /healthz                  {"status": "ok" or "degraded", "model": ..., "sessions": n} (+ "reason")
     GET /v1/models                the served model names, OpenAI style
+    POST /v1/realtime/client_secrets   a short-lived key for a browser, OpenAI style (`client_secrets.py`)
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
-`realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required.
+`realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required. Keys,
+client secrets, allowed origins and the per-key session cap are checked by `access.py`.
 A client that offers `aural.binary-audio` (and not `realtime`) may send input audio as binary frames.
 """
 
@@ -18,12 +20,14 @@ from aiohttp import web
 
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.models import SessionConfig
 
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
+from .access import CALLER, Access, install_access, key_slots
 from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
 
@@ -45,6 +49,7 @@ def create_app(
     max_sessions: int = 64,
     server_tools: ToolRunner | None = None,
     vad: SpeechModel | None = None,
+    access: Access | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -55,6 +60,7 @@ def create_app(
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
         vad: the voice activity model for server VAD; silero-vad by default.
+        access: keys, client secrets, allowed origins, per-key cap; by default an open server for loopback use.
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -70,7 +76,19 @@ def create_app(
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
+    install_access(app, access or Access(), lambda pinned: _conversation(app, app[MODEL_NAMES][0], pinned).config)
     return app
+
+
+def _conversation(app: web.Application, model: str, pinned: SessionConfig | None) -> ConversationSession:
+    server_tools = app[SERVER_TOOLS]
+    return ConversationSession(
+        model,
+        app[ENGINE].capabilities,
+        server_tools=server_tools.definitions,
+        max_tool_rounds=server_tools.max_rounds,
+        pinned=pinned,
+    )
 
 
 async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
@@ -93,19 +111,18 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    server_tools = app[SERVER_TOOLS]
-    session = ConversationSession(
-        requested or names[0],
-        app[ENGINE].capabilities,
-        server_tools=server_tools.definitions,
-        max_tool_rounds=server_tools.max_rounds,
-    )
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools)
+    caller, slots = request[CALLER], key_slots(app)
+    if not slots.take(caller):
+        await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
+        return ws
+    session = _conversation(app, requested or names[0], caller.session)
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS])
     app[SESSIONS].add(driver)
     try:
         await driver.run()
     finally:
         app[SESSIONS].discard(driver)
+        slots.give_back(caller)
     return ws
 
 

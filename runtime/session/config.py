@@ -71,7 +71,7 @@ def updated_config(
         if name in update.model_fields_set:
             setattr(config, name, getattr(update, name))
     check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-    check_tools(config.tools or [], config.tool_choice, "session", model.check_schema, server_tools)
+    check_tools(config.tools or [], config.tool_choice, "session", model.check_schema, bool(server_tools))
     _check_truncation(config.truncation, model.context_window)
     audio_in = update.audio.input if update.audio else None
     if audio_in is not None:

@@ -49,14 +49,16 @@ def wire_usage(usage: TokenUsage) -> Usage:
 
 @dataclass
 class ResponseRun:
-    """The wire state of the response being generated, with the parameters it was created with and the
-    server tool rounds answered and continued in a row before it (`depth`)."""
+    """The wire state of the response being generated, with the parameters it was created with, the server
+    tool rounds answered and continued in a row before it (`depth`) and the names of the client's tools it was
+    offered (a call of one of them is the client's to answer, even where a server tool has that name)."""
 
     response: Response
     in_conversation: bool
     item_id: str
     params: ResponseParams
     depth: int = 0
+    client_tools: frozenset[str] = frozenset()
     item: MessageItem | None = None
     previous_item_id: str | None = None
     text: str = ""

@@ -31,7 +31,7 @@ from .commands import CancelResponse, StartResponse, Step, emit, order
 from .config import engine_truncation
 from .items import Conversation, StoredItem, public
 from .response_run import ResponseRun
-from .tool_calls import CallRun
+from .tool_calls import CallRun, client_tools
 from .wire_errors import error_event, wire_code, wire_error
 
 
@@ -84,7 +84,8 @@ class Responses:
             metadata=params.metadata,
         )
         conversation = with_instructions(conversation, instructions)
-        run = ResponseRun(response, in_conversation, item_id=new_id("item"), params=params, depth=depth)
+        client = frozenset(tool.name for tool in client_tools(params, config))
+        run = ResponseRun(response, in_conversation, new_id("item"), params, depth, client)
         self.running = run
         return Step((run.created(),), (StartResponse(run.id, run.item_id, conversation, sampling, in_conversation),))
 

@@ -39,6 +39,7 @@ from aural.protocols.models import (
     MessageItem,
     ResponseParams,
     SemanticVad,
+    SessionConfig,
 )
 from aural.protocols.server_events import new_id
 
@@ -83,9 +84,12 @@ class ConversationSession:
         bounds: what the conversation may hold (`ConversationBounds`' defaults when None).
         server_tools: the definitions of the functions the runtime runs itself (already checked): offered to
             the model on every in-conversation response besides the client's `tools`, which
-            `session.created/updated` list alone; a client tool may not take their names.
+            `session.created/updated` list alone, and never named in an error; a client tool of a server tool's
+            name hides it, and a client cannot force one by name (`tool_choice`).
         max_tool_rounds: rounds of server tool calls answered and continued in a row before the continuation
             must answer (`tool_choice` "none").
+        pinned: a configuration the session starts with (a client secret's, already checked), applied as a
+            `session.update` would be before `session.created`; the client may still update it.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class ConversationSession:
         bounds: ConversationBounds | None = None,
         server_tools: Sequence[FunctionTool] = (),
         max_tool_rounds: int = 8,
+        pinned: SessionConfig | None = None,
     ) -> None:
         self.capabilities = capabilities
         self.id = new_id("sess")
@@ -112,6 +117,9 @@ class ConversationSession:
         self._server_tools = tuple(server_tools)
         self._responses = Responses(self.items, capabilities.context_window, self.conversation_id)
         self._rounds = ToolRounds([tool.name for tool in server_tools], max_tool_rounds)
+        if pinned is not None:
+            self.config, _ = updated_config(self.config, ce.SessionUpdate(session=pinned), server_tools, capabilities)
+            self._restart_turn_taking()
 
     @property
     def response(self) -> ResponseRun | None:

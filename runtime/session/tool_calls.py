@@ -40,21 +40,24 @@ def check_tools(
     choice: ToolChoice | None,
     param: str,
     check_schema: SchemaCheck,
-    server: Sequence[FunctionTool] = (),
+    server: bool = False,
 ) -> None:
-    """Check tool definitions and the choice among them.
+    """Check the client's tool definitions and the choice among them.
+
+    Server tools stay private: a named choice must name one of the client's own tools (forcing a server
+    tool is the operator's decision, not a client's), and no error depends on the server tools' names
+    (a client tool of a server tool's name hides it instead, see `tools_for`).
 
     Args:
         param: where they sit (`session`, `response`), for the error's `param`.
-        server: the runtime's own tools (checked when loaded), offered too: their names are taken, and
-            the choice may name one.
         check_schema: whether the model can enforce a schema while decoding (its engine's capability).
+        server: whether the runtime offers tools of its own too, which 'required' may call.
 
     Raises:
         ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
-            object (or that the decoder cannot enforce), or a choice that names no tool.
+            object (or that the decoder cannot enforce), or a choice that names none of the client's tools.
     """
-    names = {tool.name for tool in server}
+    names: set[str] = set()
     for index, tool in enumerate(tools):
         where = f"{param}.tools.{index}"
         if not _NAME.fullmatch(tool.name):
@@ -64,13 +67,9 @@ def check_tools(
                 param=f"{where}.name",
             )
         if tool.name in names:
-            server_tool = any(known.name == tool.name for known in server)
-            message = (
-                f"The server has a tool named '{tool.name}': give yours another name."
-                if server_tool
-                else f"Duplicate function name '{tool.name}'."
+            raise ProtocolError(
+                ErrorCode.INVALID_VALUE, f"Duplicate function name '{tool.name}'.", param=f"{where}.name"
             )
-            raise ProtocolError(ErrorCode.INVALID_VALUE, message, param=f"{where}.name")
         names.add(tool.name)
         if tool.parameters:
             _check_schema(tool.name, tool.parameters, f"{where}.parameters", check_schema)
@@ -80,7 +79,7 @@ def check_tools(
             f"tool_choice names the function '{choice.name}', which is not among the tools.",
             param=f"{param}.tool_choice.name",
         )
-    if choice == "required" and not names:
+    if choice == "required" and not names and not server:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE, "tool_choice 'required' needs at least one tool.", param=f"{param}.tool_choice"
         )
@@ -114,17 +113,24 @@ def tools_for(
     params: ResponseParams, config: SessionConfig, server: Sequence[FunctionTool], check_schema: SchemaCheck
 ) -> ToolUse | None:
     """The tools a response with `params` may call: the session's unless the response names its own, and the
-    server's (`server`: none out of the conversation, where their outputs could not go).
+    server's (`server`: none out of the conversation, where their outputs could not go) that no client tool
+    hides by taking its name.
 
     Raises:
         ProtocolError: the response's tools or tool_choice are invalid.
     """
-    tools = params.tools if params.tools is not None else config.tools or []
+    tools = client_tools(params, config)
     choice = params.tool_choice if params.tool_choice is not None else config.tool_choice
     if params.tools is not None or params.tool_choice is not None:
-        check_tools(tools, choice, "response", check_schema, server)
+        check_tools(tools, choice, "response", check_schema, bool(server))
     parallel = params.parallel_tool_calls if params.parallel_tool_calls is not None else config.parallel_tool_calls
-    return tool_use([*tools, *server], choice, parallel)
+    names = {tool.name for tool in tools}
+    return tool_use([*tools, *(tool for tool in server if tool.name not in names)], choice, parallel)
+
+
+def client_tools(params: ResponseParams, config: SessionConfig) -> list[FunctionTool]:
+    """The client's tools for a response with `params`: its own, or else the session's."""
+    return params.tools if params.tools is not None else config.tools or []
 
 
 def tool_use(tools: Sequence[FunctionTool], choice: ToolChoice | None, parallel: bool | None) -> ToolUse | None:

@@ -57,7 +57,7 @@ class ToolRounds:
     def after(self, run: ResponseRun) -> Step:
         """The command that runs the server tools' calls of a completed response, if it made any."""
         calls = [call.item for call in run.calls.values() if call.done]
-        mine = tuple(call.model_copy(deep=True) for call in calls if call.name in self._names)
+        mine = tuple(call.model_copy(deep=True) for call in calls if call.name in self._names - run.client_tools)
         if not mine:
             return Step()
         depth = run.depth + 1

@@ -1,4 +1,5 @@
-"""`aural serve`: `--tools` loaded through the SDK and checked by the runtime before the model loads."""
+"""`aural serve`: `--tools` loaded through the SDK and checked by the runtime, keys read and the bind policy
+enforced, all before the model loads."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import argparse
 import sys
 import textwrap
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+import structlog
 
+from aural.cli import access as access_module
 from aural.cli import serve as serve_module
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.sdk.tools import DEFAULT_TIMEOUT
 
 
@@ -80,3 +85,75 @@ def test_a_bad_kv_budget_is_one_clear_line(given: str, capsys: pytest.CaptureFix
 def test_the_fleet_options_default_to_waiting_and_no_idle_offload() -> None:
     args = _args()
     assert (args.kv_budget, args.on_full, args.idle_offload, args.no_cuda_graphs) == (None, "wait", None, False)
+
+
+# --- access ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal must come before the model loads."""
+
+    def load(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("the model loaded")
+
+    monkeypatch.setattr(TransformersEngine, "load", load)
+    monkeypatch.delenv(access_module.KEYS_VARIABLE, raising=False)
+
+
+def _refused(args: argparse.Namespace, capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exited:
+        serve_module.serve(args)
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.usefixtures("no_model")
+def test_without_keys_a_non_loopback_host_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _refused(_args("--host", "0.0.0.0"), capsys)
+    assert line.startswith("aural serve: --host 0.0.0.0 is not loopback") and "--allow-unauthenticated" in line
+
+
+@pytest.mark.usefixtures("no_model")
+@pytest.mark.parametrize(
+    ("content", "problem"), [(None, "No such file"), ("# only a comment\n\n", "no key in it"), (b"\xff\xfe", "codec")]
+)
+def test_an_unusable_key_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | bytes | None, problem: str
+) -> None:
+    path = tmp_path / "keys.txt"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif content is not None:
+        path.write_bytes(content)
+    line = _refused(_args("--api-key-file", str(path)), capsys)
+    assert line.startswith(f"aural serve: --api-key-file {path}: ") and problem in line
+
+
+@pytest.mark.usefixtures("no_model")
+def test_keys_come_from_the_file_and_the_environment_and_only_their_count_is_logged(tmp_path: Path) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text("# the team's keys\nsk-file-one\n\n  sk-file-two  \n")
+    args = _args("--api-key-file", str(path), "--host", "0.0.0.0", "--max-sessions-per-key", "3")
+    with structlog.testing.capture_logs() as logs:
+        policy = access_module.access_policy(args, {access_module.KEYS_VARIABLE: "sk-env, sk-file-one,"})
+    assert policy.keys == ("sk-env", "sk-file-one", "sk-file-two") and policy.max_sessions_per_key == 3
+    assert logs == [{"event": "API keys required", "keys": 3, "log_level": "info"}]
+
+
+@pytest.mark.usefixtures("no_model")
+def test_allow_unauthenticated_serves_an_open_host_with_a_warning() -> None:
+    args = _args("--host", "0.0.0.0", "--allow-unauthenticated", "--allowed-origins", "https://a.example, *")
+    with structlog.testing.capture_logs() as logs:
+        policy = access_module.access_policy(args, {})
+    assert policy.keys == () and policy.allowed_origins == ("https://a.example", "*")
+    [warning] = logs
+    assert warning["log_level"] == "warning" and "anyone who can reach the port" in warning["event"]
+    assert access_module.access_policy(_args(), {}).allowed_origins is None, "loopback needs no flag"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                                ("0.0.0.0", False), ("", False), ("example.com", False)])  # fmt: skip
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert access_module.is_loopback(host) is loopback

@@ -59,11 +59,13 @@ class Endpoint:
 @pytest.fixture
 async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
     """The runtime on a free loopback port, run as `aural serve` runs it (an AppRunner, so without the
-    handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of
-    the test module's `SERVER_TOOLS` if it has one. At the end, once the test's clients have closed,
-    every session must have been freed."""
+    handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of the
+    test module's `SERVER_TOOLS` if it has one, and the `create_app` options of the test's `app` mark. At the
+    end, once the test's clients have closed, every session must have been freed."""
     tools: Tools | None = getattr(request.module, "SERVER_TOOLS", None)
-    runner = web.AppRunner(create_app(engine, model_names=[MODEL], server_tools=tools))
+    marked = request.node.get_closest_marker("app")
+    options: dict[str, Any] = {"server_tools": tools, **(marked.kwargs if marked else {})}
+    runner = web.AppRunner(create_app(engine, model_names=[MODEL], **options))
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()

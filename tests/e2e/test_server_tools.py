@@ -1,6 +1,7 @@
-"""Server-side tools over the wire: a named choice makes the tiny model call a tool that the runtime runs
-itself; the client sees the call, the output item with the function's real output, and the response the
-server continues with — every frame validated against openai's and Pipecat's types by the RawClient."""
+"""Server-side tools over the wire: with one server tool, `tool_choice` "required" makes the tiny model call
+it (a client cannot name a server tool), and the runtime runs it itself; the client sees the call, the output
+item with the function's real output, and the response the server continues with — every frame validated
+against openai's and Pipecat's types by the RawClient."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import pytest
 from pydantic import Field
 
 from aural.sdk.tools import Tools
-from tests.support.client import RECV_TIMEOUT, RawClient, add_text, assert_consistent, assert_turn_works, read_response
+from tests.support.client import (
+    RECV_TIMEOUT,
+    RawClient,
+    add_text,
+    assert_consistent,
+    assert_error,
+    assert_turn_works,
+    read_response,
+)
 
 pytestmark = pytest.mark.model
 
@@ -61,14 +70,11 @@ async def hold(digit: Digit) -> str:
     return str(digit)
 
 
-SERVER_TOOLS = Tools([spell, broken, hold])
-
-
 async def _call(session: RawClient, name: str) -> tuple[dict[str, object], str]:
-    """Ask for a call of `name`; returns the call item and its response's id, read up to `response.done`."""
+    """Ask for a call of the one server tool, `name`; returns the call item and its response's id, read up to
+    `response.done`."""
     await add_text(session, "Spell 'cat'.")
-    choice = {"type": "function", "name": name}
-    await session.send({"type": "response.create", "response": {"tool_choice": choice, "max_output_tokens": 80}})
+    await session.send({"type": "response.create", "response": {"tool_choice": "required", "max_output_tokens": 80}})
     turn = await read_response(session)
     assert turn.response["status"] == "completed"
     [call] = turn.response["output"]
@@ -89,6 +95,7 @@ async def _output(session: RawClient, call: dict[str, object]) -> str:
     return output
 
 
+@pytest.mark.app(server_tools=Tools([spell]))
 async def test_a_server_tool_runs_and_the_server_continues(session: RawClient) -> None:
     await session.send({"type": "session.update", "session": {"tools": [], "tool_choice": "auto"}})
     updated = await session.expect("session.updated")
@@ -104,6 +111,7 @@ async def test_a_server_tool_runs_and_the_server_continues(session: RawClient) -
     await assert_turn_works(session)
 
 
+@pytest.mark.app(server_tools=Tools([broken]))
 async def test_a_tool_that_raises_gives_an_error_output_and_the_conversation_goes_on(session: RawClient) -> None:
     call, _ = await _call(session, "broken")
     digit = json.loads(str(call["arguments"]))["digit"]
@@ -113,6 +121,7 @@ async def test_a_tool_that_raises_gives_an_error_output_and_the_conversation_goe
     await assert_turn_works(session)
 
 
+@pytest.mark.app(server_tools=Tools([hold]))
 async def test_cancel_stops_a_running_tool_and_its_continuation(session: RawClient, signals: Signals) -> None:
     _, response_id = await _call(session, "hold")
     async with asyncio.timeout(RECV_TIMEOUT):
@@ -123,6 +132,7 @@ async def test_cancel_stops_a_running_tool_and_its_continuation(session: RawClie
     await assert_turn_works(session)  # no output item and no continuation came in between
 
 
+@pytest.mark.app(server_tools=Tools([hold]))
 async def test_a_disconnect_stops_a_running_tool(session: RawClient, signals: Signals) -> None:
     await _call(session, "hold")
     async with asyncio.timeout(RECV_TIMEOUT):
@@ -131,3 +141,16 @@ async def test_a_disconnect_stops_a_running_tool(session: RawClient, signals: Si
     await session.disconnect(True)
     async with asyncio.timeout(RECV_TIMEOUT):
         await signals.stopped.wait()
+
+
+@pytest.mark.app(server_tools=Tools([spell]))
+async def test_a_client_cannot_force_a_server_tool_by_name_nor_learn_it(session: RawClient) -> None:
+    errors = []
+    for name in ("spell", "no_such_tool"):
+        choice = {"type": "function", "name": name}
+        await session.send({"type": "response.create", "response": {"tool_choice": choice}})
+        error = await session.expect("error")
+        assert_error(error, "invalid_value", param="response.tool_choice.name")
+        errors.append(error["error"]["message"].replace(name, "NAME"))
+    assert errors[0] == errors[1], "a server tool's name is refused as an unknown name is"
+    await assert_turn_works(session)

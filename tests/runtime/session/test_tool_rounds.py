@@ -44,8 +44,8 @@ def _respond(session: ConversationSession, *calls: str, **response: Any) -> tupl
 def test_server_tools_are_offered_but_not_listed(session: ConversationSession) -> None:
     [created] = receive(session, Opened())
     assert isinstance(created, se.SessionCreated) and created.session.tools == []
-    start, _ = _respond(session, tool_choice={"type": "function", "name": "lookup_order"})
-    assert start.params.tools is not None and start.params.tools.function == "lookup_order"
+    start, _ = _respond(session, tool_choice="required")
+    assert start.params.tools is not None and start.params.tools.mode == "required"
     assert [spec.name for spec in start.params.tools.functions] == ["get_time", "lookup_order"]
     [update] = send(session, type="session.update", session={"tools": [CLIENT], "tool_choice": "required"})
     assert isinstance(update, se.SessionUpdated) and [t.name for t in update.session.tools or []] == ["weather"]
@@ -60,12 +60,27 @@ def test_out_of_band_responses_get_only_the_clients_tools(session: ConversationS
     assert isinstance(error, se.Error) and error.error.param == "response.tool_choice.name"
 
 
-@pytest.mark.parametrize("event", ["session.update", "response.create"])
-def test_a_client_tool_may_not_take_a_server_tools_name(session: ConversationSession, event: str) -> None:
-    where = "session" if event == "session.update" else "response"
-    [error] = send(session, type=event, **{where: {"tools": [{**CLIENT, "name": "get_time"}]}})
-    assert isinstance(error, se.Error) and error.error.param == f"{where}.tools.0.name"
-    assert "server has a tool named 'get_time'" in error.error.message and session.response is None
+@pytest.mark.parametrize("where", ["session", "response"])
+def test_a_client_cannot_force_a_server_tool_nor_learn_its_name(session: ConversationSession, where: str) -> None:
+    event = "session.update" if where == "session" else "response.create"
+    choice = {"type": "function", "name": "get_time"}
+    [forced] = send(session, type=event, **{where: {"tool_choice": choice}})
+    [unknown] = send(session, type=event, **{where: {"tool_choice": {**choice, "name": "no_such_tool"}}})
+    assert isinstance(forced, se.Error) and isinstance(unknown, se.Error) and session.response is None
+    assert forced.error.param == unknown.error.param == f"{where}.tool_choice.name"
+    assert forced.error.message == unknown.error.message.replace("no_such_tool", "get_time"), "no tell-tale"
+
+
+def test_a_client_tool_hides_the_server_tool_of_its_name(session: ConversationSession) -> None:
+    mine = {**CLIENT, "name": "get_time", "description": "The client's own clock."}
+    choice = {"type": "function", "name": "get_time"}
+    [updated] = send(session, type="session.update", session={"tools": [mine], "tool_choice": choice})
+    assert isinstance(updated, se.SessionUpdated)
+    start, done = _respond(session, "get_time")
+    assert start.params.tools is not None and start.params.tools.function == "get_time"
+    [offered, server] = start.params.tools.functions
+    assert (offered.name, offered.description, server.name) == ("get_time", mine["description"], "lookup_order")
+    assert not any(isinstance(o, RunTools) for o in done), "the client's call is the client's to answer"
 
 
 def test_server_calls_run_then_their_outputs_join_and_the_response_continues(session: ConversationSession) -> None:
