@@ -17,7 +17,9 @@ import structlog
 from aiohttp import web
 
 from aural.protocols import encode_event
+from aural.protocols.codec import close_reason
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.limits import DEFAULT_LIMITS, Limits
 
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
@@ -29,13 +31,13 @@ from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # OpenAI accepts appends of up to 15 MiB
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
 VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
+LIMITS: web.AppKey[Limits] = web.AppKey("limits", Limits)
 
 
 def create_app(
@@ -45,6 +47,7 @@ def create_app(
     max_sessions: int = 64,
     server_tools: ToolRunner | None = None,
     vad: SpeechModel | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -55,6 +58,7 @@ def create_app(
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
         vad: the voice activity model for server VAD; silero-vad by default.
+        limits: what one client event may hold and how many a connection may send (`Limits`).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -66,6 +70,7 @@ def create_app(
     app[MAX_SESSIONS] = max_sessions
     app[VAD] = vad or SileroVad.load()
     app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
+    app[LIMITS] = limits
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
@@ -75,20 +80,22 @@ def create_app(
 
 async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
     await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
-    await ws.close(code=1008, message=message[:120].encode())
+    await ws.close(code=1008, message=close_reason(message))
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     """Upgrade to a websocket and run one conversation on it."""
     app = request.app
     protocols = ("realtime", BINARY_AUDIO)
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    limits = app[LIMITS]
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=limits.max_message_bytes, heartbeat=30.0)
     await ws.prepare(request)
     names = app[MODEL_NAMES]
     requested = request.query.get("model")
     if requested is not None and requested not in names:
         served = ", ".join(f"'{n}'" for n in names)
-        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{requested}' is not served here; try {served}.", "model")
+        shown = requested if len(requested) <= limits.max_name_chars else f"{requested[: limits.max_name_chars]}..."
+        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model")
         return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
@@ -100,7 +107,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         server_tools=server_tools.definitions,
         max_tool_rounds=server_tools.max_rounds,
     )
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools)
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools, limits)
     app[SESSIONS].add(driver)
     try:
         await driver.run()
