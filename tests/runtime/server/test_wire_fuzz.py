@@ -40,7 +40,7 @@ async def answers(client: RawClient, frame: Frame, index: int) -> list[Event]:
     probe = f"probe_{index}"
     await client.send_frame(frame.data)
     await client.send({"type": "conversation.item.retrieve", "item_id": probe, "event_id": probe})
-    received = []
+    received: list[Event] = []
     while True:
         event = await client.recv()
         if event["type"] == "error" and event["error"].get("event_id") == probe:
@@ -65,7 +65,7 @@ async def final_turn(client: RawClient) -> Event:
 
 
 def _answers_final(event: Event) -> bool:
-    return event["type"] == "error" and event["error"].get("event_id") == "final"
+    return bool(event["type"] == "error" and event["error"].get("event_id") == "final")
 
 
 def assert_answered(frame: Frame, events: list[Event]) -> None:
