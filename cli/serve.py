@@ -8,10 +8,12 @@ that a bad spec ends the command with one line, and handed to the app as its `To
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
 
+from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersEngine
 from aural.runtime.engine.tool_grammar import schema_problem
 from aural.runtime.logs import configure_logging
@@ -86,6 +88,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (the Node SDK always uses TLS)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=byte_size,
+        default=DEFAULT_LIMITS.max_message_bytes,
+        metavar="BYTES",
+        help="the largest websocket message a client may send, e.g. 1MiB; a larger one closes the connection "
+        "(1009) (default: 16MiB)",
+    )
+    parser.add_argument(
+        "--events-per-second",
+        type=positive,
+        default=DEFAULT_LIMITS.events_per_second,
+        metavar="N",
+        help="messages a connection may send a second, in bursts of twice as many; one over is refused with "
+        f"rate_limit_exceeded (default: {DEFAULT_LIMITS.events_per_second:g})",
+    )
     access.add_arguments(parser)
     parser.add_argument("--log-level", default="info")
 
@@ -104,8 +122,23 @@ def byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size (try 40GiB, 512MiB or a number of bytes)")
     size = int(float(match.group(1)) * _UNITS[match.group(2)])
     if size < 2**10:
-        raise argparse.ArgumentTypeError(f"{text!r} is too small for a KV cache")
+        raise argparse.ArgumentTypeError(f"{text!r} is too small (1KiB at least)")
     return size
+
+
+def positive(text: str) -> float:
+    """A number above 0.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
 
 
 def server_tools(specs: list[str], timeout: float | None) -> Tools:
@@ -125,8 +158,32 @@ def server_tools(specs: list[str], timeout: float | None) -> Tools:
     return tools
 
 
+def limits(args: argparse.Namespace) -> Limits:
+    """The client limits that `--max-message-bytes` and `--events-per-second` set (the rest: defaults)."""
+    rate = args.events_per_second
+    return dataclasses.replace(
+        DEFAULT_LIMITS,
+        max_message_bytes=args.max_message_bytes,
+        events_per_second=rate,
+        event_burst=max(1, int(2 * rate)),
+    )
+
+
+def check_tls(args: argparse.Namespace) -> None:
+    """A certificate needs its key and a key its certificate: half of them would silently serve ws://.
+
+    Raises:
+        SystemExit: status 2, after one line on stderr naming the missing option.
+    """
+    if bool(args.tls_cert) != bool(args.tls_key):
+        given, missing = ("--tls-cert", "--tls-key") if args.tls_cert else ("--tls-key", "--tls-cert")
+        print(f"aural serve: {given} needs {missing}: give both to serve wss://, or neither", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
+    check_tls(args)
     configure_logging(args.log_level)
     policy = access.access_policy(args)
     tools = server_tools(args.tools, args.tool_timeout or None)
@@ -140,6 +197,13 @@ def serve(args: argparse.Namespace) -> None:
         prefill_chunk=args.prefill_chunk,
         cuda_graphs=not args.no_cuda_graphs,
     )
-    app = create_app(engine, model_names=args.alias, max_sessions=args.max_sessions, server_tools=tools, access=policy)
+    app = create_app(
+        engine,
+        model_names=args.alias,
+        max_sessions=args.max_sessions,
+        server_tools=tools,
+        access=policy,
+        limits=limits(args),
+    )
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     run_app(app, host=args.host, port=args.port, ssl_context=context)

@@ -29,6 +29,18 @@ class ErrorCode(StrEnum):
     SERVER_ERROR = "server_error"
     TOO_MANY_SESSIONS = "session_limit_reached"
     CONVERSATION_FULL = "conversation_full"
+    # Bounds on client input (`limits.Limits`): OpenAI's codes where it has them.
+    STRING_TOO_LONG = "string_above_max_length"
+    ARRAY_TOO_LONG = "array_above_max_length"
+    EMPTY_ARRAY = "empty_array"
+    TOO_MANY_PROPERTIES = "object_above_max_properties"
+    BELOW_MIN_VALUE = "decimal_below_min_value"
+    ABOVE_MAX_VALUE = "decimal_above_max_value"
+    NESTING_TOO_DEEP = "nesting_too_deep"
+    SCHEMA_TOO_LARGE = "tool_schema_too_large"
+    INVALID_TEXT = "invalid_unicode"
+    NUMBER_OUT_OF_RANGE = "number_out_of_range"
+    RATE_LIMITED = "rate_limit_exceeded"
 
 
 class ProtocolError(Exception):

@@ -51,7 +51,8 @@ class ReplySettings(TypedDict, total=False):
         tool_choice: "auto", "none", "required", or `ToolChoiceFunction(name=...)` to force one tool.
         parallel_tool_calls: whether one response may make several calls.
         max_output_tokens: the most tokens a response may have (1 to 4096), or "inf".
-        temperature: sampling temperature, 0 to 2; absent or 0: greedy decoding (an Aural extension).
+        temperature: sampling temperature; absent or 0: greedy decoding (an Aural extension). A server with
+            default limits takes 0.6 to 1.2 (`aural.protocols.limits.Limits`).
         top_p: nucleus sampling, above 0 up to 1 (an Aural extension).
         output_modalities: what responses produce (Aural produces text).
     """

@@ -19,7 +19,9 @@ import structlog
 from aiohttp import web
 
 from aural.protocols import encode_event
+from aural.protocols.codec import close_reason
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.models import SessionConfig
 
 from ..audio.vad import SileroVad
@@ -33,13 +35,13 @@ from .connection import BINARY_AUDIO, ConnectionDriver
 
 log = structlog.get_logger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # OpenAI accepts appends of up to 15 MiB
 ENGINE: web.AppKey[Engine] = web.AppKey("engine", Engine)
 MODEL_NAMES: web.AppKey[tuple[str, ...]] = web.AppKey("model_names", tuple)
 SESSIONS: web.AppKey[set[ConnectionDriver]] = web.AppKey("sessions", set)
 MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
 VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
+LIMITS: web.AppKey[Limits] = web.AppKey("limits", Limits)
 
 
 def create_app(
@@ -50,6 +52,7 @@ def create_app(
     server_tools: ToolRunner | None = None,
     vad: SpeechModel | None = None,
     access: Access | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -61,6 +64,7 @@ def create_app(
             client sees their calls and outputs as items (see `ConversationSession`).
         vad: the voice activity model for server VAD; silero-vad by default.
         access: keys, client secrets, allowed origins, per-key cap; by default an open server for loopback use.
+        limits: what one client event may hold and how many a connection may send (`Limits`).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -72,6 +76,7 @@ def create_app(
     app[MAX_SESSIONS] = max_sessions
     app[VAD] = vad or SileroVad.load()
     app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
+    app[LIMITS] = limits
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
@@ -93,20 +98,22 @@ def _conversation(app: web.Application, model: str, pinned: SessionConfig | None
 
 async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
     await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
-    await ws.close(code=1008, message=message[:120].encode())
+    await ws.close(code=1008, message=close_reason(message))
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     """Upgrade to a websocket and run one conversation on it."""
     app = request.app
     protocols = ("realtime", BINARY_AUDIO)
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    limits = app[LIMITS]
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=limits.max_message_bytes, heartbeat=30.0)
     await ws.prepare(request)
     names = app[MODEL_NAMES]
     requested = request.query.get("model")
     if requested is not None and requested not in names:
         served = ", ".join(f"'{n}'" for n in names)
-        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{requested}' is not served here; try {served}.", "model")
+        shown = requested if len(requested) <= limits.max_name_chars else f"{requested[: limits.max_name_chars]}..."
+        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model")
         return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
@@ -116,7 +123,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
         return ws
     session = _conversation(app, requested or names[0], caller.session)
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS])
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS], limits)
     app[SESSIONS].add(driver)
     try:
         await driver.run()

@@ -8,6 +8,7 @@ in the session costs one `error` event, never the server or the conversation. Wh
 engine merges pending deltas, so nothing queues without bound. A dropped connection cancels everything
 and frees the engine session.
 
+Every message is first counted against the connection's rate and decoded within its `Limits` (`guard.py`).
 Binary frames carry raw input audio (in the session's input format) when the client negotiated the
 `aural.binary-audio` subprotocol; otherwise they are refused with an `error` event.
 """
@@ -19,8 +20,9 @@ import asyncio
 import structlog
 from aiohttp import WSMsgType, web
 
-from aural.protocols import decode_client_event, encode_event
+from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import Engine
@@ -29,6 +31,7 @@ from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
 from ..tools import ToolRunner
 from .commands import CommandRunner, SpeechModel
+from .guard import Gate
 from .ingest import Ingest
 
 BINARY_AUDIO = "aural.binary-audio"
@@ -37,7 +40,8 @@ log = structlog.get_logger(__name__)
 
 
 class ConnectionDriver:
-    """Runs one websocket conversation to its end; `tools` runs the calls of server tools."""
+    """Runs one websocket conversation to its end; `tools` runs the calls of server tools, `limits` bound the
+    client's messages."""
 
     def __init__(
         self,
@@ -46,12 +50,14 @@ class ConnectionDriver:
         session: ConversationSession,
         vad: SpeechModel,
         tools: ToolRunner,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._ws = ws
         self._engine = engine
         self._session = session
         self._vad = vad
         self._tools = tools
+        self._gate = Gate(limits)
         self._send_lock = asyncio.Lock()
         self._commands: CommandRunner | None = None
         self._log = log.bind(session=session.id)
@@ -75,14 +81,8 @@ class ConnectionDriver:
             async for message in self._ws:
                 if message.type == WSMsgType.TEXT:
                     await self._text(message.data)
-                elif message.type == WSMsgType.BINARY and binary_audio:
-                    await self.receive(AudioFrame(message.data))
                 elif message.type == WSMsgType.BINARY:
-                    refusal = (
-                        f"Events are JSON text messages; binary frames of raw audio need the '{BINARY_AUDIO}' "
-                        "subprotocol."
-                    )
-                    await self._fail(ErrorCode.INVALID_EVENT, refusal)
+                    await self._binary(message.data, binary_audio)
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
@@ -111,11 +111,24 @@ class ConnectionDriver:
 
     async def _text(self, data: str) -> None:
         try:
-            event = decode_client_event(data)
+            self._gate.admit()
+            event = await self._gate.decode(data)
         except ProtocolError as exc:
             await self._send(error_event(exc))
             return
         await self.receive(ClientSent(event))
+
+    async def _binary(self, data: bytes, audio: bool) -> None:
+        try:
+            self._gate.admit()
+        except ProtocolError as exc:
+            await self._send(error_event(exc))
+            return
+        if audio:
+            await self.receive(AudioFrame(data))
+        else:
+            refusal = f"Events are JSON text messages; binary frames of audio need the '{BINARY_AUDIO}' subprotocol."
+            await self._fail(ErrorCode.INVALID_EVENT, refusal)
 
     async def _fail(self, code: ErrorCode, message: str, event_id: str | None = None) -> None:
         error = ProtocolError(code, message, event_id=event_id)

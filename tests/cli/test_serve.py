@@ -157,3 +157,25 @@ def test_allow_unauthenticated_serves_an_open_host_with_a_warning() -> None:
                                                 ("0.0.0.0", False), ("", False), ("example.com", False)])  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert access_module.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"), [(("--tls-key", "key.pem"), "--tls-cert"), (("--tls-cert", "cert.pem"), "--tls-key")]
+)
+def test_half_of_the_tls_options_is_refused_in_one_line_before_it_loads_the_model(
+    given: tuple[str, str], missing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve_module.serve(_args(*given))
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aural serve: {given[0]} needs {missing}")
+
+
+def test_the_limit_options_set_the_apps_limits(capsys: pytest.CaptureFixture[str]) -> None:
+    limits = serve_module.limits(_args("--max-message-bytes", "1MiB", "--events-per-second", "20"))
+    assert (limits.max_message_bytes, limits.events_per_second, limits.event_burst) == (2**20, 20.0, 40)
+    assert limits.max_id_chars == 32, "the others keep their defaults"
+    with pytest.raises(SystemExit):
+        _args("--events-per-second", "0")
+    assert "'0' is not a number above 0" in capsys.readouterr().err
