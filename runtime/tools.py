@@ -8,13 +8,14 @@ the SDK's `aural.sdk.tools.Tools` (the runtime never imports the SDK: the comman
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, Protocol
 
 from aural.protocols.errors import ProtocolError
 from aural.protocols.models import FunctionTool
 
 from .engine.base import SchemaCheck
-from .session.tool_calls import check_tools
+from .session.tool_calls import check_tools, parameters_problem
 
 
 class ToolRunner(Protocol):
@@ -64,6 +65,6 @@ def check_server_tools(tools: ToolRunner, check_schema: SchemaCheck) -> None:
         ValueError: the first problem, in one sentence.
     """
     try:
-        check_tools(tools.definitions, None, "tools", check_schema)
+        check_tools(tools.definitions, None, "tools", partial(parameters_problem, enforceable=check_schema))
     except ProtocolError as exc:
         raise ValueError(exc.message) from None

@@ -123,19 +123,26 @@ def test_importing_a_package_loads_nothing_it_must_not(package: str, forbidden: 
 
 
 def test_a_session_with_tools_never_loads_the_grammar_library() -> None:
-    """Its schema checks are the engine's capability, handed over: the session itself never reaches for it."""
+    """Its schema checks are the engine's capability, handed over (and run off the loop, by the ingest stage,
+    which the script plays here): the session itself never reaches for it."""
     loaded = _loaded("""
         import json
         from aural.protocols import decode_client_event
         from aural.runtime.engine.base import ModelCapabilities
-        from aural.runtime.session.inputs import ClientSent
+        from aural.runtime.session.commands import CheckSchemas
+        from aural.runtime.session.inputs import ClientSent, SchemasChecked
         from aural.runtime.session.session import ConversationSession
+        from aural.runtime.session.tool_calls import parameters_problem
 
-        session = ConversationSession("m", ModelCapabilities(480000, 8192, lambda schema: None))
+        capabilities = ModelCapabilities(480000, 8192, lambda schema: None)
+        session = ConversationSession("m", capabilities)
         tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
         for event in ({"type": "session.update", "session": {"tools": [tool]}},
                       {"type": "response.create", "response": {"tools": [tool], "tool_choice": "required"}}):
             step = session.receive(ClientSent(decode_client_event(json.dumps(event))))
+            for check in [command for command in step.commands if isinstance(command, CheckSchemas)]:
+                verdicts = {key: parameters_problem(schema, capabilities.check_schema) for key, schema in check.schemas}
+                step = session.receive(SchemasChecked(verdicts, check.resume))
             assert step.events[0].type != "error", step
     """)
     assert not {"llguidance", "aural.runtime.engine.tool_grammar"} & loaded

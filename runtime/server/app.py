@@ -26,6 +26,7 @@ from aural.protocols.models import SessionConfig
 
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
+from ..session.items import ConversationBounds
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
@@ -42,6 +43,7 @@ MAX_SESSIONS: web.AppKey[int] = web.AppKey("max_sessions", int)
 VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
 LIMITS: web.AppKey[Limits] = web.AppKey("limits", Limits)
+BOUNDS: web.AppKey[ConversationBounds] = web.AppKey("bounds", ConversationBounds)
 
 
 def create_app(
@@ -53,6 +55,7 @@ def create_app(
     vad: SpeechModel | None = None,
     access: Access | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    bounds: ConversationBounds | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -65,6 +68,7 @@ def create_app(
         vad: the voice activity model for server VAD; silero-vad by default.
         access: keys, client secrets, allowed origins, per-key cap; by default an open server for loopback use.
         limits: what one client event may hold and how many a connection may send (`Limits`).
+        bounds: what one conversation may hold (`ConversationBounds`' defaults when None).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -77,6 +81,7 @@ def create_app(
     app[VAD] = vad or SileroVad.load()
     app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
     app[LIMITS] = limits
+    app[BOUNDS] = bounds or ConversationBounds()
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
@@ -92,6 +97,7 @@ def _conversation(app: web.Application, model: str, pinned: SessionConfig | None
         app[ENGINE].capabilities,
         server_tools=server_tools.definitions,
         max_tool_rounds=server_tools.max_rounds,
+        bounds=app[BOUNDS],
         pinned=pinned,
     )
 

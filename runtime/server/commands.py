@@ -27,6 +27,7 @@ from ..errors import ModelFailure
 from ..session.commands import (
     CancelResponse,
     CancelTools,
+    CheckSchemas,
     Command,
     DecodeAudio,
     DecodeClips,
@@ -118,7 +119,7 @@ class CommandRunner:
                 for task, response_id in list(self._tool_calls.items()):
                     if response_id in command.response_ids:
                         task.cancel()
-            case DecodeAudio() | EndAudio() | DecodeClips():
+            case DecodeAudio() | EndAudio() | DecodeClips() | CheckSchemas():
                 await self._deliver(await self._ingest.run(command))
             case _:
                 assert_never(command)

@@ -70,7 +70,7 @@ class ConnectionDriver:
             engine_session,
             self._vad,
             self._tools,
-            Ingest(self._session.max_samples),
+            Ingest(self._session.capabilities.check_schema, self._session.max_samples),
             self.receive,
             self._log,
         )

@@ -1,4 +1,5 @@
-"""The ingest stage: one connection's input audio decoded and resampled off the event loop, in order.
+"""The ingest stage: one connection's input prepared off the event loop, in order: audio decoded and
+resampled, tool schemas checked.
 
 Decoding costs time in proportion to what a client sends: a 4 MB Ogg/Opus blob takes about a second, and
 ending a compressed stream waits for its demuxer thread. So the session never decodes: it asks
@@ -6,6 +7,10 @@ ending a compressed stream waits for its demuxer thread. So the session never de
 after another, with the input that brings the samples back. The driver awaits each answer before it
 reads the connection's next message, so a connection's audio stays in order while every other
 connection, and `/healthz`, go on being served.
+
+Tool schemas are the same kind of work: checking that one is a JSON Schema the model can enforce compiles its
+grammar (milliseconds each; 64 tools held the loop for close to a second), so the session asks
+(`CheckSchemas`) and gets its verdicts back (`SchemasChecked`).
 
 `answer` is the blocking work itself (what tests call directly); `run` is the same, awaited off the loop.
 """
@@ -23,26 +28,32 @@ from aural.protocols.models import AudioFormat
 
 from ..audio.base import EMPTY, MAX_SAMPLES, AudioDecoder
 from ..audio.decoders import make_decoder
-from ..engine.base import AudioSamples
+from ..engine.base import AudioSamples, SchemaCheck
 from ..errors import AudioError
-from ..session.commands import Decode, DecodeAudio, DecodeClips, EndAudio
-from ..session.inputs import AudioDecoded, AudioEnded, ClipsDecoded
+from ..session.commands import CheckSchemas, Decode, DecodeAudio, DecodeClips, EndAudio
+from ..session.inputs import AudioDecoded, AudioEnded, ClipsDecoded, SchemasChecked
+from ..session.tool_calls import parameters_problem
 
 DecoderFactory = Callable[[AudioFormat, int], AudioDecoder]
 """Makes a decoder for an input format that holds at most so many decoded samples (`make_decoder`)."""
-Answer = AudioDecoded | AudioEnded | ClipsDecoded
+Answer = AudioDecoded | AudioEnded | ClipsDecoded | SchemasChecked
 
 
 class Ingest:
-    """Decodes one connection's input audio: the live stream of appends, and whole blobs of items.
+    """Prepares one connection's input: decodes the live stream of appends and whole blobs of items, and
+    checks tool schemas.
 
     Args:
+        enforceable: whether the model can enforce a schema while decoding (`ModelCapabilities.check_schema`).
         max_samples: the most samples one answer may hold (the session's input buffer bound): a stream or a
             blob that decodes to more fails as soon as it does, so a compression bomb costs no more memory.
         decoder_factory: makes a decoder for an input format.
     """
 
-    def __init__(self, max_samples: int = MAX_SAMPLES, decoder_factory: DecoderFactory = make_decoder) -> None:
+    def __init__(
+        self, enforceable: SchemaCheck, max_samples: int = MAX_SAMPLES, decoder_factory: DecoderFactory = make_decoder
+    ) -> None:
+        self._enforceable = enforceable
         self._max = max_samples
         self._factory = decoder_factory
         self._stream: tuple[AudioFormat, AudioDecoder] | None = None
@@ -53,7 +64,7 @@ class Ingest:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self.answer, command)
 
     def answer(self, command: Decode) -> Answer:
-        """Decode what `command` asks for (blocking); returns the input that brings the result back."""
+        """Do what `command` asks for (blocking); returns the input that brings the result back."""
         match command:
             case DecodeAudio():
                 return self._feed(command)
@@ -62,6 +73,9 @@ class Ingest:
                 return AudioEnded(samples, error, command.resume)
             case DecodeClips():
                 return ClipsDecoded({clip: self._whole(clip, command.format) for clip in command.clips}, command.resume)
+            case CheckSchemas():
+                verdicts = {key: parameters_problem(schema, self._enforceable) for key, schema in command.schemas}
+                return SchemasChecked(verdicts, command.resume)
             case _:
                 assert_never(command)
 

@@ -7,7 +7,9 @@ order. A command whose work has results names the input that brings them back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aural.protocols import client_events as ce
 from aural.protocols.models import AudioFormat, FunctionCallItem
@@ -111,8 +113,19 @@ class DecodeClips:
     resume: ce.ClientEvent
 
 
-Decode = DecodeAudio | EndAudio | DecodeClips
-"""The commands of the ingest stage, which the driver answers before it reads the next client event."""
+@dataclass(frozen=True)
+class CheckSchemas:
+    """Check tool parameter schemas of a client event (by `schema_key`): whether each is a JSON Schema the
+    model can enforce, which costs milliseconds a schema (compiling its grammar), and answer with
+    `SchemasChecked`, which brings back `resume`, the event that carries them."""
+
+    schemas: tuple[tuple[str, Mapping[str, Any]], ...]
+    resume: ce.ClientEvent
+
+
+Decode = DecodeAudio | EndAudio | DecodeClips | CheckSchemas
+"""The commands of the ingest stage (client input prepared off the event loop), which the driver answers
+before it reads the next client event."""
 Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools | Decode
 
 

@@ -64,6 +64,15 @@ class ClipsDecoded:
 
 
 @dataclass(frozen=True)
+class SchemasChecked:
+    """The ingest stage checked the schemas of a `CheckSchemas`: why each (by `schema_key`) cannot be a tool's
+    parameters, None where it can; then `resume` is handled again."""
+
+    verdicts: dict[str, str | None]
+    resume: ce.ClientEvent
+
+
+@dataclass(frozen=True)
 class SpeechScored:
     """The speech probabilities of the next 32 ms windows of detection stream `stream` (a `DetectSpeech`)."""
 
@@ -103,6 +112,7 @@ Input = (
     | AudioDecoded
     | AudioEnded
     | ClipsDecoded
+    | SchemasChecked
     | SpeechScored
     | Generated
     | Transcribed

@@ -22,6 +22,7 @@ decoded (an item, a response's input) asks for that and is handled again when th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import assert_never
 
 from aural.protocols import client_events as ce
@@ -45,7 +46,7 @@ from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, Message, ModelCapabilities
 from ..errors import AudioError
-from .commands import DecodeClips, DetectSpeech, EndAudio, Prefill, Step, emit, order
+from .commands import CheckSchemas, DecodeClips, DetectSpeech, EndAudio, Prefill, Step, emit, order
 from .config import engine_truncation, initial_config, max_tokens_for, updated_config
 from .edits import audio_clips, b64decode, client_item, truncated
 from .input_audio import MIN_AUDIO, NO_CLIPS, ClipDecoder, Decoded, InputBuffer
@@ -58,6 +59,7 @@ from .inputs import (
     Generated,
     Input,
     Opened,
+    SchemasChecked,
     SpeechScored,
     ToolReturned,
     Transcribed,
@@ -65,7 +67,7 @@ from .inputs import (
 from .items import Conversation, ConversationBounds, StoredItem, added, public
 from .response_run import ResponseRun
 from .responses import Responses, with_instructions
-from .tool_calls import tools_for
+from .tool_calls import SchemaVerdicts, tools_for
 from .tool_rounds import ToolRounds
 from .transcription import Transcriptions
 from .turn_taking import PER_MS, Forget, IdleTimedOut, ReadAhead, SpeechBegan, SpeechEnded, TurnTaking
@@ -104,6 +106,8 @@ class ConversationSession:
         pinned: SessionConfig | None = None,
     ) -> None:
         self.capabilities = capabilities
+        self._verdicts = SchemaVerdicts(capabilities.check_schema)
+        self._model = replace(capabilities, check_schema=self._verdicts)  # tools checked by lookups
         self.id = new_id("sess")
         self.conversation_id = new_id("conv")
         self.config = initial_config(self.id, model)
@@ -118,7 +122,7 @@ class ConversationSession:
         self._responses = Responses(self.items, capabilities.context_window, self.conversation_id)
         self._rounds = ToolRounds([tool.name for tool in server_tools], max_tool_rounds)
         if pinned is not None:
-            self.config, _ = updated_config(self.config, ce.SessionUpdate(session=pinned), server_tools, capabilities)
+            self.config, _ = updated_config(self.config, ce.SessionUpdate(session=pinned), server_tools, self._model)
             self._restart_turn_taking()
 
     @property
@@ -139,6 +143,9 @@ class ConversationSession:
                 return self._guarded(resume, Decoded(ended=self._audio.ended(samples) or error))
             case ClipsDecoded(clips, resume):
                 return self._guarded(resume, Decoded(clips=clips))
+            case SchemasChecked(verdicts, resume):
+                self._verdicts.learn(verdicts)
+                return self._guarded(resume, Decoded())
             case SpeechScored(stream, probabilities):
                 return self._speech(stream, probabilities)
             case Generated(response_id, event):
@@ -173,6 +180,8 @@ class ConversationSession:
             return emit(failure_event(exc, event.event_id))
 
     def _client_event(self, event: ce.ClientEvent, answer: Decoded) -> Step:
+        if schemas := self._verdicts.missing(event, self.config):  # checked off the loop first
+            return order(CheckSchemas(schemas, event))
         if answer.clips is None and (clips := audio_clips(event)):  # decoded off the loop first
             return order(DecodeClips(clips, self._format, event))
         match event:
@@ -207,7 +216,7 @@ class ConversationSession:
     def _session_update(self, event: ce.SessionUpdate, ended: AudioError | ProtocolError | None) -> Step:
         """Apply the fields present; an update that fails a check changes nothing. Audio sent so far was in the
         old format: a new format ends its stream first (`ended`: why its last bytes did not decode)."""
-        config, notes = updated_config(self.config, event, self._server_tools, self.capabilities)
+        config, notes = updated_config(self.config, event, self._server_tools, self._model)
         previous = self._input
         assert config.audio and config.audio.input
         if config.audio.input.format != previous.format and (ending := self._audio_ended_for(event)):
@@ -318,7 +327,7 @@ class ConversationSession:
             return Step()
         user = Message("user", (AudioPart(f"{item_id}/0", audio),), key=item_id)
         conversation = with_instructions([*self.items.messages(), user], self.config.instructions)
-        tools = tools_for(ResponseParams(), self.config, self._server_tools, self.capabilities.check_schema)
+        tools = tools_for(ResponseParams(), self.config, self._server_tools, self._verdicts)
         truncation = engine_truncation(self.config.truncation)
         return order(Prefill(conversation, tools.functions if tools else (), truncation))
 
@@ -366,7 +375,7 @@ class ConversationSession:
                 "Wait until the response is finished before creating a new one.",
             )
         server = self._server_tools if params.conversation != "none" else ()
-        tools = tools_for(params, self.config, server, self.capabilities.check_schema)
+        tools = tools_for(params, self.config, server, self._verdicts)
         max_tokens = max_tokens_for(params, self.config)
         conversation = self._context(params.input, decoded) if params.input is not None else self.items.messages()
         return self._responses.begin(params, self.config, tools, max_tokens, conversation, depth)

@@ -10,6 +10,8 @@ out of the response and the conversation (`conversation.item.deleted`), so no cl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 
 import jsonschema
 
+from aural.protocols import client_events as ce
 from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import (
@@ -39,7 +42,7 @@ def check_tools(
     tools: Sequence[FunctionTool],
     choice: ToolChoice | None,
     param: str,
-    check_schema: SchemaCheck,
+    verdict: SchemaCheck,
     server: bool = False,
 ) -> None:
     """Check the client's tool definitions and the choice among them.
@@ -50,7 +53,8 @@ def check_tools(
 
     Args:
         param: where they sit (`session`, `response`), for the error's `param`.
-        check_schema: whether the model can enforce a schema while decoding (its engine's capability).
+        verdict: why a schema cannot be a tool's parameters, None if it can (`parameters_problem`, or its
+            answer computed ahead, off the event loop).
         server: whether the runtime offers tools of its own too, which 'required' may call.
 
     Raises:
@@ -72,7 +76,7 @@ def check_tools(
             )
         names.add(tool.name)
         if tool.parameters:
-            _check_schema(tool.name, tool.parameters, f"{where}.parameters", check_schema)
+            _check_schema(tool.name, tool.parameters, f"{where}.parameters", verdict)
     if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -85,32 +89,79 @@ def check_tools(
         )
 
 
-def _check_schema(name: str, schema: Mapping[str, Any], param: str, check_schema: SchemaCheck) -> None:
+def _check_schema(name: str, schema: Mapping[str, Any], param: str, verdict: SchemaCheck) -> None:
     if schema.get("type") != "object":
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
             f"The parameters of '{name}' must be a JSON Schema with type 'object'.",
             param=param,
         )
+    problem = verdict(schema)
+    if problem is not None:
+        raise ProtocolError(ErrorCode.INVALID_VALUE, f"The parameters of '{name}' {problem}", param=param)
+
+
+def parameters_problem(schema: Mapping[str, Any], enforceable: SchemaCheck) -> str | None:
+    """Why `schema` cannot be a tool's parameters (the end of a sentence that begins with the tool's name), or
+    None: it must be a valid JSON Schema, and one the model can enforce while decoding (`enforceable`, its
+    engine's capability). The costly part of checking tools (milliseconds a schema), so the session has it
+    done off the event loop (`CheckSchemas`)."""
     try:
         jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
-        raise ProtocolError(
-            ErrorCode.INVALID_VALUE,
-            f"The parameters of '{name}' are not a valid JSON Schema: {exc.message}",
-            param=param,
-        ) from None
-    problem = check_schema(schema)
-    if problem is not None:
-        raise ProtocolError(
-            ErrorCode.INVALID_VALUE,
-            f"The parameters of '{name}' cannot be enforced while decoding: {problem}",
-            param=param,
-        )
+        return f"are not a valid JSON Schema: {exc.message}"
+    problem = enforceable(schema)
+    return None if problem is None else f"cannot be enforced while decoding: {problem}"
+
+
+def schema_key(schema: Mapping[str, Any]) -> str:
+    """A short key that names a schema by its content (its canonical JSON's hash)."""
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SchemaVerdicts:
+    """The session's verdicts on tool schemas (`parameters_problem`), by `schema_key`: computed off the event
+    loop by the ingest stage for what client events bring (`missing`, then `learn`), so that checking tools
+    on the loop is a lookup. A schema it has no verdict for is judged on the spot. Holds at most `bound`
+    verdicts (it forgets them all past it: they are computed again off the loop when they come again).
+
+    Args:
+        enforceable: the engine's capability (`ModelCapabilities.check_schema`).
+    """
+
+    def __init__(self, enforceable: SchemaCheck, bound: int = 256) -> None:
+        self._enforceable = enforceable
+        self._bound = bound
+        self._known: dict[str, str | None] = {}
+
+    def __call__(self, schema: Mapping[str, Any]) -> str | None:
+        key = schema_key(schema)
+        if key not in self._known:
+            self._known[key] = parameters_problem(schema, self._enforceable)
+        return self._known[key]
+
+    def missing(self, event: ce.ClientEvent, config: SessionConfig) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        """The schemas handling `event` will check that have no verdict yet: the tools it carries and, for a
+        `session.update`, the session's own (which it checks again)."""
+        if isinstance(event, ce.SessionUpdate):
+            tools = [*(event.session.tools or ()), *(config.tools or ())]
+        elif isinstance(event, ce.ResponseCreate) and event.response is not None:
+            tools = list(event.response.tools or ())
+        else:
+            return ()
+        schemas = {schema_key(tool.parameters): tool.parameters for tool in tools if tool.parameters}
+        return tuple((key, schema) for key, schema in schemas.items() if key not in self._known)
+
+    def learn(self, verdicts: Mapping[str, str | None]) -> None:
+        """Keep verdicts computed off the loop."""
+        if len(self._known) + len(verdicts) > self._bound:
+            self._known.clear()
+        self._known.update(verdicts)
 
 
 def tools_for(
-    params: ResponseParams, config: SessionConfig, server: Sequence[FunctionTool], check_schema: SchemaCheck
+    params: ResponseParams, config: SessionConfig, server: Sequence[FunctionTool], verdict: SchemaCheck
 ) -> ToolUse | None:
     """The tools a response with `params` may call: the session's unless the response names its own, and the
     server's (`server`: none out of the conversation, where their outputs could not go) that no client tool
@@ -122,7 +173,7 @@ def tools_for(
     tools = client_tools(params, config)
     choice = params.tool_choice if params.tool_choice is not None else config.tool_choice
     if params.tools is not None or params.tool_choice is not None:
-        check_tools(tools, choice, "response", check_schema, bool(server))
+        check_tools(tools, choice, "response", verdict, bool(server))
     parallel = params.parallel_tool_calls if params.parallel_tool_calls is not None else config.parallel_tool_calls
     names = {tool.name for tool in tools}
     return tool_use([*tools, *(tool for tool in server if tool.name not in names)], choice, parallel)

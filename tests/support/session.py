@@ -14,7 +14,7 @@ from aural.protocols import decode_client_event
 from aural.protocols.server_events import ServerEventBase
 from aural.runtime.engine.base import GenerationEvent, TextDelta
 from aural.runtime.server.ingest import Ingest
-from aural.runtime.session.commands import Command, DecodeAudio, DecodeClips, EndAudio
+from aural.runtime.session.commands import CheckSchemas, Command, DecodeAudio, DecodeClips, EndAudio
 from aural.runtime.session.inputs import ClientSent, Generated, Input, SpeechScored
 from aural.runtime.session.session import ConversationSession
 
@@ -26,7 +26,7 @@ _INGESTS: WeakKeyDictionary[ConversationSession, Ingest] = WeakKeyDictionary()
 
 def receive(session: ConversationSession, received: Input) -> list[Output]:
     """Hand the session one input, and the answers to its decoding commands."""
-    ingest = _INGESTS.setdefault(session, Ingest(session.max_samples))
+    ingest = _INGESTS.setdefault(session, Ingest(session.capabilities.check_schema, session.max_samples))
     events: list[Output] = []
     commands: list[Output] = []
     pending = [received]
@@ -34,7 +34,7 @@ def receive(session: ConversationSession, received: Input) -> list[Output]:
         step = session.receive(pending.pop(0))
         events += step.events
         for command in step.commands:
-            if isinstance(command, DecodeAudio | EndAudio | DecodeClips):
+            if isinstance(command, DecodeAudio | EndAudio | DecodeClips | CheckSchemas):
                 pending.append(ingest.answer(command))
             else:
                 commands.append(command)

@@ -9,7 +9,8 @@ import weakref
 
 from aural.runtime.engine.base import EngineHealth
 from aural.runtime.server.app import SESSIONS
-from tests.support.client import RawClient, assert_error, text_turn
+from aural.runtime.session.items import ConversationBounds
+from tests.support.client import RawClient, add_text, assert_error, text_turn
 from tests.support.fake_engine import FakeEngine
 
 from .conftest import Serve
@@ -69,3 +70,13 @@ async def test_a_closed_conversation_is_freed_without_the_cycle_collector(serve:
         assert [ref() for ref in held] == [None, None]
     finally:
         gc.enable()
+
+
+async def test_the_apps_conversation_bounds_hold_on_every_connection(serve: Serve) -> None:
+    http = await serve(bounds=ConversationBounds(items=1))
+    client = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
+    await client.expect("session.created")
+    await add_text(client, "the first")
+    await client.recv_until("conversation.item.done")
+    await add_text(client, "one too many")
+    assert_error(await client.expect("error"), "conversation_full", param="item")

@@ -26,7 +26,7 @@ from aural.runtime.server.ingest import Ingest
 from aural.runtime.session.commands import DecodeAudio, DecodeClips, EndAudio
 from aural.runtime.session.inputs import AudioDecoded, AudioEnded, ClipsDecoded
 from tests.support.client import RawClient, b64
-from tests.support.fake_engine import FakeEngine
+from tests.support.fake_engine import CAPABILITIES, FakeEngine
 
 from .conftest import Serve
 
@@ -78,7 +78,7 @@ def pcm16(seconds: float) -> bytes:
 
 
 def test_appends_decode_in_order_and_end_with_the_stream() -> None:
-    ingest, data = Ingest(), pcm16(1.0)
+    ingest, data = Ingest(CAPABILITIES.check_schema), pcm16(1.0)
     parts = [ingest.answer(DecodeAudio(data[i : i + 999], PcmFormat(), None)) for i in range(0, len(data), 999)]
     assert all(isinstance(part, AudioDecoded) and part.error is None for part in parts)
     end = ingest.answer(EndAudio(COMMIT))
@@ -90,7 +90,7 @@ def test_appends_decode_in_order_and_end_with_the_stream() -> None:
 
 
 def test_a_stream_that_does_not_decode_is_dropped_and_the_next_bytes_start_a_new_one() -> None:
-    ingest, ogg = Ingest(), long_ogg(1)
+    ingest, ogg = Ingest(CAPABILITIES.check_schema), long_ogg(1)
     bad = ingest.answer(DecodeAudio(b"RIFF" + bytes(60), OGG, "evt_bad"))
     assert isinstance(bad, AudioDecoded) and isinstance(bad.error, AudioError) and bad.event_id == "evt_bad"
     good = ingest.answer(DecodeAudio(ogg, OGG, None))
@@ -101,7 +101,7 @@ def test_a_stream_that_does_not_decode_is_dropped_and_the_next_bytes_start_a_new
 
 
 def test_clips_decode_each_as_a_stream_of_its_own() -> None:
-    ingest, ogg = Ingest(), long_ogg(1)
+    ingest, ogg = Ingest(CAPABILITIES.check_schema), long_ogg(1)
     answer = ingest.answer(DecodeClips((ogg, b"OggS" + bytes(100)), OGG, COMMIT))
     assert isinstance(answer, ClipsDecoded) and answer.resume is COMMIT
     samples, broken = answer.clips[ogg], answer.clips[b"OggS" + bytes(100)]
@@ -112,7 +112,7 @@ def test_clips_decode_each_as_a_stream_of_its_own() -> None:
 def test_a_compression_bomb_stops_at_the_bound_not_at_its_end() -> None:
     bomb, bound = silent_flac(20 * 60), 60 * 16000
     assert len(bomb) < 300_000
-    ingest = Ingest(bound)
+    ingest = Ingest(CAPABILITIES.check_schema, bound)
     (clip,) = ingest.answer(DecodeClips((bomb,), FLAC, COMMIT)).clips.values()  # type: ignore[union-attr]
     assert isinstance(clip, AudioError) and "more than 60 s" in clip.message
     before = set(threading.enumerate())
@@ -158,7 +158,7 @@ async def test_a_compression_bomb_gets_an_error_and_the_conversation_goes_on(ser
 
 async def test_close_stops_the_decoder_thread_of_an_open_stream() -> None:
     before = set(threading.enumerate())
-    ingest = Ingest()
+    ingest = Ingest(CAPABILITIES.check_schema)
     await ingest.run(DecodeAudio(long_ogg(1)[:2000], OGG, None))
     decoders = [thread for thread in threading.enumerate() if thread not in before and thread.name.startswith("decode")]
     await ingest.close()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from aural.protocols import decode_client_event
 from aural.runtime.engine.base import GenerationDone, TokenUsage, ToolCallDelta, ToolCallDone
-from aural.runtime.session.commands import StartResponse
+from aural.runtime.session.commands import CheckSchemas, StartResponse
+from aural.runtime.session.inputs import ClientSent
 from aural.runtime.session.session import ConversationSession
 from tests.support.fake_engine import CAPABILITIES
 from tests.support.session import generated, send, types
@@ -109,3 +113,26 @@ def test_an_output_for_an_unknown_call_is_refused(session: ConversationSession) 
     assert error.error.param == "item.call_id" and len(session.items) == 1
     (error,) = send(session, type="response.create", response={"tool_choice": {"type": "function", "name": "x"}})
     assert error.error.param == "response.tool_choice.name" and session.response is None
+
+
+def test_schemas_are_checked_off_the_loop_once_each() -> None:
+    judged: list[dict[str, Any]] = []
+
+    def enforceable(schema: Any) -> str | None:
+        judged.append(dict(schema))
+        return "it is too clever" if "clever" in schema.get("properties", {}) else None
+
+    session = ConversationSession("tiny", replace(CAPABILITIES, check_schema=enforceable))
+    first = session.receive(
+        ClientSent(decode_client_event(json.dumps({"type": "session.update", "session": {"tools": [WEATHER]}})))
+    )
+    assert first.events == () and [type(command) for command in first.commands] == [CheckSchemas]
+    assert judged == [], "the session asks; the ingest stage judges"
+    assert types(send(session, type="session.update", session={"tools": [WEATHER], "instructions": "hi"})) == [
+        "session.updated"
+    ]
+    assert judged == [WEATHER["parameters"]], "judged once, then known"
+    clever = {**WEATHER, "name": "clever", "parameters": {"type": "object", "properties": {"clever": {}}}}
+    (refused,) = send(session, type="response.create", event_id="r", response={"tools": [clever]})
+    assert refused.error.code == "invalid_value" and refused.error.param == "response.tools.0.parameters"
+    assert "cannot be enforced while decoding: it is too clever" in refused.error.message
