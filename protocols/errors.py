@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     TOOL_CALL_INCOMPLETE = "tool_call_incomplete"
     SERVER_ERROR = "server_error"
     TOO_MANY_SESSIONS = "session_limit_reached"
+    IDLE_TIMEOUT = "idle_timeout"
+    SHUTTING_DOWN = "server_shutting_down"
 
 
 class ProtocolError(Exception):

@@ -1,8 +1,9 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
-    GET /healthz                  {"status": "ok" or "degraded", "model": ..., "sessions": n} (+ "reason")
+    GET /healthz                  {"status": "ok", "degraded" or "draining" (503), "model": ..., "sessions": n}
     GET /v1/models                the served model names, OpenAI style
+    GET /metrics                  Prometheus metrics (`metrics.py`)
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
 `realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required.
@@ -26,6 +27,9 @@ from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
+from .drain import LIFECYCLE, Lifecycle
+from .metrics import METRICS, Metrics, serve_metrics
+from .timeouts import TIMEOUTS, Timeouts
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +49,7 @@ def create_app(
     max_sessions: int = 64,
     server_tools: ToolRunner | None = None,
     vad: SpeechModel | None = None,
+    timeouts: Timeouts | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -55,6 +60,7 @@ def create_app(
         server_tools: functions the runtime offers to every conversation's model and runs itself; the
             client sees their calls and outputs as items (see `ConversationSession`).
         vad: the voice activity model for server VAD; silero-vad by default.
+        timeouts: how long a connection may stay silent (`Timeouts`' defaults when None).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -67,13 +73,20 @@ def create_app(
     app[VAD] = vad or SileroVad.load()
     app[SERVER_TOOLS] = server_tools if server_tools is not None else NO_TOOLS
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
+    app[TIMEOUTS] = timeouts or Timeouts()
+    app[LIFECYCLE] = lifecycle = Lifecycle()
+    app[METRICS] = Metrics(engine, conversations=lambda: len(app[SESSIONS]), draining=lambda: lifecycle.draining)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", serve_metrics)
     return app
 
 
-async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
+async def _refuse(
+    request: web.Request, ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None
+) -> None:
+    request.app[METRICS].errors.labels(code.value).inc()
     await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
     await ws.close(code=1008, message=message[:120].encode())
 
@@ -81,17 +94,22 @@ async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, para
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     """Upgrade to a websocket and run one conversation on it."""
     app = request.app
+    if app[LIFECYCLE].draining:  # a kept-alive HTTP connection: the listener is closed already
+        raise web.HTTPServiceUnavailable(text="The server is shutting down; connect again to reach another one.")
     protocols = ("realtime", BINARY_AUDIO)
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+    timeouts = app[TIMEOUTS]
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=timeouts.heartbeat)
     await ws.prepare(request)
     names = app[MODEL_NAMES]
     requested = request.query.get("model")
     if requested is not None and requested not in names:
         served = ", ".join(f"'{n}'" for n in names)
-        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{requested}' is not served here; try {served}.", "model")
+        await _refuse(
+            request, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{requested}' is not served here; try {served}.", "model"
+        )
         return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
-        await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
+        await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
     server_tools = app[SERVER_TOOLS]
     session = ConversationSession(
@@ -100,7 +118,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         server_tools=server_tools.definitions,
         max_tool_rounds=server_tools.max_rounds,
     )
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools)
+    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], server_tools, metrics=app[METRICS], timeouts=timeouts)
     app[SESSIONS].add(driver)
     try:
         await driver.run()
@@ -111,11 +129,14 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     """The engine's health (a reason when degraded), the model's name, the live conversations and, when the
-    engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host."""
+    engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host.
+    While the server drains, "draining" with 503, so that load balancers stop routing to it."""
     app = request.app
     engine = app[ENGINE]
     health = engine.health()
-    report: dict[str, object] = {"status": health.status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
+    draining = app[LIFECYCLE].draining
+    status = "draining" if draining else health.status
+    report: dict[str, object] = {"status": status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
     if health.reason is not None:
         report["reason"] = health.reason
     stats = engine.stats()
@@ -129,7 +150,7 @@ async def healthz(request: web.Request) -> web.Response:
             "conversations_resident": stats.conversations_resident,
             "conversations_offloaded": stats.conversations_offloaded,
         }
-    return web.json_response(report)
+    return web.json_response(report, status=503 if draining else 200)
 
 
 async def models(request: web.Request) -> web.Response:
