@@ -22,6 +22,7 @@ Binary frames carry raw input audio (in the session's input format) when the cli
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -134,7 +135,14 @@ class ConnectionDriver:
 
     async def settled(self) -> None:
         """Return once no response or server tool call runs in the conversation, or the connection ended."""
-        while self._session.busy and not self._ended:
+        await self._until(lambda: not self._session.busy or self._ended)
+
+    async def ended(self) -> None:
+        """Return once the conversation ended and freed its engine session."""
+        await self._until(lambda: self._ended)
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
             self._progress.clear()
             await self._progress.wait()
 

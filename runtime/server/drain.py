@@ -10,8 +10,8 @@ refused, and runs the app's shutdown hooks, where `drain` runs:
 3. after the drain timeout (25 s by default: under Kubernetes' 30 s grace period), the conversations still busy are
    told `ShuttingDown` through their session (the same cancel path as `response.cancel`: the response ends
    `cancelled`, its `response.done` is sent) and given `CANCEL_GRACE` more to end it;
-4. every socket is closed with 1001 "server shutting down"; the drivers then free their engine sessions,
-   and aiohttp's own shutdown and the engine's close follow.
+4. every socket is closed with 1001 "server shutting down", and the drivers free their engine sessions
+   (`CLOSE_GRACE` for both); aiohttp's own shutdown and the engine's close follow.
 """
 
 from __future__ import annotations
@@ -69,3 +69,4 @@ async def _drain_one(driver: ConnectionDriver, grace: float) -> None:
     with contextlib.suppress(TimeoutError, ConnectionError):
         async with asyncio.timeout(CLOSE_GRACE):
             await driver.close(WSCloseCode.GOING_AWAY, GOING_AWAY)
+            await driver.ended()

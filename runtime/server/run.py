@@ -43,5 +43,8 @@ def run_app(
     app.on_cleanup.append(close_engine)
     url = f"{'wss' if ssl_context else 'ws'}://{host}:{port}/v1/realtime"
     tools = [tool.name for tool in app[SERVER_TOOLS].definitions]
-    log.info("serving", url=url, model=app[ENGINE].model_name, server_tools=tools)
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context, print=None, shutdown_timeout=CLOSE_GRACE)
+
+    def listening(_: str) -> None:  # aiohttp's banner, once the socket listens
+        log.info("serving", url=url, model=app[ENGINE].model_name, server_tools=tools)
+
+    web.run_app(app, host=host, port=port, ssl_context=ssl_context, print=listening, shutdown_timeout=CLOSE_GRACE)
