@@ -18,7 +18,9 @@ from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersE
 from aural.runtime.engine.tool_grammar import schema_problem
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.app import create_app
+from aural.runtime.server.drain import DRAIN_TIMEOUT
 from aural.runtime.server.run import run_app, tls_context
+from aural.runtime.server.timeouts import Timeouts
 from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
@@ -106,6 +108,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     access.add_arguments(parser)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "console"],
+        default=None,
+        help="json: one object a line; console: for people (default: console on a terminal, else json)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT,
+        metavar="SECONDS",
+        help=f"on SIGTERM/SIGINT, how long running responses may finish before they are cancelled "
+        f"(default: {DRAIN_TIMEOUT:g}, under Kubernetes' 30 s grace period)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=Timeouts.idle,
+        metavar="SECONDS",
+        help=f"close a connection silent this long while nothing runs in it; 0: never (default: {Timeouts.idle:g})",
+    )
+    parser.add_argument(
+        "--first-event-timeout",
+        type=float,
+        default=Timeouts.first_event,
+        metavar="SECONDS",
+        help=f"close a new connection that sends no event this long; 0: never (default: {Timeouts.first_event:g})",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=Timeouts.heartbeat,
+        metavar="SECONDS",
+        help="ping every connection this often and drop one that does not answer within half of it; 0: never "
+        f"(default: {Timeouts.heartbeat:g})",
+    )
 
 
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -184,7 +222,7 @@ def check_tls(args: argparse.Namespace) -> None:
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     check_tls(args)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     policy = access.access_policy(args)
     tools = server_tools(args.tools, args.tool_timeout or None)
     engine = TransformersEngine.load(
@@ -197,6 +235,9 @@ def serve(args: argparse.Namespace) -> None:
         prefill_chunk=args.prefill_chunk,
         cuda_graphs=not args.no_cuda_graphs,
     )
+    timeouts = Timeouts(
+        heartbeat=args.heartbeat or None, first_event=args.first_event_timeout or None, idle=args.idle_timeout or None
+    )
     app = create_app(
         engine,
         model_names=args.alias,
@@ -204,6 +245,7 @@ def serve(args: argparse.Namespace) -> None:
         server_tools=tools,
         access=policy,
         limits=limits(args),
+        timeouts=timeouts,
     )
     context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    run_app(app, host=args.host, port=args.port, ssl_context=context)
+    run_app(app, host=args.host, port=args.port, ssl_context=context, drain_timeout=args.drain_timeout)

@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     INVALID_TEXT = "invalid_unicode"
     NUMBER_OUT_OF_RANGE = "number_out_of_range"
     RATE_LIMITED = "rate_limit_exceeded"
+    IDLE_TIMEOUT = "idle_timeout"
+    SHUTTING_DOWN = "server_shutting_down"
 
 
 class ProtocolError(Exception):

@@ -243,6 +243,19 @@ class EngineStats:
         return self.blocks_total - self.blocks_used
 
 
+@dataclass(frozen=True)
+class DeviceMemory:
+    """The accelerator's memory as the engine's framework sees it, for `/metrics`: the server never imports the
+    framework itself (it serves any engine), so the engine reports it."""
+
+    allocated: int
+    """Bytes held by live tensors (the model, the KV pool, activations)."""
+    reserved: int
+    """Bytes the framework's allocator holds from the device (allocated, plus its cache)."""
+    total: int
+    """The device's memory."""
+
+
 SchemaCheck = Callable[[Mapping[str, Any]], str | None]
 """Why a model cannot constrain a call's arguments to a JSON Schema while decoding, or None when it can."""
 
@@ -283,6 +296,10 @@ class Engine(ABC):
 
     def stats(self) -> EngineStats | None:
         """The KV pool's figures, if the engine has one (approximate while the device works)."""
+        return None
+
+    def device_memory(self) -> DeviceMemory | None:
+        """The accelerator's memory, if the engine runs on one; cheap (the event loop calls it at each scrape)."""
         return None
 
     @abstractmethod

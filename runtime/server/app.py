@@ -1,9 +1,10 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
-    GET /healthz                  {"status": "ok" or "degraded", "model": ..., "sessions": n} (+ "reason")
+    GET /healthz                  {"status": "ok", "degraded" or "draining" (503), "model": ..., "sessions": n}
     GET /v1/models                the served model names, OpenAI style
     POST /v1/realtime/client_secrets   a short-lived key for a browser, OpenAI style (`client_secrets.py`)
+    GET /metrics                  Prometheus metrics (`metrics.py`)
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
 `realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required. Keys,
@@ -33,6 +34,9 @@ from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .access import CALLER, Access, install_access, key_slots
 from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
+from .drain import LIFECYCLE, Lifecycle
+from .metrics import METRICS, Metrics, serve_metrics
+from .timeouts import TIMEOUTS, Timeouts
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +60,7 @@ def create_app(
     access: Access | None = None,
     limits: Limits = DEFAULT_LIMITS,
     bounds: ConversationBounds | None = None,
+    timeouts: Timeouts | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -69,6 +74,7 @@ def create_app(
         access: keys, client secrets, allowed origins, per-key cap; by default an open server for loopback use.
         limits: what one client event may hold and how many a connection may send (`Limits`).
         bounds: what one conversation may hold (`ConversationBounds`' defaults when None).
+        timeouts: how long a connection may stay silent (`Timeouts`' defaults when None).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -83,9 +89,13 @@ def create_app(
     app[LIMITS] = limits
     app[BOUNDS] = bounds or ConversationBounds()
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
+    app[TIMEOUTS] = timeouts or Timeouts()
+    app[LIFECYCLE] = lifecycle = Lifecycle()
+    app[METRICS] = Metrics(engine, conversations=lambda: len(app[SESSIONS]), draining=lambda: lifecycle.draining)
     app.router.add_get("/v1/realtime", realtime)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", serve_metrics)
     install_access(app, access or Access(), lambda pinned: _conversation(app, app[MODEL_NAMES][0], pinned).config)
     return app
 
@@ -102,7 +112,10 @@ def _conversation(app: web.Application, model: str, pinned: SessionConfig | None
     )
 
 
-async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None) -> None:
+async def _refuse(
+    request: web.Request, ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None
+) -> None:
+    request.app[METRICS].errors.labels(code.value).inc()
     await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
     await ws.close(code=1008, message=close_reason(message))
 
@@ -110,26 +123,32 @@ async def _refuse(ws: web.WebSocketResponse, code: ErrorCode, message: str, para
 async def realtime(request: web.Request) -> web.WebSocketResponse:
     """Upgrade to a websocket and run one conversation on it."""
     app = request.app
+    if app[LIFECYCLE].draining:  # a kept-alive HTTP connection: the listener is closed already
+        raise web.HTTPServiceUnavailable(text="The server is shutting down; connect again to reach another one.")
     protocols = ("realtime", BINARY_AUDIO)
-    limits = app[LIMITS]
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=limits.max_message_bytes, heartbeat=30.0)
+    limits, timeouts = app[LIMITS], app[TIMEOUTS]
+    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=limits.max_message_bytes, heartbeat=timeouts.heartbeat)
     await ws.prepare(request)
     names = app[MODEL_NAMES]
     requested = request.query.get("model")
     if requested is not None and requested not in names:
         served = ", ".join(f"'{n}'" for n in names)
         shown = requested if len(requested) <= limits.max_name_chars else f"{requested[: limits.max_name_chars]}..."
-        await _refuse(ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model")
+        await _refuse(
+            request, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model"
+        )
         return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
-        await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
+        await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
     caller, slots = request[CALLER], key_slots(app)
     if not slots.take(caller):
-        await _refuse(ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
+        await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
         return ws
     session = _conversation(app, requested or names[0], caller.session)
-    driver = ConnectionDriver(ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS], limits)
+    driver = ConnectionDriver(
+        ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS], metrics=app[METRICS], timeouts=timeouts, limits=limits
+    )
     app[SESSIONS].add(driver)
     try:
         await driver.run()
@@ -141,11 +160,14 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
 async def healthz(request: web.Request) -> web.Response:
     """The engine's health (a reason when degraded), the model's name, the live conversations and, when the
-    engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host."""
+    engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host.
+    While the server drains, "draining" with 503, so that load balancers stop routing to it."""
     app = request.app
     engine = app[ENGINE]
     health = engine.health()
-    report: dict[str, object] = {"status": health.status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
+    draining = app[LIFECYCLE].draining
+    status = "draining" if draining else health.status
+    report: dict[str, object] = {"status": status, "model": engine.model_name, "sessions": len(app[SESSIONS])}
     if health.reason is not None:
         report["reason"] = health.reason
     stats = engine.stats()
@@ -159,7 +181,7 @@ async def healthz(request: web.Request) -> web.Response:
             "conversations_resident": stats.conversations_resident,
             "conversations_offloaded": stats.conversations_offloaded,
         }
-    return web.json_response(report)
+    return web.json_response(report, status=503 if draining else 200)
 
 
 async def models(request: web.Request) -> web.Response:

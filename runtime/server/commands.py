@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, assert_never
 
 import numpy as np
+import structlog
 
 from aural.protocols.models import FunctionCallItem
 
@@ -152,6 +153,7 @@ class CommandRunner:
         self._spawn(self._stream(command.response_id, generation, own))
 
     async def _stream(self, response_id: str, generation: Generation, own: EngineSession | None) -> None:
+        structlog.contextvars.bind_contextvars(response=response_id)  # this task's lines name the response
         try:
             async for event in generation:
                 await self._deliver(Generated(response_id, event))

@@ -2,7 +2,8 @@
 
 The driver hands each one to `ConversationSession.receive` as it happens: the connection opened, the
 client sent an event or a binary frame of audio, the ingest stage decoded audio, the voice activity model
-scored audio, the engine went on with a response or a transcription, a server tool returned.
+scored audio, the engine went on with a response or a transcription, a server tool returned, the server is
+shutting down.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ class Transcribed:
 
 
 @dataclass(frozen=True)
+class ShuttingDown:
+    """The server is shutting down and cannot wait any longer: the running response ends as cancelled, server
+    tool calls stop, and no new response starts."""
+
+
+@dataclass(frozen=True)
 class ToolReturned:
     """A server tool's call (of a `RunTools`) finished with `output`, a failure's included."""
 
@@ -117,4 +124,5 @@ Input = (
     | Generated
     | Transcribed
     | ToolReturned
+    | ShuttingDown
 )

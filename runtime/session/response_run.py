@@ -30,6 +30,7 @@ from ..engine.base import GenerationDone, TokenUsage
 from .tool_calls import CallRun
 from .wire_errors import wire_code
 
+_WIRE_CANCEL_REASONS = ("turn_detected", "client_cancelled")
 _STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled", "error": "failed"}
 
 
@@ -143,7 +144,8 @@ class ResponseRun:
         self.response.usage = wire_usage(result.usage)
         if status == "cancelled":
             reason = self.cancel_reason or "client_cancelled"
-            self.response.status_details = StatusDetails(type="cancelled", reason=reason)  # type: ignore[arg-type]
+            wire_reason = reason if reason in _WIRE_CANCEL_REASONS else None  # the server's own (a shutdown): none
+            self.response.status_details = StatusDetails(type="cancelled", reason=wire_reason)  # type: ignore[arg-type]
         elif status == "incomplete":
             self.response.status_details = StatusDetails(type="incomplete", reason="max_output_tokens")
         elif status == "failed":

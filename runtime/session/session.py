@@ -60,6 +60,7 @@ from .inputs import (
     Input,
     Opened,
     SchemasChecked,
+    ShuttingDown,
     SpeechScored,
     ToolReturned,
     Transcribed,
@@ -121,6 +122,7 @@ class ConversationSession:
         self._server_tools = tuple(server_tools)
         self._responses = Responses(self.items, capabilities.context_window, self.conversation_id)
         self._rounds = ToolRounds([tool.name for tool in server_tools], max_tool_rounds)
+        self._shutting_down = False
         if pinned is not None:
             self.config, _ = updated_config(self.config, ce.SessionUpdate(session=pinned), server_tools, self._model)
             self._restart_turn_taking()
@@ -129,6 +131,12 @@ class ConversationSession:
     def response(self) -> ResponseRun | None:
         """The response being generated, if any."""
         return self._responses.running
+
+    @property
+    def busy(self) -> bool:
+        """Whether a response or a round of server tool calls runs: work the client waits for, so that the
+        connection is not idle, and a server that drains waits for it."""
+        return self.response is not None or self._rounds.holds(None)
 
     def receive(self, received: Input) -> Step:
         """Take one input; returns the events to send and the commands to carry out, in order."""
@@ -157,6 +165,9 @@ class ConversationSession:
                 return self._tool_returned(call_id, output)
             case Opened():
                 return emit(se.SessionCreated(session=self.config.model_copy(deep=True)))
+            case ShuttingDown():
+                self._shutting_down = True
+                return self._responses.cancel("server_shutdown") + self._rounds.cancel()
             case _:
                 assert_never(received)
 
@@ -366,8 +377,10 @@ class ConversationSession:
         """Start a response, as `response.create` does (`depth`: server tool rounds continued before it).
 
         Raises:
-            ProtocolError: a response is already running, or `params` are invalid.
+            ProtocolError: a response is already running, the server is shutting down, or `params` are invalid.
         """
+        if self._shutting_down:
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "The server is shutting down; reconnect to go on.")
         if self.response is not None:
             raise ProtocolError(
                 ErrorCode.RESPONSE_ACTIVE,
@@ -410,7 +423,7 @@ class ConversationSession:
             step += self._rounds.after(run)
         if self._turns is not None:
             self._turns.idle_from = self._turns.position
-        if self._respond_after:
+        if self._respond_after and not self._shutting_down:
             self._respond_after = False
             step += self._create_response(ResponseParams())
         return step

@@ -26,7 +26,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve_module, "configure_logging", lambda level: None)
+    monkeypatch.setattr(serve_module, "configure_logging", lambda *options: None)
     monkeypatch.setattr(sys, "path", list(sys.path))  # `serve` adds the current folder
 
 

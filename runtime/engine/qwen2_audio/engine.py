@@ -20,6 +20,7 @@ from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
 from ...errors import ContextExceeded
 from ..base import (
+    DeviceMemory,
     Engine,
     EngineHealth,
     EngineSession,
@@ -187,6 +188,13 @@ class TransformersEngine(Engine):
     def shutdown(self) -> None:
         """Stop the device loop (blocking): what is queued is abandoned."""
         self.scheduler.shutdown()
+
+    def device_memory(self) -> DeviceMemory | None:
+        if self.device.type != "cuda":
+            return None
+        _, total = torch.cuda.mem_get_info(self.device)
+        allocated, reserved = torch.cuda.memory_allocated(self.device), torch.cuda.memory_reserved(self.device)
+        return DeviceMemory(allocated=allocated, reserved=reserved, total=total)
 
     def stats(self) -> EngineStats:
         residents = list(self.scheduler.residents)
