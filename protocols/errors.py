@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     NUMBER_OUT_OF_RANGE = "number_out_of_range"
     RATE_LIMITED = "rate_limit_exceeded"
     IDLE_TIMEOUT = "idle_timeout"
+    SESSION_NOT_FOUND = "session_not_found"
     SHUTTING_DOWN = "server_shutting_down"
 
 

@@ -219,6 +219,23 @@ class RateLimitsUpdated(ServerEventBase):
     rate_limits: list[RateLimit]
 
 
+RESUME_QUERY = "aural.resume"
+"""The query parameter that names the session a new connection takes over (Aural extension):
+`/v1/realtime?model=NAME&aural.resume=<session id>`."""
+
+
+class AuralSessionResumed(ServerEventBase):
+    """Aural extension: this connection took over a conversation whose previous connection dropped (it named
+    it with `RESUME_QUERY`). It follows the `session.created` of the same session; events made while no
+    connection held the conversation were not kept: `item_ids` lists the conversation's items in order (read
+    any with `conversation.item.retrieve`), and `response_id` names a response still running, whose remaining
+    events follow (None: none runs)."""
+
+    type: Literal["aural.session.resumed"] = "aural.session.resumed"
+    item_ids: list[str]
+    response_id: str | None = None
+
+
 ServerEvent = Annotated[
     Error
     | SessionCreated
@@ -246,6 +263,7 @@ ServerEvent = Annotated[
     | ResponseOutputTextDone
     | ResponseFunctionCallArgumentsDelta
     | ResponseFunctionCallArgumentsDone
-    | RateLimitsUpdated,
+    | RateLimitsUpdated
+    | AuralSessionResumed,
     Field(discriminator="type"),
 ]

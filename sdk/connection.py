@@ -8,6 +8,10 @@
 Events are read straight from the websocket when the caller asks for them (`recv`, `async for`,
 a `ResponseStream`): there is no background reader and no backlog, so a slow consumer slows the
 server down through the websocket's own flow control instead of growing a queue.
+
+A connection that drops (no clean close) is taken back: the SDK reconnects with backoff and jitter, naming
+its session (Aural's `aural.resume` extension), and reading goes on with `aural.session.resumed`; an event
+whose send failed is sent again on the new connection.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Generator
 from ssl import SSLContext
 from types import TracebackType
@@ -56,7 +61,7 @@ from aural.protocols.models import (
     ResponseParams,
     SessionConfig,
 )
-from aural.protocols.server_events import Error, SessionCreated, SessionUpdated
+from aural.protocols.server_events import RESUME_QUERY, Error, SessionCreated, SessionUpdated
 
 from .audio import AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
@@ -80,11 +85,15 @@ def _b64(data: bytes | memoryview) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _with_model(url: str, model: str) -> str:
-    """`url` with its `model` query parameter set to `model` (other parameters are kept)."""
+RESUME_SECONDS = 30.0
+"""How long a dropped connection tries to take its conversation back by default (Aural keeps one 60 s)."""
+
+
+def _with_query(url: str, name: str, value: str) -> str:
+    """`url` with its query parameter `name` set to `value` (other parameters are kept)."""
     parts = urlsplit(url)
-    query = [(key, value) for key, value in parse_qsl(parts.query) if key != "model"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("model", model)])))
+    query = [(key, kept) for key, kept in parse_qsl(parts.query) if key != name]
+    return urlunsplit(parts._replace(query=urlencode([*query, (name, value)])))
 
 
 def connect(
@@ -96,6 +105,7 @@ def connect(
     ssl: SSLContext | None = None,
     tools: Tools | None = None,
     binary_audio: bool = False,
+    resume: float = RESUME_SECONDS,
 ) -> Connection:
     """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
 
@@ -116,9 +126,15 @@ def connect(
         binary_audio: offer Aural's `aural.binary-audio` subprotocol; when the server takes it,
             `append_audio` sends raw binary frames instead of base64 JSON events (28% fewer bytes);
             other servers simply get JSON.
+        resume: seconds to keep trying, with backoff and jitter, to take the conversation back when the
+            connection drops (Aural keeps it for `--resume-grace`); 0: a drop ends the connection. A server
+            that cannot resume (it no longer holds the conversation, or is not Aural) raises
+            `AuralConnectionError` or `AuralServerError` (code `session_not_found`).
     """
-    target = url if model is None else _with_model(url, model)
-    return Connection(target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools, binary_audio=binary_audio)
+    target = url if model is None else _with_query(url, "model", model)
+    return Connection(
+        target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools, binary_audio=binary_audio, resume=resume
+    )
 
 
 class Connection:
@@ -142,6 +158,7 @@ class Connection:
         ssl: SSLContext | None = None,
         tools: Tools | None = None,
         binary_audio: bool = False,
+        resume: float = RESUME_SECONDS,
     ) -> None:
         self.url = url
         self.on_event = on_event
@@ -151,23 +168,26 @@ class Connection:
         self._ws: ClientConnection | None = None
         self._session: SessionConfig | None = None
         self._offer_binary = binary_audio
+        self._resume = resume
+        self._session_id: str | None = None
         self.binary_audio = False
         """True once the server agreed to binary audio frames (see `connect`)."""
 
-    async def _open(self) -> Self:
-        if self._ws is not None:
-            raise RuntimeError("this connection is already open")
+    async def _handshake(self, url: str) -> ClientConnection:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
         try:
             tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}  # else the system's
             offer: dict[str, Any] = {"subprotocols": [BINARY_AUDIO]} if self._offer_binary else {}
-            self._ws = await ws_connect(
-                self.url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls, **offer
-            )
+            return await ws_connect(url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls, **offer)
         except InvalidStatus as exc:
-            raise _refusal(exc) or AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
+            raise _refusal(exc) or AuralConnectionError(f"could not connect to {url}: {exc}") from exc
         except (OSError, TimeoutError, WebSocketException) as exc:
-            raise AuralConnectionError(f"could not connect to {self.url}: {exc}") from exc
+            raise AuralConnectionError(f"could not connect to {url}: {exc}") from exc
+
+    async def _open(self) -> Self:
+        if self._ws is not None:
+            raise RuntimeError("this connection is already open")
+        self._ws = await self._handshake(self.url)
         self.binary_audio = self._ws.subprotocol == BINARY_AUDIO
         if self.tools:
             await self.send(SessionUpdate(session=SessionConfig(tools=self.tools.definitions)))
@@ -230,7 +250,10 @@ class Connection:
             except ConnectionClosedOK:
                 return None
             except ConnectionClosed as exc:
-                raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
+                if not await self._take_back(exc):
+                    raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
+                ws = self._socket
+                continue
             try:
                 event = decode_server_event(message)
             except ProtocolError as exc:
@@ -241,6 +264,7 @@ class Connection:
                 continue
             if isinstance(event, SessionCreated | SessionUpdated):
                 self._session = event.session
+                self._session_id = event.session.id or self._session_id
             return event
 
     async def send(self, event: ClientEvent) -> None:
@@ -254,13 +278,56 @@ class Connection:
         """
         if event.event_id is None:
             event.event_id = new_id("evt")
+        await self._send_frame(encode_client_event(event), event.type)
+
+    async def _send_frame(self, frame: str | bytes, what: str) -> None:
+        """Send one frame; after a drop, once more on the connection that took the conversation back."""
         try:
-            await self._socket.send(encode_client_event(event))
+            await self._socket.send(frame)
         except ConnectionClosed as exc:
             last_word = await self._unread_error()
             if last_word is not None:  # e.g. model_not_found: the server said why before it closed
                 raise last_word from exc
-            raise AuralConnectionError(f"cannot send {event.type}: the connection is closed") from exc
+            if not isinstance(exc, ConnectionClosedOK) and await self._take_back(exc):
+                await self._send_frame(frame, what)
+                return
+            raise AuralConnectionError(f"cannot send {what}: the connection is closed") from exc
+
+    async def _take_back(self, cause: ConnectionClosed) -> bool:
+        """Reconnect after a drop and take the session back, retrying with backoff and jitter for `resume`
+        seconds. Returns False when there is nothing to take back (no session yet, or resuming is off).
+
+        Raises:
+            AuralServerError: the server refused (the conversation is gone: `session_not_found`; a bad key).
+            AuralConnectionError: no server answered in time, or one that started a new session instead.
+        """
+        if not self._resume or self._session_id is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._resume, 0.1
+        url = _with_query(self.url, RESUME_QUERY, self._session_id)
+        logger.info("connection dropped (%s); resuming session %s", cause, self._session_id)
+        while True:
+            try:
+                ws = await self._handshake(url)
+                break
+            except AuralConnectionError:
+                if loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: clients of one outage spread out
+                delay = min(2 * delay, 2.0)
+        try:
+            first = decode_server_event(await ws.recv())
+        except (ConnectionClosed, ProtocolError) as exc:
+            raise AuralConnectionError(f"could not resume session {self._session_id}: {exc}") from exc
+        if isinstance(first, Error):
+            await ws.close()
+            raise AuralServerError.from_detail(first.error)
+        if not isinstance(first, SessionCreated) or first.session.id != self._session_id:
+            await ws.close()
+            raise AuralConnectionError(f"the server did not resume session {self._session_id}: it started another")
+        self._ws, self._session = ws, first.session
+        return True
 
     async def _unread_error(self) -> AuralServerError | None:
         """An `error` event the server sent before closing that nobody has read yet, if any."""
@@ -318,7 +385,7 @@ class Connection:
         for start in range(0, len(pcm), APPEND_CHUNK_BYTES):
             chunk = pcm[start : start + APPEND_CHUNK_BYTES]
             if self.binary_audio:
-                await self._socket.send(bytes(chunk))
+                await self._send_frame(bytes(chunk), "audio")
             else:
                 await self.send(InputAudioBufferAppend(audio=_b64(chunk)))
 

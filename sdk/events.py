@@ -73,6 +73,7 @@ from aural.protocols.models import (
     Usage,
 )
 from aural.protocols.server_events import (
+    AuralSessionResumed,
     ConversationItemAdded,
     ConversationItemDeleted,
     ConversationItemDone,
@@ -109,6 +110,7 @@ __all__ = [
     "AudioFormat",
     "AudioInputConfig",
     "AudioTranscription",
+    "AuralSessionResumed",
     "CachedTokensDetails",
     "ClientEvent",
     "ContentPart",

@@ -1,6 +1,7 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
+        &aural.resume=SESSION_ID  takes over a conversation whose connection dropped (`ConnectionDriver`)
     GET /healthz                  {"status": "ok", "degraded" or "draining" (503), "model": ..., "sessions": n}
     GET /v1/models                the served model names, OpenAI style
     POST /v1/realtime/client_secrets   a short-lived key for a browser, OpenAI style (`client_secrets.py`)
@@ -24,6 +25,7 @@ from aural.protocols.codec import close_reason
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.models import SessionConfig
+from aural.protocols.server_events import RESUME_QUERY
 
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
@@ -138,24 +140,51 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
             request, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model"
         )
         return ws
+    caller = request[CALLER]
+    if (resumed := request.query.get(RESUME_QUERY)) is not None:
+        driver = _resumable(app, resumed, caller.key_id)
+        if driver is None:
+            message = f"No conversation '{resumed[:40]}' to resume here: it ended, or its grace period passed."
+            await _refuse(request, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
+        else:
+            await driver.serve(ws)
+        return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return ws
-    caller, slots = request[CALLER], key_slots(app)
+    slots = key_slots(app)
     if not slots.take(caller):
         await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
         return ws
     session = _conversation(app, requested or names[0], caller.session)
     driver = ConnectionDriver(
-        ws, app[ENGINE], session, app[VAD], app[SERVER_TOOLS], metrics=app[METRICS], timeouts=timeouts, limits=limits
+        app[ENGINE],
+        session,
+        app[VAD],
+        app[SERVER_TOOLS],
+        metrics=app[METRICS],
+        timeouts=timeouts,
+        limits=limits,
+        owner=caller.key_id,
     )
     app[SESSIONS].add(driver)
-    try:
-        await driver.run()
-    finally:
+
+    def ended() -> None:
         app[SESSIONS].discard(driver)
         slots.give_back(caller)
+
+    driver.start(on_end=ended)
+    await driver.serve(ws)
     return ws
+
+
+def _resumable(app: web.Application, session_id: str, key_id: str | None) -> ConnectionDriver | None:
+    """The live conversation `session_id` that the caller's key opened, if any (a client of another key is told
+    what it would be told of a conversation that does not exist)."""
+    for driver in app[SESSIONS]:
+        if driver.session_id == session_id and driver.serving and driver.owner == key_id:
+            return driver
+    return None
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,8 +5,9 @@ lock) → run its commands (`commands.py`), whose results come back through `rec
 audio is decoded by the connection's ingest stage, off the event loop; the next message is read once its
 answer is in. A bug
 in the session costs one `error` event, never the server or the conversation. When the client lags, the
-engine merges pending deltas, so nothing queues without bound. A dropped connection cancels everything
-and frees the engine session.
+engine merges pending deltas, so nothing queues without bound. A conversation ends with a clean close; one
+whose socket drops waits `resume_grace` for a connection that resumes it, then ends and frees its engine
+session.
 
 Every message is first counted against the connection's rate and decoded within its `Limits` (`guard.py`).
 
@@ -24,6 +25,7 @@ Binary frames carry raw input audio (in the session's input format) when the cli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -32,7 +34,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
-from aural.protocols.server_events import ServerEventBase
+from aural.protocols.server_events import AuralSessionResumed, ServerEventBase, SessionCreated
 
 from ..engine.base import Engine
 from ..session.inputs import AudioFrame, ClientSent, Input, Opened
@@ -48,16 +50,28 @@ from .timeouts import IdleWatch, Timeouts
 
 BINARY_AUDIO = "aural.binary-audio"
 
+Attached = tuple[web.WebSocketResponse, "asyncio.Future[None]"]
+"""A socket handed to the conversation, and what its handler awaits: the conversation is done with it."""
+
 log = structlog.get_logger(__name__)
 
 
 class ConnectionDriver:
-    """Runs one websocket conversation to its end; `tools` runs the calls of server tools, `limits` bound the
-    client's messages, `metrics` counts its work and `timeouts` end it when it falls silent."""
+    """Runs one conversation over its websockets; `tools` runs the calls of server tools, `limits` bound the
+    client's messages, `metrics` counts its work and `timeouts` end it when it falls silent.
+
+    A conversation outlives a socket that drops (no clean close from the client) for `timeouts.resume_grace`
+    seconds: a new connection that names its session (`?aural.resume=<session id>`, with the key that
+    opened it) takes it over with items, cache and running response intact (`serve`). Events made while no
+    socket holds it are not kept. A clean close, a server close (drain, idle timeout) or the grace's end
+    ends it and frees its engine session.
+
+    Args:
+        owner: the `key_id` of the key that opened it (None without keys): only that key may resume it.
+    """
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
         engine: Engine,
         session: ConversationSession,
         vad: SpeechModel,
@@ -66,27 +80,62 @@ class ConnectionDriver:
         metrics: Metrics,
         timeouts: Timeouts,
         limits: Limits = DEFAULT_LIMITS,
+        owner: str | None = None,
     ) -> None:
-        self._ws = ws
+        self.owner = owner
+        self._ws: web.WebSocketResponse | None = None
+        self._sockets: asyncio.Queue[Attached | None] = asyncio.Queue()  # None: end (`close`)
         self._engine = engine
         self._session = session
         self._vad = vad
         self._tools = tools
-        self._gate = Gate(limits)
+        self._timeouts = timeouts
+        self._limits = limits
         self._send_lock = asyncio.Lock()
         self._commands: CommandRunner | None = None
         self._log = log.bind(session=session.id)
         self._telemetry = ConnectionTelemetry(metrics, self._log)
         self._idle = IdleWatch(timeouts)
         self._progress = asyncio.Event()  # set after each input handled, and at the end
+        self._closing = False  # the server ends the conversation: its socket's close is no drop
         self._ended = False
+        self._lifetime: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
-        """Serve until the client closes the socket."""
-        # Every line this connection's work logs (its tasks copy the context) names the conversation.
-        ids = structlog.contextvars.bind_contextvars(
-            session=self._session.id, conversation=self._session.conversation_id
-        )
+    @property
+    def session_id(self) -> str:
+        return self._session.id
+
+    @property
+    def serving(self) -> bool:
+        """Whether the conversation goes on (it may take a socket)."""
+        return not (self._ended or self._closing)
+
+    def start(self, on_end: Callable[[], None]) -> None:
+        """Begin the conversation (it waits for its first socket, `serve`); `on_end` runs once it has ended."""
+
+        async def live() -> None:
+            try:
+                await self._live()
+            finally:
+                on_end()
+
+        self._lifetime = asyncio.create_task(live(), name=f"conversation {self._session.id}")
+
+    async def serve(self, ws: web.WebSocketResponse) -> None:
+        """Hand the conversation a socket (the first, or one that resumes it, which takes over from a socket
+        still open) and return once the conversation is done with it."""
+        if self._ended or self._closing:
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._sockets.put_nowait((ws, done))
+        if self._ws is not None:  # taken over (the old socket may be half-open): the new one wins
+            await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"resumed on another connection")
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(done)  # a handler cancelled on disconnect leaves the conversation running
+
+    async def _live(self) -> None:
+        # Every line this conversation's work logs (its tasks copy the context) names it.
+        structlog.contextvars.bind_contextvars(session=self._session.id, conversation=self._session.conversation_id)
         engine_session = await self._engine.open_session()
         self._commands = CommandRunner(
             self._engine,
@@ -98,28 +147,72 @@ class ConnectionDriver:
             self._log,
         )
         self._log.info("session opened")
-        binary_audio = self._ws.ws_protocol == BINARY_AUDIO
-        watch = asyncio.create_task(self._close_when_silent())
         try:
+            opened = False
+            while (attached := await self._next_socket(opened)) is not None:
+                ws, done = attached
+                try:
+                    await self._attach(ws, resumed=opened)
+                    opened = True
+                    await self._read(ws)
+                finally:
+                    self._ws = None
+                    done.set_result(None)
+                if self._closing or ws.close_code in (WSCloseCode.OK, WSCloseCode.GOING_AWAY):
+                    break  # a clean close: the client is done with the conversation
+                self._log.info("connection dropped", close_code=ws.close_code, grace_s=self._timeouts.resume_grace)
+        finally:
+            await self._commands.close()
+            self._commands = None  # it holds `self.receive`: freed by reference counting, not the cycle collector
+            # Shielded: the conversation's task may be cancelled (shutdown) and must still free the cache.
+            await asyncio.shield(engine_session.close())
+            self._ended = True
+            self._progress.set()
+            while not self._sockets.empty():  # sockets that came too late: their handlers refuse them
+                if (late := self._sockets.get_nowait()) is not None:
+                    late[1].set_result(None)
+            self._log.info("session closed")
+
+    async def _next_socket(self, opened: bool) -> Attached | None:
+        """The first socket; after a drop, one that resumes the conversation within the grace (None: none came)."""
+        if not opened or not self._sockets.empty():
+            return await self._sockets.get()
+        if not self._timeouts.resume_grace or self._closing:
+            return None
+        try:
+            async with asyncio.timeout(self._timeouts.resume_grace):
+                return await self._sockets.get()
+        except TimeoutError:
+            return None
+
+    async def _attach(self, ws: web.WebSocketResponse, *, resumed: bool) -> None:
+        self._ws = ws
+        if not resumed:
             await self.receive(Opened())
-            async for message in self._ws:
-                self._idle.heard()
+            return
+        self._log.info("session resumed")
+        running = self._session.response
+        await self._send(SessionCreated(session=self._session.config.model_copy(deep=True)))
+        item_ids = [stored.id for stored in self._session.items]
+        await self._send(AuralSessionResumed(item_ids=item_ids, response_id=running.id if running else None))
+
+    async def _read(self, ws: web.WebSocketResponse) -> None:
+        """Serve one socket's messages until it closes (or falls silent past its timeouts)."""
+        gate, idle = Gate(self._limits), IdleWatch(self._timeouts)
+        binary_audio = ws.ws_protocol == BINARY_AUDIO
+        watch = asyncio.create_task(self._close_when_silent(idle))
+        self._idle = idle
+        try:
+            async for message in ws:
+                idle.heard()
                 if message.type == WSMsgType.TEXT:
-                    await self._text(message.data)
+                    await self._text(gate, message.data)
                 elif message.type == WSMsgType.BINARY:
-                    await self._binary(message.data, binary_audio)
+                    await self._binary(gate, message.data, binary_audio)
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
             watch.cancel()
-            await self._commands.close()
-            self._commands = None  # it holds `self.receive`: freed by reference counting, not the cycle collector
-            # Shielded: a handler cancelled on disconnect must still free the session's cache.
-            await asyncio.shield(engine_session.close())
-            self._ended = True
-            self._progress.set()
-            self._log.info("session closed")
-            structlog.contextvars.reset_contextvars(**ids)
 
     async def receive(self, received: Input) -> None:
         """Hand one input to the session, send the events of its step and carry out its commands."""
@@ -154,29 +247,34 @@ class ConnectionDriver:
             await self._progress.wait()
 
     async def close(self, code: int, reason: str) -> None:
-        """Close the socket with `code` and `reason` after the event being sent; the conversation then ends."""
+        """End the conversation: close its socket with `code` and `reason` after the event being sent (a
+        conversation waiting for a resume just ends)."""
+        self._closing = True
         async with self._send_lock:
-            await self._ws.close(code=code, message=reason.encode())
+            if self._ws is not None:
+                await self._ws.close(code=code, message=reason.encode())
+        if self._ws is None:
+            self._sockets.put_nowait(None)  # no socket to close: end the wait for one
 
-    async def _close_when_silent(self) -> None:
-        why = await self._idle.expired(lambda: self._session.busy)
+    async def _close_when_silent(self, idle: IdleWatch) -> None:
+        why = await idle.expired(lambda: self._session.busy)
         self._log.info("closing a silent connection", reason=why)
         await self._fail(ErrorCode.IDLE_TIMEOUT, why)
         # Shielded: the read loop ends as the close begins, and cancels this task on its way out.
         await asyncio.shield(self.close(WSCloseCode.OK, "idle timeout"))
 
-    async def _text(self, data: str) -> None:
+    async def _text(self, gate: Gate, data: str) -> None:
         try:
-            self._gate.admit()
-            event = await self._gate.decode(data)
+            gate.admit()
+            event = await gate.decode(data)
         except ProtocolError as exc:
             await self._send(error_event(exc))
             return
         await self.receive(ClientSent(event))
 
-    async def _binary(self, data: bytes, audio: bool) -> None:
+    async def _binary(self, gate: Gate, data: bytes, audio: bool) -> None:
         try:
-            self._gate.admit()
+            gate.admit()
         except ProtocolError as exc:
             await self._send(error_event(exc))
             return
@@ -194,8 +292,9 @@ class ConnectionDriver:
 
     async def _send(self, event: ServerEventBase) -> None:
         async with self._send_lock:
-            if self._ws.closed:  # closed by the server (drain, timeout) or the client: nobody reads any more
+            ws = self._ws
+            if ws is None or ws.closed:  # closed, or dropped and not resumed yet: nobody reads it
                 return
-            await self._ws.send_str(encode_event(event))
+            await ws.send_str(encode_event(event))
         self._idle.spoke()
         self._telemetry.sent(event)

@@ -12,6 +12,9 @@ that connects and then does nothing would hold its slot forever (64 of them fill
 
 A connection that outlives `first_event` or `idle` gets an `error` event (code `idle_timeout`) and a close
 with code 1000. None disables a limit.
+
+`resume_grace` is how long a conversation whose socket dropped (no clean close) waits for a connection that
+resumes it (`?aural.resume=<session id>`) before it ends.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Timeouts:
     heartbeat: float | None = 30.0
     first_event: float | None = 30.0
     idle: float | None = 600.0
+    resume_grace: float | None = 60.0
 
 
 TIMEOUTS: web.AppKey[Timeouts] = web.AppKey("timeouts", Timeouts)

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from aural.runtime.server.timeouts import Timeouts
 from tests.support.client import Turn, assert_consistent, assert_error, assert_turn_works, audio_turn, cancel
 
 from .conftest import Connect, Endpoint, open_session, open_sessions, start_runaway, wait_for_sessions
@@ -45,6 +46,7 @@ async def test_simultaneous_turns_match_a_lone_turn(connect: Connect, speech_pcm
         assert {event.get("response_id", turn.response_id) for event in client.events} == {turn.response_id}
 
 
+@pytest.mark.app(timeouts=Timeouts(resume_grace=0.2))  # a dropped conversation waits this long for a resume
 @pytest.mark.parametrize("abrupt", [False, True], ids=["close", "abort"])
 async def test_disconnect_mid_response_frees_the_session(server: Endpoint, connect: Connect, abrupt: bool) -> None:
     leaving = await open_session(connect)

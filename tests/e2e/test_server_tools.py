@@ -13,6 +13,7 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
+from aural.runtime.server.timeouts import Timeouts
 from aural.sdk.tools import Tools
 from tests.support.client import (
     RECV_TIMEOUT,
@@ -132,7 +133,7 @@ async def test_cancel_stops_a_running_tool_and_its_continuation(session: RawClie
     await assert_turn_works(session)  # no output item and no continuation came in between
 
 
-@pytest.mark.app(server_tools=Tools([hold]))
+@pytest.mark.app(server_tools=Tools([hold]), timeouts=Timeouts(resume_grace=0.2))
 async def test_a_disconnect_stops_a_running_tool(session: RawClient, signals: Signals) -> None:
     await _call(session, "hold")
     async with asyncio.timeout(RECV_TIMEOUT):

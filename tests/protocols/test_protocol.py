@@ -46,6 +46,7 @@ FIELDS: dict[str, Any] = {
     "arguments": "{}",
     "error": {"type": "invalid_request_error", "code": "invalid_json", "message": "bad", "event_id": "e9"},
     "rate_limits": [{"name": "tokens", "limit": 8192, "remaining": 8000, "reset_seconds": 0.0}],
+    "item_ids": ["item_1", "item_2"],
     "transcript": "hello",
     "usage": {"type": "tokens", "input_tokens": 40, "output_tokens": 2, "total_tokens": 42},
     "text_end": 2,

@@ -80,7 +80,7 @@ async def test_a_connection_that_keeps_talking_stays(serve: Serve) -> None:
 
 
 async def test_a_peer_that_answers_no_ping_is_dropped(serve: Serve, fake: FakeEngine) -> None:
-    http = await serve(timeouts=Timeouts(heartbeat=0.1, first_event=None, idle=None))
+    http = await serve(timeouts=Timeouts(heartbeat=0.1, first_event=None, idle=None, resume_grace=None))
     ws = await http.ws_connect("/v1/realtime?model=fake", autoping=False)  # never reads: never answers a ping
     await until_no_sessions(http)
     assert fake.sessions[0].closed
