@@ -76,7 +76,7 @@ class ConnectionDriver:
         self._ended = False
 
     async def run(self) -> None:
-        """Serve until the client closes the socket."""
+        """Serve until the socket closes: by the client, a timeout or the server's drain."""
         # Every line this connection's work logs (its tasks copy the context) names the conversation.
         ids = structlog.contextvars.bind_contextvars(
             session=self._session.id, conversation=self._session.conversation_id

@@ -80,3 +80,10 @@ def test_a_bad_kv_budget_is_one_clear_line(given: str, capsys: pytest.CaptureFix
 def test_the_fleet_options_default_to_waiting_and_no_idle_offload() -> None:
     args = _args()
     assert (args.kv_budget, args.on_full, args.idle_offload, args.no_cuda_graphs) == (None, "wait", None, False)
+
+
+def test_the_operations_options_default_to_kubernetes_friendly_limits() -> None:
+    args = _args()
+    assert (args.drain_timeout, args.log_format) == (25.0, None)
+    assert (args.first_event_timeout, args.idle_timeout, args.heartbeat) == (30.0, 600.0, 30.0)
+    assert _args("--log-format", "json", "--idle-timeout", "0").idle_timeout == 0

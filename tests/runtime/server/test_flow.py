@@ -46,7 +46,9 @@ class FloodSession(FakeSession):
 
     engine: FloodEngine
 
-    def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> StreamedGeneration:
+    def generate(  # type: ignore[override]  # the real engine's generation, not the scripted one
+        self, conversation: Sequence[Message], reply_key: str, params: SamplingParams
+    ) -> StreamedGeneration:
         generation = StreamedGeneration(asyncio.get_running_loop())
 
         def push() -> None:
