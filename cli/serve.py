@@ -122,28 +122,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"on SIGTERM/SIGINT, how long running responses may finish before they are cancelled "
         f"(default: {DRAIN_TIMEOUT:g}, under Kubernetes' 30 s grace period)",
     )
-    parser.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=Timeouts.idle,
-        metavar="SECONDS",
-        help=f"close a connection silent this long while nothing runs in it; 0: never (default: {Timeouts.idle:g})",
+    silence = (
+        ("--idle-timeout", Timeouts.idle, "close a connection silent this long while nothing runs in it"),
+        ("--first-event-timeout", Timeouts.first_event, "close a new connection that sends no event this long"),
+        ("--heartbeat", Timeouts.heartbeat, "ping every connection this often; drop one silent for half of it"),
+        ("--resume-grace", Timeouts.resume_grace, "keep a dropped connection's conversation this long for a resume"),
     )
-    parser.add_argument(
-        "--first-event-timeout",
-        type=float,
-        default=Timeouts.first_event,
-        metavar="SECONDS",
-        help=f"close a new connection that sends no event this long; 0: never (default: {Timeouts.first_event:g})",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        default=Timeouts.heartbeat,
-        metavar="SECONDS",
-        help="ping every connection this often and drop one that does not answer within half of it; 0: never "
-        f"(default: {Timeouts.heartbeat:g})",
-    )
+    for flag, default, what in silence:
+        what = f"{what}; 0: never (default: {default:g})"
+        parser.add_argument(flag, type=float, default=default, metavar="SECONDS", help=what)
 
 
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -236,7 +223,10 @@ def serve(args: argparse.Namespace) -> None:
         cuda_graphs=not args.no_cuda_graphs,
     )
     timeouts = Timeouts(
-        heartbeat=args.heartbeat or None, first_event=args.first_event_timeout or None, idle=args.idle_timeout or None
+        heartbeat=args.heartbeat or None,
+        first_event=args.first_event_timeout or None,
+        idle=args.idle_timeout or None,
+        resume_grace=args.resume_grace or None,
     )
     app = create_app(
         engine,

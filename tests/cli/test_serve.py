@@ -179,3 +179,10 @@ def test_the_limit_options_set_the_apps_limits(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         _args("--events-per-second", "0")
     assert "'0' is not a number above 0" in capsys.readouterr().err
+
+
+def test_the_operations_options_default_to_kubernetes_friendly_limits() -> None:
+    args = _args()
+    assert (args.drain_timeout, args.log_format) == (25.0, None)
+    assert (args.first_event_timeout, args.idle_timeout, args.heartbeat) == (30.0, 600.0, 30.0)
+    assert _args("--log-format", "json", "--idle-timeout", "0").idle_timeout == 0
