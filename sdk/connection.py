@@ -10,8 +10,8 @@ a `ResponseStream`): there is no background reader and no backlog, so a slow con
 server down through the websocket's own flow control instead of growing a queue.
 
 A connection that drops (no clean close) is taken back: the SDK reconnects with backoff and jitter, naming
-its session (Aural's `aural.resume` extension), and reading goes on with `aural.session.resumed`; an event
-whose send failed is sent again on the new connection.
+its session (Aural's `aural.resume` extension), sends again the events the server had not taken (it keeps
+the last `REPLAY_BYTES` of what it sent), and reading goes on with `aural.session.resumed`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Generator
 from ssl import SSLContext
 from types import TracebackType
@@ -61,7 +62,7 @@ from aural.protocols.models import (
     ResponseParams,
     SessionConfig,
 )
-from aural.protocols.server_events import RESUME_QUERY, Error, SessionCreated, SessionUpdated
+from aural.protocols.server_events import RESUME_QUERY, AuralSessionResumed, Error, SessionCreated, SessionUpdated
 
 from .audio import AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
@@ -85,6 +86,8 @@ def _b64(data: bytes | memoryview) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+REPLAY_BYTES = 8 * 1024 * 1024
+"""The most recently sent events kept to be sent again after a drop (about 170 s of 24 kHz audio)."""
 RESUME_SECONDS = 30.0
 """How long a dropped connection tries to take its conversation back by default (Aural keeps one 60 s)."""
 
@@ -170,6 +173,9 @@ class Connection:
         self._offer_binary = binary_audio
         self._resume = resume
         self._session_id: str | None = None
+        self._sent: deque[tuple[str, str]] = deque()  # (event_id, frame), for `_replay`
+        self._sent_bytes = 0
+        self._pending: deque[ServerEvent] = deque()  # read while resuming, for the next reader
         self.binary_audio = False
         """True once the server agreed to binary audio frames (see `connect`)."""
 
@@ -243,6 +249,8 @@ class Connection:
 
     async def _next_event(self) -> ServerEvent | None:
         """The next known server event, or None once the connection has closed normally."""
+        if self._pending:
+            return self._pending.popleft()
         ws = self._socket
         while True:
             try:
@@ -252,6 +260,8 @@ class Connection:
             except ConnectionClosed as exc:
                 if not await self._take_back(exc):
                     raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
+                if self._pending:
+                    return self._pending.popleft()
                 ws = self._socket
                 continue
             try:
@@ -278,7 +288,15 @@ class Connection:
         """
         if event.event_id is None:
             event.event_id = new_id("evt")
-        await self._send_frame(encode_client_event(event), event.type)
+        frame = encode_client_event(event)
+        self._remember(event.event_id, frame)
+        await self._send_frame(frame, event.type)
+
+    def _remember(self, event_id: str, frame: str) -> None:
+        self._sent.append((event_id, frame))
+        self._sent_bytes += len(frame)
+        while self._sent_bytes > REPLAY_BYTES and len(self._sent) > 1:
+            self._sent_bytes -= len(self._sent.popleft()[1])
 
     async def _send_frame(self, frame: str | bytes, what: str) -> None:
         """Send one frame; after a drop, once more on the connection that took the conversation back."""
@@ -289,7 +307,8 @@ class Connection:
             if last_word is not None:  # e.g. model_not_found: the server said why before it closed
                 raise last_word from exc
             if not isinstance(exc, ConnectionClosedOK) and await self._take_back(exc):
-                await self._send_frame(frame, what)
+                if isinstance(frame, bytes):  # binary audio has no event_id to replay by: send it again now
+                    await self._send_frame(frame, what)
                 return
             raise AuralConnectionError(f"cannot send {what}: the connection is closed") from exc
 
@@ -318,6 +337,7 @@ class Connection:
                 delay = min(2 * delay, 2.0)
         try:
             first = decode_server_event(await ws.recv())
+            resumed = decode_server_event(await ws.recv()) if isinstance(first, SessionCreated) else None
         except (ConnectionClosed, ProtocolError) as exc:
             raise AuralConnectionError(f"could not resume session {self._session_id}: {exc}") from exc
         if isinstance(first, Error):
@@ -327,7 +347,19 @@ class Connection:
             await ws.close()
             raise AuralConnectionError(f"the server did not resume session {self._session_id}: it started another")
         self._ws, self._session = ws, first.session
+        if isinstance(resumed, AuralSessionResumed):
+            await self._replay(resumed.last_event_id)
+        if resumed is not None:
+            self._pending.append(resumed)
         return True
+
+    async def _replay(self, last_taken: str | None) -> None:
+        """Send again, in order, the remembered events sent after the last one the server took (all of them
+        when it took none of them, or when that one is older than what is remembered)."""
+        ids = [event_id for event_id, _ in self._sent]
+        start = ids.index(last_taken) + 1 if last_taken in ids else 0
+        for _, frame in list(self._sent)[start:]:
+            await self._socket.send(frame)
 
     async def _unread_error(self) -> AuralServerError | None:
         """An `error` event the server sent before closing that nobody has read yet, if any."""

@@ -143,11 +143,9 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     caller = request[CALLER]
     if (resumed := request.query.get(RESUME_QUERY)) is not None:
         driver = _resumable(app, resumed, caller.key_id)
-        if driver is None:
+        if driver is None or not await driver.serve(ws):
             message = f"No conversation '{resumed[:40]}' to resume here: it ended, or its grace period passed."
             await _refuse(request, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
-        else:
-            await driver.serve(ws)
         return ws
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")

@@ -25,7 +25,6 @@ Binary frames carry raw input audio (in the session's input format) when the cli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -50,8 +49,9 @@ from .timeouts import IdleWatch, Timeouts
 
 BINARY_AUDIO = "aural.binary-audio"
 
-Attached = tuple[web.WebSocketResponse, "asyncio.Future[None]"]
-"""A socket handed to the conversation, and what its handler awaits: the conversation is done with it."""
+Attached = tuple[web.WebSocketResponse, "asyncio.Future[bool]"]
+"""A socket handed to the conversation, and what its handler awaits: the conversation is done with it (False:
+it ended before taking it)."""
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +98,7 @@ class ConnectionDriver:
         self._idle = IdleWatch(timeouts)
         self._progress = asyncio.Event()  # set after each input handled, and at the end
         self._closing = False  # the server ends the conversation: its socket's close is no drop
+        self._last_event_id: str | None = None  # of the last client event taken: a resuming client resends after it
         self._ended = False
         self._lifetime: asyncio.Task[None] | None = None
 
@@ -121,17 +122,19 @@ class ConnectionDriver:
 
         self._lifetime = asyncio.create_task(live(), name=f"conversation {self._session.id}")
 
-    async def serve(self, ws: web.WebSocketResponse) -> None:
+    async def serve(self, ws: web.WebSocketResponse) -> bool:
         """Hand the conversation a socket (the first, or one that resumes it, which takes over from a socket
-        still open) and return once the conversation is done with it."""
+        still open) and return once the conversation is done with it: True, or False if it ended first."""
         if self._ended or self._closing:
-            return
-        done = asyncio.get_running_loop().create_future()
+            return False
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._sockets.put_nowait((ws, done))
         if self._ws is not None:  # taken over (the old socket may be half-open): the new one wins
             await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"resumed on another connection")
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(done)  # a handler cancelled on disconnect leaves the conversation running
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:  # a handler cancelled on disconnect leaves the conversation running
+            return True
 
     async def _live(self) -> None:
         # Every line this conversation's work logs (its tasks copy the context) names it.
@@ -153,14 +156,14 @@ class ConnectionDriver:
                 ws, done = attached
                 try:
                     await self._attach(ws, resumed=opened)
+                    client_closed = await self._read(ws, resumed=opened)
                     opened = True
-                    await self._read(ws)
                 finally:
                     self._ws = None
-                    done.set_result(None)
-                if self._closing or ws.close_code in (WSCloseCode.OK, WSCloseCode.GOING_AWAY):
-                    break  # a clean close: the client is done with the conversation
-                self._log.info("connection dropped", close_code=ws.close_code, grace_s=self._timeouts.resume_grace)
+                    done.set_result(True)
+                if self._closing or (client_closed and self._sockets.empty()):
+                    break  # the client is done with the conversation (no other took it over), or the server ends it
+                self._log.info("connection dropped", grace_s=self._timeouts.resume_grace)
         finally:
             await self._commands.close()
             self._commands = None  # it holds `self.receive`: freed by reference counting, not the cycle collector
@@ -170,7 +173,7 @@ class ConnectionDriver:
             self._progress.set()
             while not self._sockets.empty():  # sockets that came too late: their handlers refuse them
                 if (late := self._sockets.get_nowait()) is not None:
-                    late[1].set_result(None)
+                    late[1].set_result(False)
             self._log.info("session closed")
 
     async def _next_socket(self, opened: bool) -> Attached | None:
@@ -194,23 +197,32 @@ class ConnectionDriver:
         running = self._session.response
         await self._send(SessionCreated(session=self._session.config.model_copy(deep=True)))
         item_ids = [stored.id for stored in self._session.items]
-        await self._send(AuralSessionResumed(item_ids=item_ids, response_id=running.id if running else None))
+        taken = self._last_event_id
+        await self._send(
+            AuralSessionResumed(item_ids=item_ids, response_id=running.id if running else None, last_event_id=taken)
+        )
 
-    async def _read(self, ws: web.WebSocketResponse) -> None:
-        """Serve one socket's messages until it closes (or falls silent past its timeouts)."""
+    async def _read(self, ws: web.WebSocketResponse, *, resumed: bool) -> bool:
+        """Serve one socket's messages until it closes (or falls silent past its timeouts); returns whether the
+        client closed it (a close frame), rather than the connection being lost (aiohttp reports a lost
+        connection with close code 1000 as well, so the code cannot tell)."""
         gate, idle = Gate(self._limits), IdleWatch(self._timeouts)
+        if resumed:
+            idle.heard()  # naming the conversation was its first event
         binary_audio = ws.ws_protocol == BINARY_AUDIO
         watch = asyncio.create_task(self._close_when_silent(idle))
         self._idle = idle
         try:
-            async for message in ws:
-                idle.heard()
+            while True:
+                message = await ws.receive()
                 if message.type == WSMsgType.TEXT:
+                    idle.heard()
                     await self._text(gate, message.data)
                 elif message.type == WSMsgType.BINARY:
+                    idle.heard()
                     await self._binary(gate, message.data, binary_audio)
-                elif message.type == WSMsgType.ERROR:
-                    break
+                else:  # CLOSE: the client's close frame; CLOSING, CLOSED, ERROR: ours, or the connection lost
+                    return message.type == WSMsgType.CLOSE
         finally:
             watch.cancel()
 
@@ -268,8 +280,10 @@ class ConnectionDriver:
             gate.admit()
             event = await gate.decode(data)
         except ProtocolError as exc:
+            self._last_event_id = exc.event_id or self._last_event_id
             await self._send(error_event(exc))
             return
+        self._last_event_id = event.event_id or self._last_event_id
         await self.receive(ClientSent(event))
 
     async def _binary(self, gate: Gate, data: bytes, audio: bool) -> None:
