@@ -14,6 +14,33 @@ from collections.abc import AsyncIterator
 from .base import Generation, GenerationDone, GenerationEvent, TextDelta, ToolCallDelta
 
 
+class _Run:
+    """Consecutive deltas of one kind (text, or one call's arguments) not taken yet, kept as pieces and joined
+    once when taken: joining at every push would cost the square of a lagging consumer's backlog."""
+
+    def __init__(self, first: TextDelta | ToolCallDelta) -> None:
+        self.first = first
+        self.texts = [first.text if isinstance(first, TextDelta) else first.arguments]
+        self.token_ids: list[int] = list(first.token_ids) if isinstance(first, TextDelta) else []
+
+    def takes(self, event: GenerationEvent) -> bool:
+        if isinstance(self.first, TextDelta):
+            return isinstance(event, TextDelta)
+        return isinstance(event, ToolCallDelta) and event.index == self.first.index
+
+    def add(self, event: TextDelta | ToolCallDelta) -> None:
+        if isinstance(event, TextDelta):
+            self.texts.append(event.text)
+            self.token_ids.extend(event.token_ids)
+        else:
+            self.texts.append(event.arguments)
+
+    def joined(self) -> TextDelta | ToolCallDelta:
+        if isinstance(self.first, TextDelta):
+            return TextDelta("".join(self.texts), tuple(self.token_ids))
+        return ToolCallDelta(self.first.index, self.first.name, "".join(self.texts))
+
+
 class StreamedGeneration(Generation):
     """The event-loop side of a generation: the device thread pushes, one consumer iterates.
 
@@ -23,7 +50,7 @@ class StreamedGeneration(Generation):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._pending: list[GenerationEvent] = []
+        self._pending: list[GenerationEvent | _Run] = []
         self._ready = asyncio.Event()
         self.cancelled = threading.Event()
 
@@ -34,10 +61,10 @@ class StreamedGeneration(Generation):
 
     def _push(self, event: GenerationEvent) -> None:
         last = self._pending[-1] if self._pending else None
-        if isinstance(event, TextDelta) and isinstance(last, TextDelta):
-            self._pending[-1] = TextDelta(last.text + event.text, last.token_ids + event.token_ids)
-        elif isinstance(event, ToolCallDelta) and isinstance(last, ToolCallDelta) and last.index == event.index:
-            self._pending[-1] = ToolCallDelta(event.index, event.name, last.arguments + event.arguments)
+        if isinstance(last, _Run) and last.takes(event):
+            last.add(event)  # type: ignore[arg-type]  # `takes` checked its kind
+        elif isinstance(event, TextDelta | ToolCallDelta):
+            self._pending.append(_Run(event))
         else:
             self._pending.append(event)
         self._ready.set()
@@ -49,9 +76,10 @@ class StreamedGeneration(Generation):
         try:
             while True:
                 await self._ready.wait()
-                events, self._pending = self._pending, []
+                pending, self._pending = self._pending, []
                 self._ready.clear()
-                for event in events:
+                for taken in pending:
+                    event = taken.joined() if isinstance(taken, _Run) else taken
                     yield event
                     if isinstance(event, GenerationDone):
                         return
