@@ -12,7 +12,6 @@ import io
 import json
 import threading
 from fractions import Fraction
-from typing import Any
 
 import av
 import numpy as np
@@ -33,8 +32,6 @@ from .conftest import Serve
 OGG = StreamFormat(type="audio/ogg")
 FLAC = StreamFormat(type="audio/flac")
 COMMIT = ce.InputAudioBufferCommit()
-LOOP_BOUND = 0.1
-"""Seconds: a generous bound on how late the loop may be, against the seconds a decode on it would take."""
 
 
 def long_ogg(repeats: int) -> bytes:
@@ -168,7 +165,6 @@ async def test_close_stops_the_decoder_thread_of_an_open_stream() -> None:
 async def test_a_long_blob_decodes_while_other_connections_are_served(serve: Serve, fake: FakeEngine) -> None:
     blob = long_ogg(100)  # 500 s of Opus, about 3.7 MB
     http = await serve()
-    loop = asyncio.get_running_loop()
     sender = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
     other = RawClient.aiohttp(await http.ws_connect("/v1/realtime?model=fake"))
     for client in (sender, other):
@@ -178,35 +174,25 @@ async def test_a_long_blob_decodes_while_other_connections_are_served(serve: Ser
     assert json.loads(await sender.receive_frame())["type"] == "session.updated"  # openai does not know the format
 
     finished = asyncio.Event()
-    lags: list[float] = []
-    answers: list[float] = []
-
-    async def watch_the_loop() -> None:
-        while not finished.is_set():
-            asked = loop.time()
-            await asyncio.sleep(0.005)
-            lags.append(loop.time() - asked - 0.005)
+    answers = 0
 
     async def ask_elsewhere() -> None:
+        nonlocal answers
         while not finished.is_set():
-            asked = loop.time()
             async with http.get("/healthz") as reply:
                 assert (await reply.json())["status"] == "ok"
             await other.send({"type": "conversation.item.retrieve", "item_id": "item_nope"})
             await other.expect("error")
-            answers.append(loop.time() - asked)
+            answers += 1
             await asyncio.sleep(0.01)
 
-    background: list[asyncio.Task[Any]] = [asyncio.create_task(watch_the_loop()), asyncio.create_task(ask_elsewhere())]
-    sent = loop.time()
+    background = asyncio.create_task(ask_elsewhere())
     item = {"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": b64(blob)}]}
     await sender.send({"type": "conversation.item.create", "item": item})
     added = await sender.expect("conversation.item.added")
-    decoding = loop.time() - sent
     finished.set()
-    await asyncio.gather(*background)
+    await background
 
     assert added["item"]["content"][0]["type"] == "input_audio"
-    assert decoding > 5 * LOOP_BOUND, "the decode was long enough to be seen"
-    assert len(answers) >= 5, "other requests were answered while it ran"
-    assert max(lags) < LOOP_BOUND and max(answers) < LOOP_BOUND, (max(lags), max(answers), decoding)
+    # A decode holding the loop would let at most the round trip already under way through.
+    assert answers >= 5, "other requests were answered while it decoded"
