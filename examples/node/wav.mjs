@@ -1,6 +1,9 @@
 // A user's spoken turn from a WAV file, as the realtime events that stream it: shared by both examples.
+// Any PCM16 WAV (any rate, mono or stereo) goes out in GA's default format, so these clients work unchanged
+// against any server of the GA protocol.
 import { readFileSync } from 'node:fs';
 
+const WIRE_RATE = 24000;
 const CHUNK_MS = 100; // how much audio one append carries, as a microphone would send it
 
 /** The PCM16 samples of a RIFF WAVE file, with their rate and channel count. */
@@ -28,9 +31,32 @@ export function readWav(path) {
 }
 
 /**
- * The events of a spoken turn: the session's input format (the file's own rate and channels, Aural
- * extensions of GA's 24 kHz mono `audio/pcm`; no server VAD, the client says when the turn ends), the
- * audio in base64 appends of CHUNK_MS each, and the commit. Exits with one line when the file won't do.
+ * PCM16 samples as the GA wire format wants them: mono (channels averaged) at 24 kHz (linear interpolation,
+ * plenty for speech to a speech model).
+ */
+export function toWire(pcm, rate, channels) {
+  const frames = Math.floor(pcm.length / (2 * channels));
+  const mono = new Float64Array(frames);
+  for (let frame = 0; frame < frames; frame++) {
+    for (let channel = 0; channel < channels; channel++) mono[frame] += pcm.readInt16LE(2 * (frame * channels + channel));
+    mono[frame] /= channels;
+  }
+  const length = Math.floor((frames * WIRE_RATE) / rate);
+  const out = Buffer.alloc(2 * length);
+  for (let at = 0; at < length; at++) {
+    const position = (at * rate) / WIRE_RATE;
+    const before = Math.floor(position);
+    const after = Math.min(before + 1, frames - 1);
+    const sample = mono[before] + (mono[after] - mono[before]) * (position - before);
+    out.writeInt16LE(Math.round(sample), 2 * at);
+  }
+  return out;
+}
+
+/**
+ * The events of a spoken turn: the audio as GA's default input format (PCM16 mono at 24 kHz) in base64
+ * appends of CHUNK_MS each, then the commit; and the session's input settings for it (no server VAD: the
+ * client says when the turn ends). Exits with one line when the file won't do.
  */
 export function wavTurn(path) {
   let wav;
@@ -40,12 +66,12 @@ export function wavTurn(path) {
     console.error(error.message);
     process.exit(2);
   }
-  const { pcm, rate, channels } = wav;
-  const format = { type: 'audio/pcm', rate, ...(channels === 2 ? { channels } : {}) };
-  const chunk = 2 * channels * Math.round((rate * CHUNK_MS) / 1000);
+  const pcm = toWire(wav.pcm, wav.rate, wav.channels);
+  const chunk = (2 * WIRE_RATE * CHUNK_MS) / 1000;
   const appends = [];
   for (let at = 0; at < pcm.length; at += chunk) {
     appends.push({ type: 'input_audio_buffer.append', audio: pcm.subarray(at, at + chunk).toString('base64') });
   }
-  return { input: { format, turn_detection: null }, events: [...appends, { type: 'input_audio_buffer.commit' }] };
+  const input = { format: { type: 'audio/pcm', rate: WIRE_RATE }, turn_detection: null };
+  return { input, events: [...appends, { type: 'input_audio_buffer.commit' }] };
 }
