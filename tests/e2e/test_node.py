@@ -102,7 +102,7 @@ async def test_the_openai_client_over_wss_trusting_the_development_ca(
     node: str, dev_wss: tuple[int, DevCertificates], turn: list[str]
 ) -> None:
     port, files = dev_wss
-    base_url = f"https://localhost:{port}/v1"
+    base_url = f"https://127.0.0.1:{port}/v1"
     args = ["openai_client.mjs", *turn, "--base-url", base_url, "--model", MODEL, "--max-tokens", "32", "--trace"]
     status, stdout, trace = await run_node(node, *args, trust=files.ca)
     assert status == 0, trace
@@ -119,6 +119,6 @@ async def test_the_openai_client_refuses_the_runtime_when_node_does_not_trust_th
 ) -> None:
     port, _ = dev_wss
     status, stdout, _ = await run_node(
-        node, "openai_client.mjs", "--text", "Hi", "--base-url", f"https://localhost:{port}/v1"
+        node, "openai_client.mjs", "--text", "Hi", "--base-url", f"https://127.0.0.1:{port}/v1"
     )
     assert status == 1 and "error: unable to verify the first certificate" in stdout
