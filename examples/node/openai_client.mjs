@@ -6,8 +6,8 @@
 //   NODE_EXTRA_CA_CERTS=.certs/ca.pem node openai_client.mjs --text "Hello!"   (a typed turn)
 //   NODE_EXTRA_CA_CERTS=.certs/ca.pem node openai_client.mjs ../sample.wav     (a spoken one)
 //
-// Options: --base-url https://127.0.0.1:8443/v1, --model gpt-realtime, --max-tokens 32, --trace (every
-// server event, one JSON object a line, on stderr).
+// Options: --base-url https://127.0.0.1:8443/v1, --model gpt-realtime, --api-key KEY (for a runtime that asks
+// for one), --max-tokens 32, --trace (every server event, one JSON object a line, on stderr).
 import OpenAI from 'openai';
 import { OpenAIRealtimeWS } from 'openai/realtime/ws';
 import { parseArgs } from 'node:util';
@@ -18,18 +18,19 @@ const { values, positionals } = parseArgs({
   options: {
     'base-url': { type: 'string', default: 'https://127.0.0.1:8443/v1' },
     model: { type: 'string', default: 'gpt-realtime' },
+    'api-key': { type: 'string', default: 'unused' },
     text: { type: 'string' },
     'max-tokens': { type: 'string', default: '32' },
     trace: { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== (values.text === undefined ? 1 : 0)) {
-  console.error('usage: node openai_client.mjs (FILE.wav | --text TEXT) [--base-url URL] [--model NAME] [--trace]');
+  console.error('usage: node openai_client.mjs (FILE.wav | --text TEXT) [--base-url URL] [--model NAME] [--api-key KEY] [--trace]');
   process.exit(2);
 }
 
 const spoken = values.text === undefined ? wavTurn(positionals[0]) : null;
-const client = new OpenAI({ apiKey: 'unused', baseURL: values['base-url'] });
+const client = new OpenAI({ apiKey: values['api-key'], baseURL: values['base-url'] });
 const rt = new OpenAIRealtimeWS({ model: values.model }, client);
 
 rt.socket.on('open', () => {

@@ -2,9 +2,10 @@
 // input_audio_buffer.append events, commit it, ask for a response and print the reply as it streams.
 //
 //   aural serve &
-//   node ws_client.mjs ../sample.wav [--url ws://127.0.0.1:8000/v1/realtime] [--max-tokens 32] [--trace]
+//   node ws_client.mjs ../sample.wav [--url ws://127.0.0.1:8000/v1/realtime] [--api-key KEY] [--max-tokens 32] [--trace]
 //
-// --trace writes every server event, one JSON object a line, to stderr.
+// --api-key: a server key or a client secret, for a runtime that asks for one. --trace writes every server
+// event, one JSON object a line, to stderr.
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { wavTurn } from './wav.mjs';
@@ -13,17 +14,19 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     url: { type: 'string', default: 'ws://127.0.0.1:8000/v1/realtime' },
+    'api-key': { type: 'string' },
     'max-tokens': { type: 'string', default: '32' },
     trace: { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node ws_client.mjs FILE.wav [--url URL] [--max-tokens N] [--trace]');
+  console.error('usage: node ws_client.mjs FILE.wav [--url URL] [--api-key KEY] [--max-tokens N] [--trace]');
   process.exit(2);
 }
 
 const turn = wavTurn(positionals[0]);
-const ws = new WebSocket(values.url, { headers: { Authorization: 'Bearer unused' } });
+const headers = values['api-key'] ? { Authorization: `Bearer ${values['api-key']}` } : {};
+const ws = new WebSocket(values.url, { headers });
 const send = (event) => ws.send(JSON.stringify(event));
 
 ws.on('open', () => {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from aural.runtime.server.access import Access
 from aural.runtime.server.dev_tls import DevCertificates
 from tests.support.client import Event, Turn, assert_consistent, validate_openai
 
@@ -24,6 +25,7 @@ from .conftest import MODEL, SAMPLE_WAV, Endpoint
 pytestmark = pytest.mark.model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "node"
+KEY = "sk-aural-node"
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,16 @@ async def test_the_ws_client_streams_a_wav_file_and_prints_the_reply(node: str, 
     )
     assert status == 0, trace
     check_spoken_turn(check_streamed_reply(stdout, trace))
+
+
+@pytest.mark.app(access=Access(keys=(KEY,)))
+async def test_the_ws_client_sends_its_key_and_a_wrong_one_is_refused(node: str, server: Endpoint) -> None:
+    args = ["ws_client.mjs", str(SAMPLE_WAV), "--url", server.realtime_url, "--max-tokens", "4"]
+    status, stdout, errors = await run_node(node, *args, "--api-key", KEY)
+    assert status == 0 and stdout.endswith(("\n[completed]\n", "\n[incomplete]\n")), errors
+    status, stdout, errors = await run_node(node, *args, "--api-key", "sk-wrong")
+    assert (status, stdout) == (1, "")
+    assert errors == [f"cannot talk to {server.realtime_url}: Unexpected server response: 401"]
 
 
 async def test_the_ws_client_names_a_file_it_cannot_send_in_one_line(node: str, tmp_path: Path) -> None:
