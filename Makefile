@@ -7,7 +7,10 @@ TORCH ?= torch==2.13.0
 PORT ?= 8765
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench schema
+NPM := $(shell command -v npm)
+NODE_EXAMPLES := examples/node/node_modules/.package-lock.json
+
+.PHONY: install node demo test lint bench schema
 
 $(BIN)/aural: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +20,12 @@ $(BIN)/aural: pyproject.toml
 	touch $@
 
 install: $(BIN)/aural
+
+# The Node examples' pinned packages (ws, openai), which tests/e2e/test_node.py runs.
+$(NODE_EXAMPLES): examples/node/package-lock.json
+	cd examples/node && npm ci --ignore-scripts --no-audit --no-fund
+
+node: $(NODE_EXAMPLES)
 
 demo: install
 	@$(BIN)/aural serve --model tiny --port $(PORT) --log-level warning & server=$$!; \
@@ -30,7 +39,7 @@ lint: install
 	$(BIN)/mypy -p aural.protocols -p aural.sdk -p aural.runtime -p aural.cli
 	$(BIN)/mypy bench examples
 
-test: lint
+test: lint $(if $(NPM),node)
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -11,13 +11,18 @@ import argparse
 import dataclasses
 import os
 import re
+import ssl
 import sys
+from pathlib import Path
+
+import structlog
 
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersEngine
 from aural.runtime.engine.tool_grammar import schema_problem
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.app import create_app
+from aural.runtime.server.dev_tls import DevCertificateError, ensure_dev_certificates
 from aural.runtime.server.drain import DRAIN_TIMEOUT
 from aural.runtime.server.run import run_app, tls_context
 from aural.runtime.server.timeouts import Timeouts
@@ -25,6 +30,8 @@ from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
 from . import access
+
+log = structlog.get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-cert", help="PEM certificate: serve wss:// (the Node SDK always uses TLS)")
     parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--tls-self-signed",
+        metavar="DIR",
+        type=Path,
+        help="serve wss:// with a development CA kept in DIR (made once, then reused) and a certificate it signs "
+        "for localhost and --host at each start; clients trust DIR/ca.pem (Node: NODE_EXTRA_CA_CERTS=DIR/ca.pem)",
+    )
     parser.add_argument(
         "--max-message-bytes",
         type=byte_size,
@@ -195,21 +209,43 @@ def limits(args: argparse.Namespace) -> Limits:
 
 
 def check_tls(args: argparse.Namespace) -> None:
-    """A certificate needs its key and a key its certificate: half of them would silently serve ws://.
+    """A certificate needs its key and a key its certificate: half of them would silently serve ws://; and
+    `--tls-self-signed` makes its own, so it takes neither.
 
     Raises:
-        SystemExit: status 2, after one line on stderr naming the missing option.
+        SystemExit: status 2, after one line on stderr naming the options in conflict.
     """
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        given = "--tls-cert" if args.tls_cert else "--tls-key"
+        print(f"aural serve: --tls-self-signed makes its own certificate: drop {given}", file=sys.stderr)
+        raise SystemExit(2)
     if bool(args.tls_cert) != bool(args.tls_key):
         given, missing = ("--tls-cert", "--tls-key") if args.tls_cert else ("--tls-key", "--tls-cert")
         print(f"aural serve: {given} needs {missing}: give both to serve wss://, or neither", file=sys.stderr)
         raise SystemExit(2)
 
 
+def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of `--tls-cert`/`--tls-key` or `--tls-self-signed` (None: plain ws://).
+
+    Raises:
+        SystemExit: a `--tls-self-signed` folder that cannot be used, with the reason in one line.
+    """
+    if args.tls_self_signed:
+        try:
+            files = ensure_dev_certificates(args.tls_self_signed, args.host)
+        except (DevCertificateError, OSError) as exc:
+            raise SystemExit(f"aural serve: --tls-self-signed: {exc}") from None
+        log.info("development certificate", trust=str(files.ca), node=f"NODE_EXTRA_CA_CERTS={files.ca}")
+        return tls_context(str(files.cert), str(files.key))
+    return tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+
+
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options."""
     check_tls(args)
     configure_logging(args.log_level, args.log_format)
+    context = server_tls(args)
     policy = access.access_policy(args)
     tools = server_tools(args.tools, args.tool_timeout or None)
     engine = TransformersEngine.load(
@@ -237,5 +273,4 @@ def serve(args: argparse.Namespace) -> None:
         limits=limits(args),
         timeouts=timeouts,
     )
-    context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     run_app(app, host=args.host, port=args.port, ssl_context=context, drain_timeout=args.drain_timeout)

@@ -172,6 +172,27 @@ def test_half_of_the_tls_options_is_refused_in_one_line_before_it_loads_the_mode
     assert line.startswith(f"aural serve: {given[0]} needs {missing}")
 
 
+@pytest.mark.parametrize("given", [("--tls-cert", "cert.pem"), ("--tls-key", "key.pem")])
+def test_tls_self_signed_with_a_certificate_of_ones_own_is_refused_in_one_line(
+    given: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        serve_module.serve(_args("--tls-self-signed", str(tmp_path), *given))
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"aural serve: --tls-self-signed makes its own certificate: drop {given[0]}"
+    assert not list(tmp_path.iterdir()), "nothing written"
+
+
+def test_a_dev_ca_folder_that_cannot_be_used_ends_serve_in_one_line_before_it_loads_the_model(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("a certificate without its key")
+    with pytest.raises(SystemExit, match=r"^aural serve: --tls-self-signed: .* has one of ca.pem and ca-key.pem"):
+        serve_module.serve(_args("--tls-self-signed", str(tmp_path)))
+    not_a_folder = tmp_path / "ca.pem"
+    with pytest.raises(SystemExit, match=r"^aural serve: --tls-self-signed: .*File exists"):
+        serve_module.serve(_args("--tls-self-signed", str(not_a_folder)))
+
+
 def test_the_limit_options_set_the_apps_limits(capsys: pytest.CaptureFixture[str]) -> None:
     limits = serve_module.limits(_args("--max-message-bytes", "1MiB", "--events-per-second", "20"))
     assert (limits.max_message_bytes, limits.events_per_second, limits.event_burst) == (2**20, 20.0, 40)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
+from aural.runtime.server.dev_tls import DevCertificates, ensure_dev_certificates
+from aural.runtime.server.run import tls_context
 from aural.sdk.audio import read_audio_file
 from aural.sdk.tools import Tools
 from tests.support.client import RawClient, add_text, create_response
@@ -74,6 +76,26 @@ async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> 
         await wait_for_sessions(endpoint, 0)
     finally:
         await runner.cleanup()
+
+
+@asynccontextmanager
+async def serve_wss(engine: TransformersEngine, cert: Path, key: Path) -> AsyncIterator[int]:
+    """The runtime on a free loopback port, serving TLS with a PEM certificate and key; yields the port."""
+    runner = web.AppRunner(create_app(engine, model_names=[MODEL]))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context(str(cert), str(key))).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def dev_wss(engine: TransformersEngine, tmp_path: Path) -> AsyncIterator[tuple[int, DevCertificates]]:
+    """The runtime served as `aural serve --tls-self-signed DIR` serves it: its port and DIR's files."""
+    files = ensure_dev_certificates(tmp_path / "certs", "127.0.0.1")
+    async with serve_wss(engine, files.cert, files.key) as port:
+        yield port, files
 
 
 async def get_json(endpoint: Endpoint, path: str) -> Any:

@@ -1,4 +1,5 @@
-"""`wss://`: the runtime serves TLS (the Node SDK always uses it) and the SDK trusts a private CA."""
+"""`wss://`: the runtime serves TLS (the Node SDK always uses it) and the SDK trusts a private CA: one of the
+test's own (trustme) or the development CA that `aural serve --tls-self-signed DIR` keeps."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import trustme
-from aiohttp import web
 
 import aural.sdk
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
-from aural.runtime.server.app import create_app
-from aural.runtime.server.run import tls_context
+from aural.runtime.server.dev_tls import DevCertificates
+
+from .conftest import serve_wss
 
 pytestmark = pytest.mark.model
 
@@ -26,13 +27,8 @@ async def wss_url(engine: TransformersEngine, tmp_path: Path) -> AsyncIterator[s
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     certificate.cert_chain_pems[0].write_to_path(str(cert))
     certificate.private_key_pem.write_to_path(str(key))
-    runner = web.AppRunner(create_app(engine))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls_context(str(cert), str(key))).start()
-        yield f"wss://127.0.0.1:{runner.addresses[0][1]}/v1/realtime"
-    finally:
-        await runner.cleanup()
+    async with serve_wss(engine, cert, key) as port:
+        yield f"wss://127.0.0.1:{port}/v1/realtime"
 
 
 async def test_a_turn_over_tls(wss_url: str) -> None:
@@ -49,3 +45,16 @@ async def test_a_turn_over_tls(wss_url: str) -> None:
 async def test_an_untrusted_certificate_is_refused(wss_url: str) -> None:
     with pytest.raises(aural.sdk.AuralConnectionError):
         await aural.sdk.connect(wss_url)
+
+
+async def test_the_sdk_trusts_the_development_ca(dev_wss: tuple[int, DevCertificates]) -> None:
+    port, files = dev_wss
+    url = f"wss://localhost:{port}/v1/realtime"
+    with pytest.raises(aural.sdk.AuralConnectionError):
+        await aural.sdk.connect(url)  # the system's CAs do not know it
+    trusting = ssl.create_default_context(cafile=str(files.ca))
+    async with aural.sdk.connect(url, ssl=trusting) as conn:
+        await conn.add_message("user", text="Hello over the development CA.")
+        reply = conn.create_response(max_output_tokens=4)
+        await reply.collect()
+        assert reply.response is not None and reply.response.status in ("completed", "incomplete")
