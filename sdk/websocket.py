@@ -64,29 +64,33 @@ class WebsocketOpener:
 
 
 class WebsocketTransport:
-    """One open `websockets` client connection as a `Transport`."""
+    """One open `websockets` client connection as a `Transport`.
+
+    Attributes:
+        ws: the `websockets` connection.
+    """
 
     def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
+        self.ws = ws
 
     @property
     def subprotocol(self) -> str | None:
-        return self._ws.subprotocol
+        return self.ws.subprotocol
 
     async def send(self, frame: Frame) -> None:
         try:
-            await self._ws.send(frame)
+            await self.ws.send(frame)
         except ConnectionClosed as exc:
             raise _closed(exc) from exc
 
     async def recv(self) -> Frame:
         try:
-            return await self._ws.recv()
+            return await self.ws.recv()
         except ConnectionClosed as exc:
             raise _closed(exc) from exc
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        await self._ws.close(code, reason)
+        await self.ws.close(code, reason)
 
 
 def _closed(exc: ConnectionClosed) -> TransportClosed:
