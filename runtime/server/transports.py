@@ -3,7 +3,7 @@ an in-memory pipe's, whose other end a client in the same process holds (`local.
 
 The pipe behaves as a websocket does where the driver and the SDK can tell: frames arrive in order, a close
 carries its code and reason both ways, frames sent before a close are still read after it, a sender waits
-while `PIPE_FRAMES` frames are unread (flow control, as a socket's buffers give), and a text or binary message
+while `PIPE_BYTES` are unread (flow control, where a socket's buffers would fill), and a text or binary message
 over the server's `max_message_bytes` closes the connection with 1009, as aiohttp does.
 """
 
@@ -16,8 +16,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from aural.protocols.transport import Frame, TransportClosed
 
-PIPE_FRAMES = 64
-"""Unread frames a pipe holds each way before a sender waits."""
+PIPE_BYTES = 1024 * 1024
+"""Unread bytes (characters of text) a pipe holds each way before a sender waits: about what the kernel's and
+the websocket libraries' buffers hold on a loopback connection. A larger frame still goes through alone."""
 
 
 class WebsocketTransport:
@@ -53,10 +54,11 @@ class WebsocketTransport:
 
 
 class _Channel:
-    """Frames one way, at most `capacity` unread, then a close."""
+    """Frames one way, then a close; a sender waits while `capacity` bytes are unread."""
 
     def __init__(self, capacity: int) -> None:
         self._frames: deque[Frame] = deque()
+        self._unread = 0
         self._capacity = capacity
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
@@ -64,12 +66,13 @@ class _Channel:
         self.closed: TransportClosed | None = None
 
     async def put(self, frame: Frame) -> None:
-        while self.closed is None and len(self._frames) >= self._capacity:
+        while self.closed is None and self._unread >= self._capacity:
             self._writable.clear()
             await self._writable.wait()
         if self.closed is not None:
             raise TransportClosed(self.closed.code, self.closed.reason)
         self._frames.append(frame)
+        self._unread += len(frame)
         self._readable.set()
 
     async def get(self) -> Frame:
@@ -78,8 +81,11 @@ class _Channel:
                 raise TransportClosed(self.closed.code, self.closed.reason)
             self._readable.clear()
             await self._readable.wait()
-        self._writable.set()
-        return self._frames.popleft()
+        frame = self._frames.popleft()
+        self._unread -= len(frame)
+        if self._unread < self._capacity:
+            self._writable.set()
+        return frame
 
     def close(self, code: int, reason: str) -> None:
         if self.closed is None:
@@ -126,5 +132,5 @@ def _size(frame: Frame, limit: int) -> int:
 def pipe(subprotocol: str | None, max_message_bytes: int) -> tuple[PipeEnd, PipeEnd]:
     """A connected pair of ends: (the client's, the server's). The server's end closes the connection with 1009
     on a client message over `max_message_bytes`."""
-    up, down = _Channel(PIPE_FRAMES), _Channel(PIPE_FRAMES)
+    up, down = _Channel(PIPE_BYTES), _Channel(PIPE_BYTES)
     return PipeEnd(down, up, subprotocol, None), PipeEnd(up, down, subprotocol, max_message_bytes)

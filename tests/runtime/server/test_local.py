@@ -19,8 +19,10 @@ from aiohttp import web
 import aural.sdk
 from aural.protocols.limits import Limits
 from aural.protocols.server_events import ResponseDone
+from aural.protocols.transport import TransportClosed
 from aural.runtime.server.app import create_app
 from aural.runtime.server.local import LocalRuntime
+from aural.runtime.server.transports import PIPE_BYTES, pipe
 from aural.sdk import AuralConnectionError, AuralServerError, SessionCreated
 from tests.support.fake_engine import DEFAULT_TEXT, FakeEngine
 
@@ -135,6 +137,42 @@ async def test_closing_the_runtime_ends_its_conversations_cleanly_and_closes_the
     assert fake.closed and all(session.closed for session in fake.sessions)
     with pytest.raises(AuralConnectionError, match="closed"):
         await aural.sdk.connect(runtime=runtime)
+
+
+async def test_the_pipe_keeps_order_bounds_what_is_unread_and_closes_as_a_websocket_does() -> None:
+    client, server = pipe("aural.binary-audio", PIPE_BYTES)
+    assert client.subprotocol == server.subprotocol == "aural.binary-audio"
+    quarter = PIPE_BYTES // 4
+    frames: list[str | bytes] = ["a" * quarter, bytes(quarter), "c" * quarter, "d" * quarter]
+    for frame in frames:
+        await client.send(frame)
+    blocked = asyncio.create_task(client.send("e"))  # the pipe is full: the sender waits for the reader
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not blocked.done()
+    assert await server.recv() == frames[0]
+    await blocked
+    await server.send("bye")
+    await server.close(1001, "going away")
+    assert [await server.recv() for _ in range(4)] == [*frames[1:], "e"], "what was sent before the close is read"
+    assert await client.recv() == "bye"
+    for end in (client, server):
+        with pytest.raises(TransportClosed) as closed:
+            await end.recv()
+        assert (closed.value.code, closed.value.reason, closed.value.normal) == (1001, "going away", True)
+    with pytest.raises(TransportClosed):
+        await client.send("late")
+
+
+async def test_the_pipe_closes_with_1009_on_a_message_over_the_servers_limit() -> None:
+    client, server = pipe(None, 16)
+    await client.send("é" * 9)  # 18 bytes in UTF-8
+    with pytest.raises(TransportClosed) as closed:
+        await server.recv()
+    assert closed.value.code == 1009
+    with pytest.raises(TransportClosed) as told:
+        await client.recv()
+    assert told.value.code == 1009 and not told.value.lost
 
 
 def test_connect_takes_a_url_or_a_runtime(local: Callable[..., LocalRuntime]) -> None:
