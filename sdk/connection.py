@@ -127,13 +127,17 @@ def connect(
             `AuralConnectionError` or `AuralServerError` (code `session_not_found`).
 
     Raises:
-        ValueError: neither `url` nor `runtime`, or both; `api_key` or `ssl` with `runtime`.
+        ValueError: neither `url` nor `runtime`; `url`, `api_key` or `ssl` with `runtime`.
     """
-    if (url is None) == (runtime is None):
-        raise ValueError("connect needs a url or a runtime (one of them)")
-    if runtime is not None and (api_key is not None or ssl is not None):
-        raise ValueError("api_key and ssl are for a url: a runtime in this process takes neither")
-    opener = runtime if runtime is not None else WebsocketOpener(url or "", api_key=api_key, ssl=ssl)
+    opener: Opener
+    if runtime is not None:
+        if url is not None or api_key is not None or ssl is not None:
+            raise ValueError("connect takes a runtime alone: no url, api_key or ssl with it")
+        opener = runtime
+    elif url is not None:
+        opener = WebsocketOpener(url, api_key=api_key, ssl=ssl)
+    else:
+        raise ValueError("connect needs a url or a runtime")
     query = {"model": model} if model is not None else {}
     return Connection(opener, query=query, on_event=on_event, tools=tools, binary_audio=binary_audio, resume=resume)
 
