@@ -99,27 +99,32 @@ async def stream_file(conn: aural.sdk.Connection, path: str, *, fast: bool) -> N
             await asyncio.sleep(max(0.0, start + number * CHUNK_MS / 1000 - loop.time()))
 
 
-async def run(url: str, path: str, *, fast: bool, linger: float) -> None:
+async def converse(conn: aural.sdk.Connection, path: str, *, fast: bool, linger: float) -> None:
+    """The bot's conversation on an open connection, over a websocket or to a runtime in this process."""
     bot = Bot()
+    await conn.update_session(
+        instructions="You are a friendly voice assistant. Answer briefly.",
+        max_output_tokens=48,
+        turn_detection=ServerVad(silence_duration_ms=500),
+        transcription=AudioTranscription(model="gpt-4o-mini-transcribe"),
+    )
+    sending = asyncio.create_task(stream_file(conn, path, fast=fast))
+    # Read while sending. Once all is sent, stop when no turn, transcript or reply is under way and
+    # the server has been quiet for `linger` seconds (detection runs a little behind the audio).
+    while True:
+        try:
+            event = await asyncio.wait_for(conn.recv(), linger)  # cancelling a read loses nothing
+        except TimeoutError:
+            if sending.done() and not bot.busy:
+                break
+            continue
+        bot.on_event(event)
+    await sending
+
+
+async def run(url: str, path: str, *, fast: bool, linger: float) -> None:
     async with aural.sdk.connect(url) as conn:
-        await conn.update_session(
-            instructions="You are a friendly voice assistant. Answer briefly.",
-            max_output_tokens=48,
-            turn_detection=ServerVad(silence_duration_ms=500),
-            transcription=AudioTranscription(model="gpt-4o-mini-transcribe"),
-        )
-        sending = asyncio.create_task(stream_file(conn, path, fast=fast))
-        # Read while sending. Once all is sent, stop when no turn, transcript or reply is under way and
-        # the server has been quiet for `linger` seconds (detection runs a little behind the audio).
-        while True:
-            try:
-                event = await asyncio.wait_for(conn.recv(), linger)  # cancelling a read loses nothing
-            except TimeoutError:
-                if sending.done() and not bot.busy:
-                    break
-                continue
-            bot.on_event(event)
-        await sending
+        await converse(conn, path, fast=fast, linger=linger)
 
 
 def main() -> None:

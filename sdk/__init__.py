@@ -1,4 +1,5 @@
-"""Aural's async Python client: typed OpenAI Realtime (GA) events over `websockets`.
+"""Aural's async Python client: typed OpenAI Realtime (GA) events over `websockets`, or over any other
+`aural.protocols.transport.Opener` (`aural.runtime.local(...)` runs the model in this process).
 
 import aural.sdk
 

@@ -5,9 +5,12 @@
         await conn.commit()
         print(await conn.create_response().collect())
 
-Events are read straight from the websocket when the caller asks for them (`recv`, `async for`,
+The connection talks through a `Transport` (`aural.protocols.transport`): a websocket (`connect(url)`), or
+any other `Opener`'s, such as `aural.runtime.local(...)`, which runs the model in this process.
+
+Events are read straight from the transport when the caller asks for them (`recv`, `async for`,
 a `ResponseStream`): there is no background reader and no backlog, so a slow consumer slows the
-server down through the websocket's own flow control instead of growing a queue.
+server down through the transport's own flow control instead of growing a queue.
 
 A connection that drops (no clean close) is taken back: the SDK reconnects with backoff and jitter, naming
 its session (Aural's `aural.resume` extension), sends again the events the server had not taken (it keeps
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import random
 from collections import deque
@@ -27,11 +29,6 @@ from collections.abc import AsyncIterator, Generator
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, Self, Unpack
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
 
 from aural.protocols import (
     ClientEvent,
@@ -50,7 +47,6 @@ from aural.protocols.client_events import (
 )
 from aural.protocols.models import (
     ContentPart,
-    ErrorDetail,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputAudio,
@@ -63,20 +59,19 @@ from aural.protocols.models import (
     SessionConfig,
 )
 from aural.protocols.server_events import RESUME_QUERY, AuralSessionResumed, Error, SessionCreated, SessionUpdated
+from aural.protocols.transport import Frame, Opener, Transport, TransportClosed
 
 from .audio import AudioSource, encode_audio
 from .errors import AuralConnectionError, AuralProtocolError, AuralServerError
 from .params import ResponseSettings, SessionSettings, encode_client_event, response_params, session_config
 from .response import EventHandler, ResponseStream
 from .tools import ToolCall, Tools
+from .websocket import WebsocketOpener, with_query
 
 logger = logging.getLogger(__name__)
 
 APPEND_CHUNK_BYTES = 192 * 1024
 """Audio bytes per `input_audio_buffer.append`: 256 KiB once base64-encoded."""
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-"""Largest server message accepted. Items echoed with their audio can exceed websockets' 1 MiB."""
 
 BINARY_AUDIO = "aural.binary-audio"
 """The subprotocol under which Aural takes input audio as binary websocket frames."""
@@ -92,16 +87,10 @@ RESUME_SECONDS = 30.0
 """How long a dropped connection tries to take its conversation back by default (Aural keeps one 60 s)."""
 
 
-def _with_query(url: str, name: str, value: str) -> str:
-    """`url` with its query parameter `name` set to `value` (other parameters are kept)."""
-    parts = urlsplit(url)
-    query = [(key, kept) for key, kept in parse_qsl(parts.query) if key != name]
-    return urlunsplit(parts._replace(query=urlencode([*query, (name, value)])))
-
-
 def connect(
-    url: str,
+    url: str | None = None,
     *,
+    runtime: Opener | None = None,
     model: str | None = None,
     api_key: str | None = None,
     on_event: EventHandler | None = None,
@@ -110,12 +99,15 @@ def connect(
     binary_audio: bool = False,
     resume: float = RESUME_SECONDS,
 ) -> Connection:
-    """Prepare a connection to an Aural (or OpenAI Realtime) server; open it with `async with`.
+    """Prepare a connection to an Aural (or OpenAI Realtime) server, or to a runtime in this process; open it
+    with `async with`.
 
     `await connect(...)` opens it too; then close it with `await conn.close()`.
 
     Args:
         url: the full websocket URL, such as `ws://127.0.0.1:8000/v1/realtime`.
+        runtime: instead of `url`, what opens the connection's transport (an `aural.protocols.transport.Opener`):
+            `aural.runtime.local(model="tiny")` runs the model in this process, with no socket.
         model: the model to use, sent as the `?model=` query parameter.
         api_key: sent as `Authorization: Bearer <api_key>`: a server key or a client secret (`ek_…`). A
             server that refuses it raises `AuralServerError` (code `invalid_api_key`) when the connection opens.
@@ -133,42 +125,55 @@ def connect(
             connection drops (Aural keeps it for `--resume-grace`); 0: a drop ends the connection. A server
             that cannot resume (it no longer holds the conversation, or is not Aural) raises
             `AuralConnectionError` or `AuralServerError` (code `session_not_found`).
+
+    Raises:
+        ValueError: neither `url` nor `runtime`; `url`, `api_key` or `ssl` with `runtime`.
     """
-    target = url if model is None else _with_query(url, "model", model)
-    return Connection(
-        target, api_key=api_key, on_event=on_event, ssl=ssl, tools=tools, binary_audio=binary_audio, resume=resume
-    )
+    opener: Opener
+    if runtime is not None:
+        if url is not None or api_key is not None or ssl is not None:
+            raise ValueError("connect takes a runtime alone: no url, api_key or ssl with it")
+        opener = runtime
+    elif url is not None:
+        opener = WebsocketOpener(url, api_key=api_key, ssl=ssl)
+    else:
+        raise ValueError("connect needs a url or a runtime")
+    query = {"model": model} if model is not None else {}
+    return Connection(opener, query=query, on_event=on_event, tools=tools, binary_audio=binary_audio, resume=resume)
 
 
 class Connection:
-    """One realtime session over a websocket. Made by `connect`.
+    """One realtime session over a transport. Made by `connect`.
 
     Only one coroutine may read events at a time: while a `ResponseStream` is being consumed, it is
     the reader, and events that are not its own go to `on_event`.
 
+    Args:
+        opener: what opens the transport (`WebsocketOpener` for a URL).
+        query: the handshake's query parameters (`model`).
+
     Attributes:
-        url: the websocket URL, query included.
+        url: the websocket URL, query included (None for another opener).
         on_event: see `connect`; may be changed at any time.
         tools: see `connect`; may be changed at any time (tell the server with `update_session`).
     """
 
     def __init__(
         self,
-        url: str,
+        opener: Opener,
         *,
-        api_key: str | None = None,
+        query: dict[str, str] | None = None,
         on_event: EventHandler | None = None,
-        ssl: SSLContext | None = None,
         tools: Tools | None = None,
         binary_audio: bool = False,
         resume: float = RESUME_SECONDS,
     ) -> None:
-        self.url = url
+        self._opener = opener
+        self._query = query or {}
+        self.url = with_query(opener.url, self._query) if isinstance(opener, WebsocketOpener) else None
         self.on_event = on_event
         self.tools = tools
-        self._api_key = api_key
-        self._ssl = ssl
-        self._ws: ClientConnection | None = None
+        self._ws: Transport | None = None
         self._session: SessionConfig | None = None
         self._offer_binary = binary_audio
         self._resume = resume
@@ -176,24 +181,20 @@ class Connection:
         self._sent: deque[tuple[str, str]] = deque()  # (event_id, frame), for `_replay`
         self._sent_bytes = 0
         self._pending: deque[ServerEvent] = deque()  # read while resuming, for the next reader
+        self._closed: TransportClosed | None = None  # how it closed, once a read found it closed
         self.binary_audio = False
         """True once the server agreed to binary audio frames (see `connect`)."""
 
-    async def _handshake(self, url: str) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else None
+    async def _handshake(self, query: dict[str, str]) -> Transport:
         try:
-            tls: dict[str, Any] = {"ssl": self._ssl} if self._ssl is not None else {}  # else the system's
-            offer: dict[str, Any] = {"subprotocols": [BINARY_AUDIO]} if self._offer_binary else {}
-            return await ws_connect(url, additional_headers=headers, max_size=MAX_MESSAGE_BYTES, **tls, **offer)
-        except InvalidStatus as exc:
-            raise _refusal(exc) or AuralConnectionError(f"could not connect to {url}: {exc}") from exc
-        except (OSError, TimeoutError, WebSocketException) as exc:
-            raise AuralConnectionError(f"could not connect to {url}: {exc}") from exc
+            return await self._opener.open(query, [BINARY_AUDIO] if self._offer_binary else [])
+        except OSError as exc:  # another opener's; the websocket's raises the SDK's own errors
+            raise AuralConnectionError(f"could not connect: {exc}") from exc
 
     async def _open(self) -> Self:
         if self._ws is not None:
             raise RuntimeError("this connection is already open")
-        self._ws = await self._handshake(self.url)
+        self._ws = await self._handshake(self._query)
         self.binary_audio = self._ws.subprotocol == BINARY_AUDIO
         if self.tools:
             await self.send(SessionUpdate(session=SessionConfig(tools=self.tools.definitions)))
@@ -212,12 +213,12 @@ class Connection:
         await self.close()
 
     async def close(self) -> None:
-        """Close the websocket cleanly (a no-op when it is not open)."""
+        """Close the connection cleanly (a no-op when it is not open)."""
         if self._ws is not None:
             await self._ws.close()
 
     @property
-    def _socket(self) -> ClientConnection:
+    def _socket(self) -> Transport:
         if self._ws is None:
             raise RuntimeError("the connection is not open: use `async with connect(...)`")
         return self._ws
@@ -238,8 +239,7 @@ class Connection:
         """
         event = await self._next_event()
         if event is None:
-            ws = self._socket
-            raise AuralConnectionError(f"the connection is closed ({ws.close_code} {ws.close_reason})")
+            raise AuralConnectionError(f"the connection is closed ({self._closed})")
         return event
 
     async def __aiter__(self) -> AsyncIterator[ServerEvent]:
@@ -255,9 +255,10 @@ class Connection:
         while True:
             try:
                 message = await ws.recv()
-            except ConnectionClosedOK:
-                return None
-            except ConnectionClosed as exc:
+            except TransportClosed as exc:
+                if exc.normal:
+                    self._closed = exc
+                    return None
                 if not await self._take_back(exc):
                     raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
                 if self._pending:
@@ -298,21 +299,21 @@ class Connection:
         while self._sent_bytes > REPLAY_BYTES and len(self._sent) > 1:
             self._sent_bytes -= len(self._sent.popleft()[1])
 
-    async def _send_frame(self, frame: str | bytes, what: str) -> None:
+    async def _send_frame(self, frame: Frame, what: str) -> None:
         """Send one frame; after a drop, once more on the connection that took the conversation back."""
         try:
             await self._socket.send(frame)
-        except ConnectionClosed as exc:
+        except TransportClosed as exc:
             last_word = await self._unread_error()
             if last_word is not None:  # e.g. model_not_found: the server said why before it closed
                 raise last_word from exc
-            if not isinstance(exc, ConnectionClosedOK) and await self._take_back(exc):
+            if not exc.normal and await self._take_back(exc):
                 if isinstance(frame, bytes):  # binary audio has no event_id to replay by: send it again now
                     await self._send_frame(frame, what)
                 return
             raise AuralConnectionError(f"cannot send {what}: the connection is closed") from exc
 
-    async def _take_back(self, cause: ConnectionClosed) -> bool:
+    async def _take_back(self, cause: TransportClosed) -> bool:
         """Reconnect after a drop and take the session back, retrying with backoff and jitter for `resume`
         seconds. Returns False when there is nothing to take back (no session yet, or resuming is off).
 
@@ -324,11 +325,11 @@ class Connection:
             return False
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + self._resume, 0.1
-        url = _with_query(self.url, RESUME_QUERY, self._session_id)
+        query = {**self._query, RESUME_QUERY: self._session_id}
         logger.info("connection dropped (%s); resuming session %s", cause, self._session_id)
         while True:
             try:
-                ws = await self._handshake(url)
+                ws = await self._handshake(query)
                 break
             except AuralConnectionError:
                 if loop.time() + delay > deadline:
@@ -338,7 +339,7 @@ class Connection:
         try:
             first = decode_server_event(await ws.recv())
             resumed = decode_server_event(await ws.recv()) if isinstance(first, SessionCreated) else None
-        except (ConnectionClosed, ProtocolError) as exc:
+        except (TransportClosed, ProtocolError) as exc:
             raise AuralConnectionError(f"could not resume session {self._session_id}: {exc}") from exc
         if isinstance(first, Error):
             await ws.close()
@@ -363,7 +364,7 @@ class Connection:
 
     async def _unread_error(self) -> AuralServerError | None:
         """An `error` event the server sent before closing that nobody has read yet, if any."""
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(TransportClosed):
             while True:  # a closed connection still yields what it received, then raises
                 message = await self._socket.recv()
                 with contextlib.suppress(ProtocolError):
@@ -532,13 +533,3 @@ class Connection:
         if not isinstance(fmt, PcmFormat):
             raise ValueError(f"the session's input format is {fmt.type}: send raw bytes in that format")
         return fmt
-
-
-def _refusal(exc: InvalidStatus) -> AuralServerError | None:
-    """The server's reason for refusing the upgrade (a wrong key: HTTP 401 with OpenAI's error body), if it
-    gave one."""
-    try:
-        body = json.loads(exc.response.body or b"")
-        return AuralServerError.from_detail(ErrorDetail.model_validate(body["error"]))
-    except (ValueError, TypeError, KeyError):  # pydantic's ValidationError is a ValueError
-        return None

@@ -146,3 +146,14 @@ def test_a_session_with_tools_never_loads_the_grammar_library() -> None:
             assert step.events[0].type != "error", step
     """)
     assert not {"llguidance", "aural.runtime.engine.tool_grammar"} & loaded
+
+
+def test_the_runtime_package_is_light_until_local_is_asked_for() -> None:
+    """`aural.runtime.local` is there when asked for, and only then loads the server; the model's libraries
+    wait for the first connection (`LocalRuntime.start`)."""
+    plain = _loaded("import aural.runtime")
+    heavy = ("aiohttp", "torch", "aural.runtime.server", "aural.sdk")
+    assert sorted(name for name in plain if _within(name, heavy)) == []
+    asked = _loaded("import aural.runtime\nassert callable(aural.runtime.local)")
+    assert "aural.runtime.server.local" in asked
+    assert sorted(name for name in asked if _within(name, ("torch", "transformers", "aural.sdk"))) == []

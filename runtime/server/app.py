@@ -15,7 +15,7 @@ A client that offers `aural.binary-audio` (and not `realtime`) may send input au
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 from aiohttp import web
@@ -26,6 +26,7 @@ from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.models import SessionConfig
 from aural.protocols.server_events import RESUME_QUERY
+from aural.protocols.transport import Transport
 
 from ..audio.vad import SileroVad
 from ..engine.base import Engine
@@ -33,12 +34,13 @@ from ..session.items import ConversationBounds
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
-from .access import CALLER, Access, install_access, key_slots
+from .access import CALLER, Access, Caller, install_access, key_slots
 from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
 from .drain import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, serve_metrics
 from .timeouts import TIMEOUTS, Timeouts
+from .transports import WebsocketTransport
 
 log = structlog.get_logger(__name__)
 
@@ -114,12 +116,14 @@ def _conversation(app: web.Application, model: str, pinned: SessionConfig | None
     )
 
 
-async def _refuse(
-    request: web.Request, ws: web.WebSocketResponse, code: ErrorCode, message: str, param: str | None = None
-) -> None:
-    request.app[METRICS].errors.labels(code.value).inc()
-    await ws.send_str(encode_event(error_event(ProtocolError(code, message, param=param))))
-    await ws.close(code=1008, message=close_reason(message))
+SUBPROTOCOLS = ("realtime", BINARY_AUDIO)
+"""The subprotocols the server takes, in its order of preference."""
+
+
+async def _refuse(app: web.Application, ws: Transport, code: ErrorCode, message: str, param: str | None = None) -> None:
+    app[METRICS].errors.labels(code.value).inc()
+    await ws.send(encode_event(error_event(ProtocolError(code, message, param=param))))
+    await ws.close(1008, close_reason(message).decode())
 
 
 async def realtime(request: web.Request) -> web.WebSocketResponse:
@@ -127,33 +131,38 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     app = request.app
     if app[LIFECYCLE].draining:  # a kept-alive HTTP connection: the listener is closed already
         raise web.HTTPServiceUnavailable(text="The server is shutting down; connect again to reach another one.")
-    protocols = ("realtime", BINARY_AUDIO)
-    limits, timeouts = app[LIMITS], app[TIMEOUTS]
-    ws = web.WebSocketResponse(protocols=protocols, max_msg_size=limits.max_message_bytes, heartbeat=timeouts.heartbeat)
+    max_bytes, heartbeat = app[LIMITS].max_message_bytes, app[TIMEOUTS].heartbeat
+    ws = web.WebSocketResponse(protocols=SUBPROTOCOLS, max_msg_size=max_bytes, heartbeat=heartbeat)
     await ws.prepare(request)
-    names = app[MODEL_NAMES]
-    requested = request.query.get("model")
+    await converse(app, WebsocketTransport(ws), request.query, request[CALLER])
+    return ws
+
+
+async def converse(app: web.Application, ws: Transport, query: Mapping[str, str], caller: Caller) -> None:
+    """Run the conversation a connection asks for on its open transport, until the conversation is done with it:
+    a new one for the model its query names, or the one it resumes (`aural.resume`); or refuse it with an
+    `error` event and a close (1008). The websocket route and the in-process runtime (`local.py`) both come here.
+    """
+    limits, names = app[LIMITS], app[MODEL_NAMES]
+    requested = query.get("model")
     if requested is not None and requested not in names:
         served = ", ".join(f"'{n}'" for n in names)
         shown = requested if len(requested) <= limits.max_name_chars else f"{requested[: limits.max_name_chars]}..."
-        await _refuse(
-            request, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model"
-        )
-        return ws
-    caller = request[CALLER]
-    if (resumed := request.query.get(RESUME_QUERY)) is not None:
+        await _refuse(app, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model")
+        return
+    if (resumed := query.get(RESUME_QUERY)) is not None:
         driver = _resumable(app, resumed, caller.key_id)
         if driver is None or not await driver.serve(ws):
             message = f"No conversation '{resumed[:40]}' to resume here: it ended, or its grace period passed."
-            await _refuse(request, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
-        return ws
+            await _refuse(app, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
+        return
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
-        await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
-        return ws
+        await _refuse(app, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
+        return
     slots = key_slots(app)
     if not slots.take(caller):
-        await _refuse(request, ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
-        return ws
+        await _refuse(app, ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
+        return
     session = _conversation(app, requested or names[0], caller.session)
     driver = ConnectionDriver(
         app[ENGINE],
@@ -161,7 +170,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
         app[VAD],
         app[SERVER_TOOLS],
         metrics=app[METRICS],
-        timeouts=timeouts,
+        timeouts=app[TIMEOUTS],
         limits=limits,
         owner=caller.key_id,
     )
@@ -173,7 +182,6 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
 
     driver.start(on_end=ended)
     await driver.serve(ws)
-    return ws
 
 
 def _resumable(app: web.Application, session_id: str, key_id: str | None) -> ConnectionDriver | None:

@@ -1,6 +1,8 @@
-"""The per-connection driver: websocket frames in, the session's steps out.
+"""The per-connection driver: frames in, the session's steps out.
 
-It only moves data: socket → `ConversationSession.receive` → send the step's events in order (one send
+It only moves data, through a `Transport` (`aural.protocols.transport`): a websocket's (`transports.py`), or
+an in-memory pipe's when the runtime runs in its client's process (`local.py`); either way every frame goes
+through the codec and the `Limits`. Socket → `ConversationSession.receive` → send the step's events in order (one send
 lock) → run its commands (`commands.py`), whose results come back through `receive` the same way. Input
 audio is decoded by the connection's ingest stage, off the event loop; the next message is read once its
 answer is in. A bug
@@ -28,12 +30,13 @@ import asyncio
 from collections.abc import Callable
 
 import structlog
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode
 
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.server_events import AuralSessionResumed, ServerEventBase, SessionCreated
+from aural.protocols.transport import Transport, TransportClosed
 
 from ..engine.base import Engine
 from ..session.inputs import AudioFrame, ClientSent, Input, Opened
@@ -49,7 +52,7 @@ from .timeouts import IdleWatch, Timeouts
 
 BINARY_AUDIO = "aural.binary-audio"
 
-Attached = tuple[web.WebSocketResponse, "asyncio.Future[bool]"]
+Attached = tuple[Transport, "asyncio.Future[bool]"]
 """A socket handed to the conversation, and what its handler awaits: the conversation is done with it (False:
 it ended before taking it)."""
 
@@ -83,7 +86,7 @@ class ConnectionDriver:
         owner: str | None = None,
     ) -> None:
         self.owner = owner
-        self._ws: web.WebSocketResponse | None = None
+        self._ws: Transport | None = None
         self._sockets: asyncio.Queue[Attached | None] = asyncio.Queue()  # None: end (`close`)
         self._engine = engine
         self._session = session
@@ -122,7 +125,7 @@ class ConnectionDriver:
 
         self._lifetime = asyncio.create_task(live(), name=f"conversation {self._session.id}")
 
-    async def serve(self, ws: web.WebSocketResponse) -> bool:
+    async def serve(self, ws: Transport) -> bool:
         """Hand the conversation a socket (the first, or one that resumes it, which takes over from a socket
         still open) and return once the conversation is done with it: True, or False if it ended first."""
         if self._ended or self._closing:
@@ -130,7 +133,7 @@ class ConnectionDriver:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._sockets.put_nowait((ws, done))
         if self._ws is not None:  # taken over (the old socket may be half-open): the new one wins
-            await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"resumed on another connection")
+            await self._ws.close(WSCloseCode.POLICY_VIOLATION, "resumed on another connection")
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:  # a handler cancelled on disconnect leaves the conversation running
@@ -188,7 +191,7 @@ class ConnectionDriver:
         except TimeoutError:
             return None
 
-    async def _attach(self, ws: web.WebSocketResponse, *, resumed: bool) -> None:
+    async def _attach(self, ws: Transport, *, resumed: bool) -> None:
         self._ws = ws
         if not resumed:
             await self.receive(Opened())
@@ -202,27 +205,26 @@ class ConnectionDriver:
             AuralSessionResumed(item_ids=item_ids, response_id=running.id if running else None, last_event_id=taken)
         )
 
-    async def _read(self, ws: web.WebSocketResponse, *, resumed: bool) -> bool:
+    async def _read(self, ws: Transport, *, resumed: bool) -> bool:
         """Serve one socket's messages until it closes (or falls silent past its timeouts); returns whether the
-        client closed it (a close frame), rather than the connection being lost (aiohttp reports a lost
-        connection with close code 1000 as well, so the code cannot tell)."""
+        client closed it (a close frame), rather than the connection being lost."""
         gate, idle = Gate(self._limits), IdleWatch(self._timeouts)
         if resumed:
             idle.heard()  # naming the conversation was its first event
-        binary_audio = ws.ws_protocol == BINARY_AUDIO
+        binary_audio = ws.subprotocol == BINARY_AUDIO
         watch = asyncio.create_task(self._close_when_silent(idle))
         self._idle = idle
         try:
             while True:
-                message = await ws.receive()
-                if message.type == WSMsgType.TEXT:
-                    idle.heard()
-                    await self._text(gate, message.data)
-                elif message.type == WSMsgType.BINARY:
-                    idle.heard()
-                    await self._binary(gate, message.data, binary_audio)
-                else:  # CLOSE: the client's close frame; CLOSING, CLOSED, ERROR: ours, or the connection lost
-                    return message.type == WSMsgType.CLOSE
+                try:
+                    frame = await ws.recv()
+                except TransportClosed as closed:
+                    return not closed.lost
+                idle.heard()
+                if isinstance(frame, str):
+                    await self._text(gate, frame)
+                else:
+                    await self._binary(gate, frame, binary_audio)
         finally:
             watch.cancel()
 
@@ -264,7 +266,7 @@ class ConnectionDriver:
         self._closing = True
         async with self._send_lock:
             if self._ws is not None:
-                await self._ws.close(code=code, message=reason.encode())
+                await self._ws.close(code, reason)
         if self._ws is None:
             self._sockets.put_nowait(None)  # no socket to close: end the wait for one
 
@@ -306,9 +308,11 @@ class ConnectionDriver:
 
     async def _send(self, event: ServerEventBase) -> None:
         async with self._send_lock:
-            ws = self._ws
-            if ws is None or ws.closed:  # closed, or dropped and not resumed yet: nobody reads it
+            if self._ws is None:  # dropped and not resumed yet: nobody reads it
                 return
-            await ws.send_str(encode_event(event))
+            try:
+                await self._ws.send(encode_event(event))
+            except TransportClosed:  # closed: nobody reads it
+                return
         self._idle.spoke()
         self._telemetry.sent(event)

@@ -1,5 +1,6 @@
 """End-to-end fixtures: the real runtime (built-in tiny model) on a loopback port, and raw clients of it
-(`tests.support.client`, which checks every frame against openai's and Pipecat's event types).
+(`tests.support.client`, which checks every frame against openai's and Pipecat's event types); for SDK tests,
+`sdk_connect`, which runs each test twice: over that websocket, and with the runtime in the test's own process.
 
 The engine (`tests/conftest.py`) loads once per run; each test gets its own server (cheap) so that no session or
 conversation state leaks between tests.
@@ -8,6 +9,7 @@ conversation state leaks between tests.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -24,7 +26,10 @@ from websockets.asyncio.client import connect as ws_connect
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
 from aural.runtime.server.dev_tls import DevCertificates, ensure_dev_certificates
+from aural.runtime.server.local import LocalRuntime
 from aural.runtime.server.run import tls_context
+from aural.sdk import Connection
+from aural.sdk import connect as sdk_open
 from aural.sdk.audio import read_audio_file
 from aural.sdk.tools import Tools
 from tests.support.client import RawClient, add_text, create_response
@@ -58,16 +63,27 @@ class Endpoint:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+def app_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The `create_app` options of a test: the server-side tools of its module's `SERVER_TOOLS` if it has one,
+    and the options of its `app` mark."""
+    tools: Tools | None = getattr(request.module, "SERVER_TOOLS", None)
+    marked = request.node.get_closest_marker("app")
+    return {"model_names": [MODEL], "server_tools": tools, **(marked.kwargs if marked else {})}
+
+
 @pytest.fixture
 async def server(engine: TransformersEngine, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
     """The runtime on a free loopback port, run as `aural serve` runs it (an AppRunner, so without the
-    handler cancellation on disconnect that aiohttp's test server adds), with the server-side tools of the
-    test module's `SERVER_TOOLS` if it has one, and the `create_app` options of the test's `app` mark. At the
+    handler cancellation on disconnect that aiohttp's test server adds), with the test's `app_options`. At the
     end, once the test's clients have closed, every session must have been freed."""
-    tools: Tools | None = getattr(request.module, "SERVER_TOOLS", None)
-    marked = request.node.get_closest_marker("app")
-    options: dict[str, Any] = {"server_tools": tools, **(marked.kwargs if marked else {})}
-    runner = web.AppRunner(create_app(engine, model_names=[MODEL], **options))
+    async with serving(engine, request) as endpoint:
+        yield endpoint
+
+
+@asynccontextmanager
+async def serving(engine: TransformersEngine, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
+    """The `server` fixture's runtime."""
+    runner = web.AppRunner(create_app(engine, **app_options(request)))
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -119,6 +135,33 @@ async def wait_for_sessions(endpoint: Endpoint, expected: int, *, polls: int = 5
             return
         await asyncio.sleep(0.01)
     assert await open_sessions(endpoint) == expected
+
+
+# --- SDK -------------------------------------------------------------------------------------------
+
+SdkConnect = Callable[..., Connection]
+"""`sdk_connect(**connect_options)`: `aural.sdk.connect` to the test's runtime, model `MODEL`, not opened yet."""
+
+
+@pytest.fixture(params=["websocket", "embedded"])
+async def sdk_connect(request: pytest.FixtureRequest, engine: TransformersEngine) -> AsyncIterator[SdkConnect]:
+    """The SDK's way to the test's runtime, one test run each: over a websocket to the `server` fixture, or
+    embedded (`aural.runtime.local`'s `LocalRuntime` on the same engine, with the same `app_options`, in this
+    process). At the end every conversation must have been freed, as for `server`."""
+    if request.param == "websocket":
+        async with serving(engine, request) as endpoint:
+            yield functools.partial(sdk_open, endpoint.realtime_url, model=MODEL)
+        return
+    runtime = LocalRuntime.serving(engine, **app_options(request))
+    try:
+        yield functools.partial(sdk_open, runtime=runtime, model=MODEL)
+        for _ in range(500):
+            if runtime.sessions == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.sessions == 0
+    finally:
+        await runtime.close()
 
 
 # --- audio -----------------------------------------------------------------------------------------

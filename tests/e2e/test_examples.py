@@ -59,6 +59,17 @@ async def test_voice_bot(server: Endpoint) -> None:
     output = await _run(
         str(ROOT / "examples/voice_bot.py"), SAMPLE, "--fast", "--linger", "0.5", "--url", server.realtime_url
     )
+    assert_the_bot_conversed(output)
+
+
+async def test_embedded_voice_bot() -> None:
+    """The same bot with the tiny model in its own process: no server."""
+    output = await _run(str(ROOT / "examples/embedded.py"), SAMPLE, "--fast", "--linger", "0.5")
+    assert_the_bot_conversed(output)
+
+
+def assert_the_bot_conversed(output: str) -> None:
+    """One turn found by the server's VAD, transcribed and answered, in `voice_bot.py`'s output."""
     lines = output.splitlines()
     assert [line.split(" at ")[0] for line in lines if line.startswith("[speech")] == [
         "[speech started",
@@ -73,7 +84,8 @@ async def test_voice_bot(server: Endpoint) -> None:
 
 @pytest.mark.parametrize("block", README_BLOCKS, ids=[f"block{n}" for n in range(len(README_BLOCKS))])
 async def test_the_readmes_python_blocks_run_as_written(server: Endpoint, tmp_path: Path, block: str) -> None:
-    assert README_URL in block, "each block talks to the runtime as `aural serve` starts it"
+    embedded = "aural.runtime.local(" in block  # the runtime in the block's own process: no server to reach
+    assert embedded or README_URL in block, "each block talks to the runtime as `aural serve` starts it"
     script = tmp_path / "block.py"
     script.write_text(block.replace(README_URL, server.realtime_url))
     await _run(str(script))

@@ -16,10 +16,10 @@ from aural.protocols.server_events import (
     ResponseOutputTextDelta,
     ResponseOutputTextDone,
 )
-from aural.sdk import Connection, ResponseStream, connect
+from aural.sdk import Connection, ResponseStream
 from tests.support.client import RECV_TIMEOUT
 
-from .conftest import MODEL, SAMPLE_WAV, Endpoint
+from .conftest import SAMPLE_WAV, SdkConnect
 
 pytestmark = pytest.mark.model
 
@@ -73,13 +73,10 @@ def user_content(passed_on: list[ServerEvent]) -> list[list[str]]:
 
 
 async def test_voice_chat_audio_analysis_and_text_turns(
-    server: Endpoint, speech_samples: npt.NDArray[np.float32], monkeypatch: pytest.MonkeyPatch
+    sdk_connect: SdkConnect, speech_samples: npt.NDArray[np.float32], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     passed_on: list[ServerEvent] = []
-    async with (
-        asyncio.timeout(RECV_TIMEOUT),
-        connect(server.realtime_url, model=MODEL, on_event=passed_on.append) as conn,
-    ):
+    async with asyncio.timeout(RECV_TIMEOUT), sdk_connect(on_event=passed_on.append) as conn:
         read = record_reads(conn, monkeypatch)
 
         await conn.append_audio(SAMPLE_WAV)  # voice chat: a file, committed from the buffer
@@ -102,9 +99,9 @@ async def test_voice_chat_audio_analysis_and_text_turns(
     assert sum(isinstance(event, InputAudioBufferCommitted) for event in passed_on) == 1
 
 
-async def test_binary_audio_frames_when_the_server_agrees(server: Endpoint) -> None:
+async def test_binary_audio_frames_when_the_server_agrees(sdk_connect: SdkConnect) -> None:
     """`binary_audio=True`: the server takes the subprotocol and the same audio arrives as binary frames."""
-    async with connect(server.realtime_url, model=MODEL, binary_audio=True) as conn:
+    async with sdk_connect(binary_audio=True) as conn:
         assert conn.binary_audio
         await conn.append_audio(SAMPLE_WAV)
         await conn.commit()

@@ -17,10 +17,10 @@ from aural.protocols import ServerEvent
 from aural.protocols.client_events import ConversationItemRetrieve
 from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText, ToolChoiceFunction
 from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved
-from aural.sdk import Connection, ResponseStream, Tools, connect, tool
+from aural.sdk import Connection, ResponseStream, Tools, tool
 from tests.support.client import RECV_TIMEOUT
 
-from .conftest import MODEL, Endpoint
+from .conftest import SdkConnect
 
 pytestmark = pytest.mark.model
 
@@ -59,12 +59,12 @@ async def stuck(code: Annotated[int, Field(ge=1, le=9)]) -> str:
 
 
 @pytest.fixture
-async def conn(server: Endpoint) -> AsyncIterator[tuple[Connection, list[ServerEvent]]]:
+async def conn(sdk_connect: SdkConnect) -> AsyncIterator[tuple[Connection, list[ServerEvent]]]:
     """An SDK connection with the tools, whose session forbids calls unless a response asks for them
     (so that each continuation is text), and the events passed on to `on_event`."""
     passed_on: list[ServerEvent] = []
     tools = Tools([weather, clock, broken, stuck])
-    async with connect(server.realtime_url, model=MODEL, tools=tools) as conn:
+    async with sdk_connect(tools=tools) as conn:
         conn.on_event = passed_on.append
         await conn.update_session(tool_choice="none", max_output_tokens=MAX_TOKENS)
         await conn.add_message("user", text="Weather and time in Oslo?")

@@ -140,7 +140,7 @@ async def test_the_sdk_reconnects_and_resumes_by_itself(serve: Serve, fake: Fake
         await conn.add_message("user", text="one")
         assert await conn.create_response().collect() == DEFAULT_TEXT
         session_id = conn.session.id if conn.session else None
-        conn._socket.transport.abort()  # the network goes under the SDK
+        conn._socket.ws.transport.abort()  # the network goes under the SDK
         if dropped_while == "sending":
             await conn.add_message("user", text="sent on the new connection")
         while not isinstance(event := await conn.recv(), AuralSessionResumed):
@@ -156,7 +156,7 @@ async def test_the_sdk_says_so_when_the_conversation_is_gone(serve: Serve) -> No
     http = await serve(timeouts=Timeouts(resume_grace=None))
     async with aural.sdk.connect(url(http), resume=5) as conn:
         await conn.recv()
-        conn._socket.transport.abort()
+        conn._socket.ws.transport.abort()
         with pytest.raises(AuralServerError) as refused:
             await conn.recv()
         assert refused.value.code == "session_not_found"
