@@ -122,7 +122,9 @@ def connect(
             `append_audio` sends raw binary frames instead of base64 JSON events (28% fewer bytes);
             other servers simply get JSON.
         resume: seconds to keep trying, with backoff and jitter, to take the conversation back when the
-            connection drops (Aural keeps it for `--resume-grace`); 0: a drop ends the connection. A server
+            connection drops without a close frame (Aural keeps it for `--resume-grace`); 0: a drop ends
+            the connection. A close the server sends (1009 for a message over its limit, say) is not a
+            drop: it ends the connection with `AuralConnectionError`. A server
             that cannot resume (it no longer holds the conversation, or is not Aural) raises
             `AuralConnectionError` or `AuralServerError` (code `session_not_found`).
 
@@ -259,7 +261,7 @@ class Connection:
                 if exc.normal:
                     self._closed = exc
                     return None
-                if not await self._take_back(exc):
+                if not exc.lost or not await self._take_back(exc):
                     raise AuralConnectionError(f"the connection closed unexpectedly: {exc}") from exc
                 if self._pending:
                     return self._pending.popleft()
@@ -307,7 +309,7 @@ class Connection:
             last_word = await self._unread_error()
             if last_word is not None:  # e.g. model_not_found: the server said why before it closed
                 raise last_word from exc
-            if not exc.normal and await self._take_back(exc):
+            if exc.lost and await self._take_back(exc):
                 if isinstance(frame, bytes):  # binary audio has no event_id to replay by: send it again now
                     await self._send_frame(frame, what)
                 return

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from aural.protocols.transport import Frame, TransportClosed
 
@@ -46,6 +46,8 @@ class WebsocketTransport:
             return data
         if message.type == WSMsgType.CLOSE:  # the client's close frame
             raise TransportClosed(message.data, message.extra or "")
+        if isinstance(message.data, WebSocketError):  # a frame over the size limit, or not websocket at all:
+            raise TransportClosed(message.data.code, str(message.data))  # aiohttp closed with its code; not lost
         # CLOSING, CLOSED, ERROR: the connection lost (aiohttp reports that with close code 1000 too: not a close)
         raise TransportClosed()
 

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient
 from websockets.asyncio.client import ClientConnection, connect
 
 import aural.sdk
+from aural.protocols.limits import Limits
 from aural.runtime.server.timeouts import Timeouts
-from aural.sdk import AuralServerError, AuralSessionResumed
+from aural.sdk import AuralConnectionError, AuralServerError, AuralSessionResumed
 from tests.support.fake_engine import DEFAULT_TEXT, FakeEngine, Reply
 
 from .conftest import Serve
@@ -160,3 +161,19 @@ async def test_the_sdk_says_so_when_the_conversation_is_gone(serve: Serve) -> No
         with pytest.raises(AuralServerError) as refused:
             await conn.recv()
         assert refused.value.code == "session_not_found"
+
+
+async def test_a_close_the_server_sends_is_not_a_drop_to_resume_from(serve: Serve) -> None:
+    """A message over the size limit: the server closes with 1009 and forgets the conversation; the SDK says
+    so instead of resuming and sending the same message again, round after round."""
+    http = await serve(limits=Limits(max_message_bytes=4096), timeouts=Timeouts(resume_grace=30))
+    async with aural.sdk.connect(url(http), resume=5) as conn:
+        await conn.recv()
+        await conn.add_message("user", text="x" * 8192)
+        with pytest.raises(AuralConnectionError, match="1009"):
+            await conn.recv()
+    for _ in range(POLLS):
+        if await sessions(http) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert await sessions(http) == 0, "no conversation kept for a resume"
