@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode
 from aural.protocols.models import (
+    CachedTokensDetails,
     InputTokenDetails,
     MessageItem,
     OutputText,
@@ -35,6 +36,7 @@ _STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled"
 
 
 def wire_usage(usage: TokenUsage) -> Usage:
+    """The GA `usage` of a generation: cached tokens are a subset of the input, each split into text and audio."""
     return Usage(
         total_tokens=usage.input_tokens + usage.output_tokens,
         input_tokens=usage.input_tokens,
@@ -43,6 +45,9 @@ def wire_usage(usage: TokenUsage) -> Usage:
             cached_tokens=usage.cached_tokens,
             text_tokens=usage.input_tokens - usage.audio_tokens,
             audio_tokens=usage.audio_tokens,
+            cached_tokens_details=CachedTokensDetails(
+                text_tokens=usage.cached_tokens - usage.cached_audio_tokens, audio_tokens=usage.cached_audio_tokens
+            ),
         ),
         output_token_details=OutputTokenDetails(text_tokens=usage.output_tokens),
     )

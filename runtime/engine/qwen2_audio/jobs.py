@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING
 
 import structlog
@@ -251,8 +252,12 @@ class ReplyJob(Job):
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
         session.generated[self.reply_key] = []
         self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        cached = self.prefill.cached
         self.usage = TokenUsage(
-            input_tokens=len(rendered.ids), cached_tokens=self.prefill.cached, audio_tokens=rendered.audio_tokens
+            input_tokens=len(rendered.ids),
+            cached_tokens=cached,
+            audio_tokens=rendered.audio_tokens,
+            cached_audio_tokens=rendered.audio_before(cached),
         )
         if self.params.temperature > 0:
             self.generator = torch.Generator(device=engine.device)
@@ -316,7 +321,7 @@ class ReplyJob(Job):
             reply_ids = self.session.generated.get(self.reply_key)
             if reply_ids is not None:
                 del reply_ids[keep:]  # a call cut off is no part of the reply
-        usage = TokenUsage(self.usage.input_tokens, self.usage.cached_tokens, self.usage.audio_tokens, self.count)
+        usage = dataclasses.replace(self.usage, output_tokens=self.count)
         pool, cache = self.session.engine.pool, self.resident.cache
         room = pool.free_blocks * pool.block_size + len(cache.blocks) * pool.block_size - cache.length
         self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room))
