@@ -149,8 +149,9 @@ class TokenUsage:
 
     `input_tokens` is the whole prompt (the rendered conversation the reply continues), `cached_tokens` its
     prefix that the conversation's resident cache already held (reused, not computed again), so a subset
-    of it. `audio_tokens` / `cached_audio_tokens` are the audio embedding positions among them; markup
-    around a clip counts as text.
+    of it; that includes clips of the turn itself that a speculative prefill read while the user spoke.
+    `audio_tokens` / `cached_audio_tokens` are the audio embedding positions among them; markup around a
+    clip counts as text.
     """
 
     input_tokens: int = 0
