@@ -7,6 +7,7 @@ error code in one place (`aural.runtime.session.wire_errors`), never by `str(e)`
     │   ├── ContextExceeded         the conversation does not fit the model's context window
     │   ├── KVBudgetExceeded        the KV pool cannot hold it, within its byte budget
     │   ├── GrammarError            the tools' grammar cannot be compiled or was broken
+    │   ├── CallTooLong             a function call outgrew the per-call token limit; it was dropped
     │   └── ModelFailure            the model raised mid-forward; the session's cache was dropped
     ├── AudioError                  input audio that cannot be decoded
     └── ToolFailure                 a server-side tool could not be run
@@ -44,6 +45,11 @@ class KVBudgetExceeded(EngineError):
 
 class GrammarError(EngineError):
     """A grammar (from the tools' schemas) that the grammar library cannot compile, or a token outside it."""
+
+
+class CallTooLong(EngineError):
+    """A function call reached the engine's limit of tokens per call before it was complete, so it was dropped
+    (a limit of its own: the response's `max_output_tokens` may be far from reached)."""
 
 
 class ModelFailure(EngineError):

@@ -15,7 +15,7 @@ The protocol's events and models are importable from here too (`aural.sdk.events
 from . import events
 from .audio import WIRE_RATE, AudioSource, encode_audio, read_audio_file, to_pcm16
 from .connection import Connection, connect
-from .errors import AuralConnectionError, AuralError, AuralProtocolError, AuralServerError
+from .errors import AuralConnectionError, AuralError, AuralProtocolError, AuralResponseError, AuralServerError
 from .events import *  # noqa: F403  (the protocol's events and models, listed in `events.__all__`)
 from .params import ReplySettings, ResponseSettings, SessionSettings, ToolDefinitions
 from .response import EventHandler, ResponseStream
@@ -28,6 +28,7 @@ __all__ = [
     "AuralConnectionError",
     "AuralError",
     "AuralProtocolError",
+    "AuralResponseError",
     "AuralServerError",
     "Connection",
     "EventHandler",

@@ -2,6 +2,7 @@
 
     AuralError                  root of the tree
     ├── AuralServerError        the server answered with an `error` event
+    │   └── AuralResponseError  a response ended `failed` (its `response.done` says why)
     ├── AuralConnectionError    could not connect, or the connection closed unexpectedly
     └── AuralProtocolError      the server sent an event this SDK cannot parse
 
@@ -11,7 +12,7 @@ usual `ValueError` / `TypeError` before anything is sent.
 
 from __future__ import annotations
 
-from aural.protocols.models import ErrorDetail
+from aural.protocols.models import ErrorDetail, Response
 
 
 class AuralError(Exception):
@@ -55,6 +56,27 @@ class AuralServerError(AuralError):
             event_id=detail.event_id,
             error_type=detail.type,
         )
+
+
+class AuralResponseError(AuralServerError):
+    """A response that ended with status `failed`: the model could not serve it (the conversation no longer
+    fits, the server's KV budget is spent, a function call outgrew the server's per-call limit...). `code` and
+    `message` are those of its `status_details.error`; the text streamed before the failure stays readable on
+    the stream, and the conversation goes on.
+
+    Args:
+        response: the response as `response.done` left it (its status, output and usage).
+    """
+
+    def __init__(self, response: Response) -> None:
+        details = response.status_details
+        error = details.error if details else None
+        super().__init__(
+            error.message if error and error.message else "The response failed.",
+            code=error.code if error else None,
+            error_type=error.type if error else "server_error",
+        )
+        self.response = response
 
 
 class AuralConnectionError(AuralError):

@@ -28,7 +28,7 @@ from aural.protocols.client_events import ResponseCancel, ResponseCreate
 from aural.protocols.models import FunctionCallItem, Response, ResponseParams
 from aural.protocols.server_events import Error, ResponseCreated, ResponseDone, ResponseOutputTextDelta
 
-from .errors import AuralError, AuralServerError
+from .errors import AuralError, AuralResponseError, AuralServerError
 from .tools import ToolCall
 
 if TYPE_CHECKING:
@@ -80,6 +80,8 @@ class ResponseStream:
     not completed) ends the stream: `function_calls` lists them, for `Connection.add_function_output`.
 
     Raises (while iterating):
+        AuralResponseError: the response (a round's) ended `failed`; its text so far stays in `text`, the
+            response in `response`.
         AuralServerError: an `error` event for the request, or any `error` before the server has
             acknowledged it with `response.created`.
         AuralConnectionError, AuralProtocolError: as for `Connection.recv`.
@@ -188,6 +190,8 @@ class ResponseStream:
                 await self._conn.send(self._request)
                 return
         self._final = response
+        if response.status == "failed" and not self._cancelling:
+            raise AuralResponseError(response)
 
     def _is_ours(self, response: Response) -> bool:
         return (response.metadata or {}).get(CLIENT_EVENT_ID) == self.event_id
@@ -213,7 +217,11 @@ class ResponseStream:
         raise StopAsyncIteration
 
     async def collect(self) -> str:
-        """Read the response to its end and return its whole text."""
+        """Read the response to its end and return its whole text.
+
+        Raises:
+            AuralResponseError: the response ended `failed` (see the class's Raises).
+        """
         async for _ in self:
             pass
         return self.text

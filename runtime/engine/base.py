@@ -145,10 +145,20 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class TokenUsage:
+    """The tokens of one generation, as `response.done` reports them.
+
+    `input_tokens` is the whole prompt (the rendered conversation the reply continues), `cached_tokens` its
+    prefix that the conversation's resident cache already held (reused, not computed again), so a subset
+    of it; that includes clips of the turn itself that a speculative prefill read while the user spoke.
+    `audio_tokens` / `cached_audio_tokens` are the audio embedding positions among them; markup around a
+    clip counts as text.
+    """
+
     input_tokens: int = 0
     cached_tokens: int = 0
     audio_tokens: int = 0
     output_tokens: int = 0
+    cached_audio_tokens: int = 0
 
 
 @dataclass(frozen=True)

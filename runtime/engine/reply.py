@@ -56,6 +56,11 @@ class ReplyReader:
             self._constraint = grammars.constraint(tool_format.grammar(self._use, after_opener=False))
             self._parser = tool_format.parser()
 
+    @property
+    def call_name(self) -> str:
+        """The name of the call being written, once read ("" outside calls or before its name is complete)."""
+        return self._name
+
     def allowed(self) -> BoolMask | None:
         """The tokens allowed next, or None when decoding is free."""
         return self._constraint.allowed() if self._constraint is not None else None

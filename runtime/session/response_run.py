@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aural.protocols import server_events as se
-from aural.protocols.errors import ErrorCode
+from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import (
+    CachedTokensDetails,
     InputTokenDetails,
     MessageItem,
     OutputText,
@@ -28,13 +29,14 @@ from aural.protocols.server_events import ServerEventBase
 
 from ..engine.base import GenerationDone, TokenUsage
 from .tool_calls import CallRun
-from .wire_errors import wire_code
+from .wire_errors import wire_error
 
 _WIRE_CANCEL_REASONS = ("turn_detected", "client_cancelled")
 _STATUS = {"stop": "completed", "length": "incomplete", "cancelled": "cancelled", "error": "failed"}
 
 
 def wire_usage(usage: TokenUsage) -> Usage:
+    """The GA `usage` of a generation: cached tokens are a subset of the input, each split into text and audio."""
     return Usage(
         total_tokens=usage.input_tokens + usage.output_tokens,
         input_tokens=usage.input_tokens,
@@ -43,6 +45,9 @@ def wire_usage(usage: TokenUsage) -> Usage:
             cached_tokens=usage.cached_tokens,
             text_tokens=usage.input_tokens - usage.audio_tokens,
             audio_tokens=usage.audio_tokens,
+            cached_tokens_details=CachedTokensDetails(
+                text_tokens=usage.cached_tokens - usage.cached_audio_tokens, audio_tokens=usage.cached_audio_tokens
+            ),
         ),
         output_token_details=OutputTokenDetails(text_tokens=usage.output_tokens),
     )
@@ -149,10 +154,12 @@ class ResponseRun:
         elif status == "incomplete":
             self.response.status_details = StatusDetails(type="incomplete", reason="max_output_tokens")
         elif status == "failed":
-            failure = result.error
-            code = wire_code(failure).value if failure else ErrorCode.SERVER_ERROR.value
-            message = failure.message if failure else "The response failed."
-            error = StatusError(type="server_error", code=code, message=message)
+            failure = (
+                wire_error(result.error)
+                if result.error
+                else ProtocolError(ErrorCode.SERVER_ERROR, "The response failed.", error_type="server_error")
+            )
+            error = StatusError(type=failure.error_type, code=failure.code.value, message=failure.message)
             self.response.status_details = StatusDetails(type="failed", error=error)
         else:
             self.response.status_details = StatusDetails(type="completed")

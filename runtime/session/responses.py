@@ -137,9 +137,13 @@ class Responses:
         return emit(*events)
 
     def _done(self, run: ResponseRun, result: GenerationDone) -> Step:
-        """Close the response (completed, cut, cancelled or failed) and keep its items."""
+        """Close the response (completed, cut, cancelled or failed) and keep its items.
+
+        An `error` that says why the response failed or lost a call comes just before its `response.done`, so
+        that a client that stops reading at `response.done` (the SDK's streams) leaves none behind it.
+        """
         opening = run.item is None
-        events = run.done(result, self._items.last_id())
+        *events, response_done = run.done(result, self._items.last_id())
         self.running = None
         if run.item is not None and run.in_conversation:
             final = StoredItem(public(run.item), turn=run.item_id)
@@ -158,6 +162,7 @@ class Responses:
             events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
         if result.error is not None and wire_code(result.error) is not ErrorCode.SERVER_ERROR:
             events.append(error_event(wire_error(result.error)))
+        events.append(response_done)
         used = result.usage.input_tokens + result.usage.output_tokens
         if run.in_conversation and used:
             remaining = max(0, self._context_window - used)

@@ -8,6 +8,7 @@ from aural.protocols.models import ErrorDetail
 
 from ..errors import (
     AudioError,
+    CallTooLong,
     ContextExceeded,
     GrammarError,
     KVBudgetExceeded,
@@ -20,12 +21,14 @@ _CODES: dict[type[RuntimeFailure], ErrorCode] = {
     ContextExceeded: ErrorCode.CONTEXT_EXCEEDED,
     KVBudgetExceeded: ErrorCode.KV_BUDGET_EXCEEDED,
     GrammarError: ErrorCode.SERVER_ERROR,
+    CallTooLong: ErrorCode.TOOL_CALL_INCOMPLETE,
     ModelFailure: ErrorCode.SERVER_ERROR,
     AudioError: ErrorCode.BAD_AUDIO,
     ToolFailure: ErrorCode.SERVER_ERROR,
 }
-_CLIENT_FAULTS = (ContextExceeded, KVBudgetExceeded, AudioError)
-"""Failures a client can avoid (a shorter conversation, valid audio); the rest are the server's."""
+_CLIENT_FAULTS = (ContextExceeded, KVBudgetExceeded, AudioError, CallTooLong)
+"""Failures a client can avoid (a shorter conversation, valid audio, a function that needs fewer tokens); the
+rest are the server's."""
 _PARAMS: dict[type[RuntimeFailure], str] = {AudioError: "audio"}
 """The field that carried the failing input, where it is always the same one."""
 

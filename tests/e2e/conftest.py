@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
 
+from aural.runtime.engine.qwen2_audio import jobs
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from aural.runtime.server.app import create_app
 from aural.runtime.server.dev_tls import DevCertificates, ensure_dev_certificates
@@ -41,6 +42,8 @@ RUNAWAY_PROMPT = "x" * 100
 its response is still running when the test acts on it (cancel, a second create, a disconnect)."""
 RUNAWAY_TOKENS = 4096
 WIRE_RATE = 24000
+CALL_CAP = 64
+"""The engine's per-call token limit in the tests that reach it (`call_cap`; at 1024 they would take minutes)."""
 
 # --- server ----------------------------------------------------------------------------------------
 
@@ -135,6 +138,13 @@ async def wait_for_sessions(endpoint: Endpoint, expected: int, *, polls: int = 5
             return
         await asyncio.sleep(0.01)
     assert await open_sessions(endpoint) == expected
+
+
+@pytest.fixture
+def call_cap(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The engine's limit of tokens per function call, lowered to `CALL_CAP` for the test."""
+    monkeypatch.setattr(jobs, "CALL_TOKENS", CALL_CAP)
+    return CALL_CAP
 
 
 # --- SDK -------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ async def test_a_full_kv_pool_refuses_the_response_and_the_conversation_goes_on(
     turn = await read_response(client)
     assert turn.response["status"] == "failed"
     assert turn.response["status_details"]["error"]["code"] == "kv_budget_exceeded"
-    assert_error(await client.expect("error"), "kv_budget_exceeded")
+    assert_error(turn.one("error"), "kv_budget_exceeded")
     await client.send({"type": "conversation.item.delete", "item_id": added["item"]["id"]})
     await client.expect("conversation.item.deleted")
     await assert_turn_works(client)

@@ -34,7 +34,10 @@ from openai.types.realtime import (
 )
 from pydantic import BaseModel
 
+from aural.runtime.engine.base import Message
+from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 from tests.support.client import RawClient, Turn, assert_consistent, b64, read_response, validate_openai
+from tests.support.usage import ReferenceConversation
 
 from .conftest import MODEL, Endpoint
 from .test_tool_calls import PARAMS, TOOL
@@ -158,6 +161,28 @@ async def read_typed_until(realtime: AsyncRealtimeConnection, frames: RawClient,
 
 def only(events: list[Any], kind: type[_Event]) -> list[_Event]:
     return [event for event in events if isinstance(event, kind)]
+
+
+async def test_usage_parses_and_counts_every_token(
+    realtime: AsyncRealtimeConnection, frames: RawClient, engine: TransformersEngine
+) -> None:
+    """Two text turns: the client's typed `usage` equals the one counted from the processor's own rendering,
+    and the second turn's cached tokens are all of the first turn's context (`tests.support.usage`)."""
+    await configure(realtime, frames)
+    reference = ReferenceConversation(engine, [Message("system", (SESSION["instructions"],))])
+    for turn, text in enumerate(["Hello there.", "And what does that mean?"]):
+        item: RealtimeConversationItemUserMessageParam = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        await realtime.conversation.item.create(item=item)
+        reference.messages.append(Message("user", (text,)))
+        await realtime.response.create(response={"max_output_tokens": 12})
+        done = (await read_typed_until(realtime, frames, ResponseDoneEvent))[-1]
+        assert done.response.usage is not None
+        assert done.response.usage.model_dump() == reference.respond(f"a{turn}", 12)
+    assert done.response.usage.input_token_details.cached_tokens > 0
 
 
 async def test_a_named_tool_call_answered_through_the_client(

@@ -16,11 +16,11 @@ from pydantic import Field
 from aural.protocols import ServerEvent
 from aural.protocols.client_events import ConversationItemRetrieve
 from aural.protocols.models import FunctionCallItem, FunctionCallOutputItem, MessageItem, OutputText, ToolChoiceFunction
-from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved
-from aural.sdk import Connection, ResponseStream, Tools, tool
+from aural.protocols.server_events import ConversationItemAdded, ConversationItemRetrieved, Error
+from aural.sdk import AuralResponseError, Connection, ResponseStream, Tools, tool
 from tests.support.client import RECV_TIMEOUT
 
-from .conftest import SdkConnect
+from .conftest import CALL_CAP, SdkConnect
 
 pytestmark = pytest.mark.model
 
@@ -56,6 +56,12 @@ async def stuck(code: Annotated[int, Field(ge=1, le=9)]) -> str:
     """Never answers in time."""
     await asyncio.Event().wait()
     return "never"
+
+
+@tool
+def write(text: Annotated[str, Field(min_length=2 * CALL_CAP)]) -> str:
+    """Writes a long text (a call needs more tokens than the per-call limit of `call_cap`)."""
+    return "written"
 
 
 @pytest.fixture
@@ -176,3 +182,28 @@ async def test_required_calls_are_all_answered_in_order(conn: tuple[Connection, 
     ]
     assert stream.response is not None and stream.response.status in ("completed", "incomplete")
     assert stream.function_calls == []
+
+
+async def test_a_call_past_the_per_call_limit_raises_from_collect(sdk_connect: SdkConnect, call_cap: int) -> None:
+    """`collect()` does not return "" as if nothing happened: it raises with the server's reason, which names
+    the per-call limit; the `error` event goes to `on_event`, not to the next stream, which works."""
+    passed_on: list[ServerEvent] = []
+    async with sdk_connect(tools=Tools([write])) as conn:
+        conn.on_event = passed_on.append
+        await conn.add_message("user", text="Write it.")
+        stream = conn.create_response(tool_choice=ToolChoiceFunction(name="write"))
+        with pytest.raises(AuralResponseError) as raised:
+            async with asyncio.timeout(RECV_TIMEOUT):
+                await stream.collect()
+        failure = raised.value
+        assert failure.code == "tool_call_incomplete" and failure.error_type == "invalid_request_error"
+        assert f"limit of {call_cap} tokens per function call" in failure.message
+        assert failure.response is stream.response and failure.response.status == "failed"
+        assert stream.tool_calls == [] and stream.function_calls == []
+        [error] = [event for event in passed_on if isinstance(event, Error)]
+        assert (error.error.code, error.error.message) == (failure.code, failure.message)
+
+        after = conn.create_response(tool_choice="none", max_output_tokens=4)
+        async with asyncio.timeout(RECV_TIMEOUT):
+            await after.collect()
+        assert after.response is not None and after.response.status in ("completed", "incomplete")

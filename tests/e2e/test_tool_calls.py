@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.client import RawClient, add_text, assert_error, read_response
 
+from .conftest import CALL_CAP
+
 pytestmark = pytest.mark.model
 
 PARAMS = {
@@ -67,3 +69,45 @@ async def test_bad_tools_get_an_error_and_the_session_goes_on(session: RawClient
     assert_error(await session.recv(), "invalid_value", param="session.tools.0.parameters", event_id="s1")
     await session.send({"type": "session.update", "session": {"tools": [TOOL, TOOL]}})
     assert_error(await session.recv(), "invalid_value", param="session.tools.1.name")
+
+
+LONG = {
+    "type": "function",
+    "name": "write",
+    "description": "Writes a long text.",
+    "parameters": {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 2 * CALL_CAP}},
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+}
+"""A function whose every call needs more tokens than `CALL_CAP` (a byte-level token per character at most)."""
+
+
+async def test_a_call_past_the_per_call_limit_fails_naming_that_limit(session: RawClient, call_cap: int) -> None:
+    """Not `incomplete` at `max_output_tokens` (which is "inf" here): `failed`, and the error names the limit."""
+    await session.send({"type": "session.update", "session": {"tools": [LONG]}})
+    await session.expect("session.updated")
+    await add_text(session, "Write it.")
+    await session.send({"type": "response.create", "response": {"tool_choice": {"type": "function", "name": "write"}}})
+    turn = await read_response(session)
+    kinds = [event["type"] for event in turn.events]
+    assert kinds[-3:] == ["conversation.item.deleted", "error", "response.done"]
+    [added] = turn.of_type("response.output_item.added")
+    assert turn.one("conversation.item.deleted")["item_id"] == added["item"]["id"]
+    error = turn.one("error")["error"]
+    assert error["code"] == "tool_call_incomplete" and error["type"] == "invalid_request_error"
+    assert (
+        f"The call of 'write' was cut off at the server's limit of {call_cap} tokens per function call"
+        in (error["message"])
+    )
+    assert "raise max_output_tokens" not in error["message"]
+    response = turn.response
+    assert response["status"] == "failed" and response["output"] == []
+    assert response["status_details"]["error"] == error
+    assert response["usage"]["output_tokens"] == call_cap, "every token of the call was decoded under the grammar"
+
+    await session.send({"type": "response.create", "response": {"tool_choice": "none", "max_output_tokens": 4}})
+    after = await read_response(session)
+    assert after.response["status"] in ("completed", "incomplete") and not after.of_type("error")

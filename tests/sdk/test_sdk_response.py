@@ -12,13 +12,15 @@ from aural.protocols.models import (
     MessageItem,
     OutputText,
     Response,
+    StatusDetails,
+    StatusError,
 )
 from aural.protocols.server_events import (
     ConversationItemAdded,
     Error,
     ResponseCreated,
 )
-from aural.sdk import AuralServerError, connect
+from aural.sdk import AuralResponseError, AuralServerError, connect
 from tests.sdk.scripts import OTHER, OURS, created, delta, done, full_response
 
 if TYPE_CHECKING:
@@ -196,6 +198,23 @@ async def test_async_with_leaves_finished_or_failed_streams_alone(server: FakeSe
                 await stream.collect()
     await server.finished()
     assert server.of_type("response.cancel") == []
+
+
+async def test_a_failed_response_raises_with_its_reason_and_keeps_its_text(server: FakeServer) -> None:
+    reason = StatusError(type="invalid_request_error", code="tool_call_incomplete", message="Too long a call.")
+    failed = done("failed", status_details=StatusDetails(type="failed", error=reason))
+    server.responders["response.create"] = lambda request: [created(request), delta("Let me"), failed]
+    async with connect(server.url) as conn:
+        stream = conn.create_response()
+        with pytest.raises(AuralResponseError) as raised:
+            await stream.collect()
+    assert (raised.value.code, raised.value.message, raised.value.error_type) == (
+        "tool_call_incomplete",
+        "Too long a call.",
+        "invalid_request_error",
+    )
+    assert isinstance(raised.value, AuralServerError) and raised.value.response == failed.response
+    assert stream.text == "Let me" and stream.response == failed.response
 
 
 async def test_a_stream_never_started_sends_nothing(server: FakeServer) -> None:

@@ -101,27 +101,16 @@ def _hf_conversation(
     return history, replies, clips
 
 
-def reference_generate(
+def reference_prompt(
     engine: TransformersEngine,
     conversation: Sequence[Message],
     generated: Mapping[str, Sequence[int]],
-    max_new_tokens: int,
     tools: Sequence[FunctionSpec] = (),
-) -> list[int]:
-    """Greedy reply to `conversation` by `generate()` over the whole history, from scratch.
+) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """The prompt of a reply to `conversation` as the processor renders it: its token ids (each clip's
+    `<|AUDIO|>` expanded by the processor), and the clips' features for the model.
 
-    Blocking and slow by design (see the module docstring); run it where the model may run.
-
-    Args:
-        engine: the loaded model, its processor and stop ids.
-        conversation: the messages as an `EngineSession` takes them.
-        generated: token ids of assistant replies by message key; an assistant message whose key is
-            here is rendered as those ids, others as their text.
-        max_new_tokens: the most tokens to generate.
-        tools: the functions shown to the model (rendered by `TOOLS_TEMPLATE`).
-
-    Returns:
-        The generated ids, without the stop token.
+    Args: as for `reference_generate`.
 
     Raises:
         ValueError: a reply's placeholder did not survive tokenization as one run of ids.
@@ -150,6 +139,36 @@ def reference_generate(
             "input_features": inputs["input_features"].to(device=model.device, dtype=model.dtype),
             "feature_attention_mask": inputs["feature_attention_mask"].to(model.device),
         }
+    return ids, audio
+
+
+def reference_generate(
+    engine: TransformersEngine,
+    conversation: Sequence[Message],
+    generated: Mapping[str, Sequence[int]],
+    max_new_tokens: int,
+    tools: Sequence[FunctionSpec] = (),
+) -> list[int]:
+    """Greedy reply to `conversation` by `generate()` over the whole history, from scratch.
+
+    Blocking and slow by design (see the module docstring); run it where the model may run.
+
+    Args:
+        engine: the loaded model, its processor and stop ids.
+        conversation: the messages as an `EngineSession` takes them.
+        generated: token ids of assistant replies by message key; an assistant message whose key is
+            here is rendered as those ids, others as their text.
+        max_new_tokens: the most tokens to generate.
+        tools: the functions shown to the model (rendered by `TOOLS_TEMPLATE`).
+
+    Returns:
+        The generated ids, without the stop token.
+
+    Raises:
+        ValueError: a reply's placeholder did not survive tokenization as one run of ids.
+    """
+    ids, audio = reference_prompt(engine, conversation, generated, tools)
+    model = engine.model
     with torch.inference_mode():
         out = model.generate(
             input_ids=torch.tensor([ids], device=model.device),

@@ -85,6 +85,10 @@ class Rendered:
         self.ids.extend(ids)
         self.keys.extend(ids)
 
+    def audio_before(self, position: int) -> int:
+        """The audio positions among the first `position` ones."""
+        return sum(max(0, min(clip.start + clip.length, position) - clip.start) for clip in self.clips)
+
 
 class QwenAudioChatFormat:
     """Renders `Message`s for Qwen2-Audio."""

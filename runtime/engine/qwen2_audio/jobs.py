@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING
 
 import structlog
 import torch
 
-from ...errors import ContextExceeded, EngineError, GrammarError, KVBudgetExceeded, ModelFailure
+from ...errors import CallTooLong, ContextExceeded, EngineError, GrammarError, KVBudgetExceeded, ModelFailure
 from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
 from ..batching.runner import Chunk
 from ..batching.scheduler import Job, Phase
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-CALL_TOKENS = 1024  # a function call longer than this is cut off (and reported as an error, never as a call)
+CALL_TOKENS = 1024
+"""A function call longer than this is cut off and reported as `CallTooLong`, never sent as a call: it bounds
+the grammar's work per call whatever `max_output_tokens` allows (by default, no limit)."""
 
 
 class Prefill:
@@ -251,8 +254,12 @@ class ReplyJob(Job):
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
         session.generated[self.reply_key] = []
         self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        cached = self.prefill.cached
         self.usage = TokenUsage(
-            input_tokens=len(rendered.ids), cached_tokens=self.prefill.cached, audio_tokens=rendered.audio_tokens
+            input_tokens=len(rendered.ids),
+            cached_tokens=cached,
+            audio_tokens=rendered.audio_tokens,
+            cached_audio_tokens=rendered.audio_before(cached),
         )
         if self.params.temperature > 0:
             self.generator = torch.Generator(device=engine.device)
@@ -268,14 +275,14 @@ class ReplyJob(Job):
             self._finish("stop")
             return
         if not self._take(token):
-            self._finish("length")
+            self._end_at_limit()
             return
         assert self.reply is not None
         forced = self.reply.forced()
         stops = [i for i, token in enumerate(forced) if token in engine.stop_ids]
         for token in forced[: stops[0]] if stops else forced:  # a stop ends the reply through sampling
             if not self._take(token):
-                self._finish("length")
+                self._end_at_limit()
                 return
 
     def _sample(self, logits: torch.Tensor) -> int:
@@ -307,6 +314,21 @@ class ReplyJob(Job):
         room = self.resident.cache.length + len(self.pending) >= self.session.engine.max_context
         return not (at_limit or room or self.reply.call_tokens >= CALL_TOKENS)
 
+    def _end_at_limit(self) -> None:
+        """End a reply at a limit: `length` for the reply's own (`max_tokens`, the context), an error for the
+        per-call one, which no `max_output_tokens` can raise."""
+        assert self.reply is not None
+        if self.reply.call_tokens < CALL_TOKENS:
+            self._finish("length")
+            return
+        call = f"The call of '{self.reply.call_name}'" if self.reply.call_name else "A function call"
+        message = (
+            f"{call} was cut off at the server's limit of {CALL_TOKENS} tokens per function call before it was "
+            "complete, so it was dropped. The limit is fixed and separate from max_output_tokens: make the call "
+            "need fewer tokens (fewer or shorter arguments; maxLength on strings, maxItems on arrays)."
+        )
+        self._finish("error", CallTooLong(message))
+
     def _finish(self, reason: FinishReason, error: EngineError | None = None) -> None:
         self.finished = True
         if self.reply is not None:
@@ -316,7 +338,7 @@ class ReplyJob(Job):
             reply_ids = self.session.generated.get(self.reply_key)
             if reply_ids is not None:
                 del reply_ids[keep:]  # a call cut off is no part of the reply
-        usage = TokenUsage(self.usage.input_tokens, self.usage.cached_tokens, self.usage.audio_tokens, self.count)
+        usage = dataclasses.replace(self.usage, output_tokens=self.count)
         pool, cache = self.session.engine.pool, self.resident.cache
         room = pool.free_blocks * pool.block_size + len(cache.blocks) * pool.block_size - cache.length
         self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room))

@@ -90,7 +90,7 @@ async def test_an_engine_error_is_a_typed_failure_with_its_wire_code(connect: Co
     client = await connect()
     turn = await text_turn(client, "Hi")
     assert turn.response["status_details"]["error"]["code"] == "context_length_exceeded"
-    error = await client.expect("error")
+    error = turn.one("error")  # before `response.done`: a reader that stops there leaves nothing behind
     assert_error(error, "context_length_exceeded")
     assert error["error"]["message"] == "The conversation needs 9000 tokens."
 

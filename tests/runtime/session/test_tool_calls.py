@@ -83,9 +83,9 @@ def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) ->
     opened = generated(session, rid, ToolCallDelta(0, "weather", '{"ci'))
     call_id = opened[0].item.id
     end = generated(session, rid, GenerationDone("length", TokenUsage(10, 0, 0, 5)))
-    assert types(end)[:3] == ["conversation.item.deleted", "response.done", "error"]
-    assert end[0].item_id == call_id and end[1].response.output == []
-    assert end[2].error.code == "tool_call_incomplete"
+    assert types(end)[:3] == ["conversation.item.deleted", "error", "response.done"]
+    assert end[0].item_id == call_id and end[2].response.output == []
+    assert end[1].error.code == "tool_call_incomplete" and "max_output_tokens" in end[1].error.message
     assert [m.role for m in session.items.messages()] == ["user"]
 
 
