@@ -167,7 +167,8 @@ async def test_the_page_works_from_the_keyboard_with_a_key_and_a_tool(page: Page
     await page.keyboard.type("What time is it?")
     await page.keyboard.press("Enter")
 
-    await expect(page.locator('#items li[data-type="function_call"] .text')).to_have_text("get_time({})", timeout=WAIT_MS)
+    call = page.locator('#items li[data-type="function_call"] .text')
+    await expect(call).to_have_text("get_time({})", timeout=WAIT_MS)
     output = page.locator('#items li[data-type="function_call_output"] .text')
     await expect(output).not_to_be_empty(timeout=WAIT_MS)
     assert json.loads(await output.inner_text()).keys() == {"time", "timezone"}
