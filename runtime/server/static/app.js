@@ -6,9 +6,9 @@
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), connection: $("connection"), key: $("key"), format: $("input-format"),
-  toolChoice: $("tool-choice"), maxTokens: $("max-tokens"), transcribe: $("transcribe"), connect: $("connect"), mic: $("mic"),
-  speech: $("speech"), turn: $("turn"), reply: $("reply"), textTurn: $("text-turn"), text: $("text"),
-  send: $("send"), items: $("items"),
+  toolChoice: $("tool-choice"), maxTokens: $("max-tokens"), transcribe: $("transcribe"), connect: $("connect"),
+  mic: $("mic"), speech: $("speech"), turn: $("turn"), reply: $("reply"), textTurn: $("text-turn"),
+  text: $("text"), send: $("send"), items: $("items"),
 };
 
 const GET_TIME = {
@@ -18,7 +18,9 @@ const GET_TIME = {
   parameters: { type: "object", properties: {}, additionalProperties: false },
 };
 
-const ENDINGS = { completed: "Replied", incomplete: "Reply cut at its token limit", cancelled: "Reply stopped", failed: "Reply failed" };
+const ENDINGS = {
+  completed: "Replied", incomplete: "Reply cut at its token limit", cancelled: "Reply stopped", failed: "Reply failed",
+};
 
 let socket = null;
 let mic = null; // {format, stop()} while the microphone runs
@@ -38,6 +40,7 @@ function connect() {
   socket.onmessage = (message) => handle(JSON.parse(message.data));
   socket.onclose = (event) => {
     socket = null;
+    response = next = null;
     stopMic();
     setConnected(false);
     setStatus(opened
@@ -77,12 +80,13 @@ function setIndicator(element, state, text) {
 // --- microphone ---------------------------------------------------------------------------------------
 
 async function startMic() {
-  const stream = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true } });
+  const audio = { echoCancellation: true, noiseSuppression: true };
+  const stream = await navigator.mediaDevices.getUserMedia({ audio });
   mic = ui.format.value === "pcm" ? await streamPcm(stream) : streamCompressed(stream);
+  if (!socket) return stopMic(); // the connection closed meanwhile
   send(sessionUpdate()); // the format, before the first append
   ui.format.disabled = true;
   ui.mic.textContent = "Stop microphone";
-  ui.mic.setAttribute("aria-pressed", "true");
   setIndicator(ui.speech, "silent", "Listening");
 }
 
@@ -93,7 +97,6 @@ function stopMic() {
   send({ type: "input_audio_buffer.clear" }); // drops an unfinished turn; a compressed stream ends here
   ui.format.disabled = false;
   ui.mic.textContent = "Start microphone";
-  ui.mic.setAttribute("aria-pressed", "false");
   setIndicator(ui.speech, "off", "Microphone off");
 }
 
@@ -118,7 +121,9 @@ async function streamPcm(stream) {
 }
 
 function streamCompressed(stream) {
-  const choices = [["audio/webm;codecs=opus", "audio/webm"], ["audio/ogg;codecs=opus", "audio/ogg"], ["audio/mp4", "audio/mp4"]];
+  const choices = [ // [what the recorder makes, the session's format for it]: Chrome, Firefox, Safari
+    ["audio/webm;codecs=opus", "audio/webm"], ["audio/ogg;codecs=opus", "audio/ogg"], ["audio/mp4", "audio/mp4"],
+  ];
   const [mimeType, type] = choices.find(([mime]) => MediaRecorder.isTypeSupported(mime));
   const recorder = new MediaRecorder(stream, { mimeType });
   let queue = Promise.resolve(); // chunks go out in order, though each is read asynchronously
@@ -126,7 +131,11 @@ function streamCompressed(stream) {
   recorder.start(100);
   return {
     format: { type },
-    stop: () => { recorder.ondataavailable = null; recorder.stop(); stream.getTracks().forEach((track) => track.stop()); },
+    stop: () => {
+      recorder.ondataavailable = null; // its last chunk would start a stream without a header
+      recorder.stop();
+      stream.getTracks().forEach((track) => track.stop());
+    },
   };
 }
 
@@ -144,6 +153,9 @@ function append(buffer) {
 
 const on = {
   "session.created"() {
+    views.clear();
+    ui.items.replaceChildren();
+    ui.reply.textContent = "";
     setConnected(true);
     setStatus("Connected: start the microphone or type a message.");
     send(sessionUpdate());
@@ -191,7 +203,8 @@ const on = {
   },
   "response.function_call_arguments.done"({ call_id, name }) {
     const output = name === GET_TIME.name ? getTime() : { error: `There is no tool named ${name}.` };
-    send({ type: "conversation.item.create", item: { type: "function_call_output", call_id, output: JSON.stringify(output) } });
+    const item = { type: "function_call_output", call_id, output: JSON.stringify(output) };
+    send({ type: "conversation.item.create", item });
     next = { type: "response.create", response: { tool_choice: "auto" } }; // the model answers with the result
   },
   "response.done"({ response: done }) {
@@ -201,6 +214,8 @@ const on = {
     for (const item of done.output) view(item.id, item.role ?? "tool").li.dataset.status = done.status;
     if (bargeIn) {
       setStatus("Interrupted: you spoke over the reply, so the server stopped it.");
+    } else if (done.status === "failed") {
+      setStatus(`The reply failed: ${done.status_details?.error?.message ?? "no reason given"}`);
     } else if (ui.turn.dataset.state !== "user") {
       setIndicator(ui.turn, "done", ENDINGS[done.status]);
     }
@@ -271,7 +286,8 @@ ui.textTurn.addEventListener("submit", (event) => {
   const text = ui.text.value.trim();
   if (!text) return;
   if (response) send({ type: "response.cancel" });
-  send({ type: "conversation.item.create", item: { type: "message", role: "user", content: [{ type: "input_text", text }] } });
+  const item = { type: "message", role: "user", content: [{ type: "input_text", text }] };
+  send({ type: "conversation.item.create", item });
   const create = { type: "response.create" };
   if (response) next = create; // once the cancelled reply is done
   else send(create);
