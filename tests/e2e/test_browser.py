@@ -40,7 +40,7 @@ if (MISSING := _missing()) is not None:
         pytest.fail(f"AURAL_REQUIRE_BROWSER=1, but {MISSING}", pytrace=False)
     pytest.skip(MISSING, allow_module_level=True)
 
-from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect  # noqa: E402
 
 pytestmark = pytest.mark.model
 
@@ -85,10 +85,17 @@ async def browser(speech_wav: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def page(browser: Browser, server: Endpoint) -> AsyncIterator[Page]:
-    """The demo page, served by the test's runtime; a script error in it fails the test."""
+    """The demo page, served by the test's runtime; a script error, a file it cannot load or a breach of its content
+    security policy fails the test (a refused websocket is one of the keyboard test's steps)."""
     opened = await browser.new_page(viewport={"width": 900, "height": 640})
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and "WebSocket" not in message.text:
+            errors.append(message.text)
+
+    opened.on("console", console)
     await opened.goto(server.http_url("/"))
     yield opened
     await opened.close()  # the page's socket closes with a close frame: its conversation ends, none waits to resume
