@@ -6,6 +6,7 @@
     GET /v1/models                the served model names, OpenAI style
     POST /v1/realtime/client_secrets   a short-lived key for a browser, OpenAI style (`client_secrets.py`)
     GET /metrics                  Prometheus metrics (`metrics.py`)
+    GET /, /static/...            the browser demo (`demo.py`)
 
 Clients authenticate with `Authorization: Bearer <key>` or, from browsers, the subprotocol list
 `realtime, openai-insecure-api-key.<key>`; `realtime` is echoed when offered and never required. Keys,
@@ -37,6 +38,7 @@ from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .access import CALLER, Access, Caller, install_access, key_slots
 from .commands import SpeechModel
 from .connection import BINARY_AUDIO, ConnectionDriver
+from .demo import install_demo
 from .drain import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, serve_metrics
 from .timeouts import TIMEOUTS, Timeouts
@@ -100,6 +102,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/metrics", serve_metrics)
+    install_demo(app)
     install_access(app, access or Access(), lambda pinned: _conversation(app, app[MODEL_NAMES][0], pinned).config)
     return app
 
