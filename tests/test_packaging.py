@@ -1,4 +1,5 @@
-"""The wheel holds every package of the tree: pyproject.toml names each one (its roots are remapped)."""
+"""The wheel holds every package of the tree: pyproject.toml names each one (its roots are remapped), a folder
+of data files (the demo page's) included."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_package_in_the_tree_is_in_the_wheel() -> None:
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    found = set()
+    found = set(setuptools["package-data"])
     for package, folder in setuptools["package-dir"].items():
         for init in (ROOT / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(ROOT / folder)
