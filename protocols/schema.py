@@ -35,8 +35,8 @@ class _WireSchema(GenerateJsonSchema):
         field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
         total: bool,
     ) -> bool:
-        if self.mode == "serialization" and field["type"] != "typed-dict-field" and field["schema"]["type"] == "default":
-            default = field["schema"]
+        default = field["schema"]
+        if self.mode == "serialization" and field["type"] != "typed-dict-field" and default["type"] == "default":
             return "default_factory" in default or default.get("default") is not None
         return super().field_is_required(field, total)
 
