@@ -48,6 +48,7 @@ from aural.protocols.client_events import (
     InputAudioBufferCommit,
     SessionUpdate,
 )
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.models import (
     ContentPart,
     ErrorDetail,
@@ -77,9 +78,6 @@ APPEND_CHUNK_BYTES = 192 * 1024
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Largest server message accepted. Items echoed with their audio can exceed websockets' 1 MiB."""
-
-BINARY_AUDIO = "aural.binary-audio"
-"""The subprotocol under which Aural takes input audio as binary websocket frames."""
 
 
 def _b64(data: bytes | memoryview) -> str:

@@ -32,6 +32,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.server_events import AuralSessionResumed, ServerEventBase, SessionCreated
 
@@ -46,8 +47,6 @@ from .ingest import Ingest
 from .metrics import Metrics
 from .telemetry import ConnectionTelemetry
 from .timeouts import IdleWatch, Timeouts
-
-BINARY_AUDIO = "aural.binary-audio"
 
 Attached = tuple[web.WebSocketResponse, "asyncio.Future[bool]"]
 """A socket handed to the conversation, and what its handler awaits: the conversation is done with it (False:
