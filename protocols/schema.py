@@ -1,7 +1,7 @@
 """The language-neutral JSON Schema of every event, generated from the classes.
 
-`python -m aural.protocols.schema` rewrites `schema.json`, `asyncapi.json` beside this file and
-`docs/protocol.md`; a test fails when any of them drifts from the code.
+`python -m aural.protocols.generate` rewrites `schema.json` beside this file (with the other generated
+files); a test fails when it drifts from the code.
 
 The schema is plain JSON Schema 2020-12 that strict validators accept (ajv's strict mode): pydantic's
 OpenAPI-style `discriminator` is dropped, and the field it names (`type`) is made required in every member
@@ -88,12 +88,3 @@ def render_json(document: dict[str, Any]) -> str:
 def render_schema() -> str:
     """The schema as the exact text kept in `schema.json`."""
     return render_json(build_schema())
-
-
-def main() -> None:
-    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
-
-
-if __name__ == "__main__":
-    main()

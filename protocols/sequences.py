@@ -59,7 +59,7 @@ _USER_ITEM = (
 _TEXT_RESPONSE = (
     _server("response.created", "`response.id`; `metadata` echoed from `response.create`"),
     _server("response.output_item.added", "the assistant's message item, `in_progress`"),
-    _server("conversation.item.added", "the same item, placed after the user's"),
+    _server("conversation.item.added", "the same item, placed after the item before it"),
     _server("response.content_part.added", 'part `{"type": "text", "text": ""}`'),
     _server("response.output_text.delta", "the reply's text, piece by piece", repeated=True),
     _server("response.output_text.done", "`text`: the deltas joined"),
