@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .asyncapi import event_classes, event_type, summary
+from .asyncapi import event_classes, event_type
 from .client_events import ClientEvent
 from .errors import ERROR_TRIGGERS, ErrorCode
 from .extensions import EXTENSIONS, FIELD_EXTENSIONS
@@ -115,7 +115,7 @@ def _fields_table(definitions: list[dict[str, Any]], server: bool) -> Iterator[s
 
 
 def _docstring(definition: dict[str, Any]) -> str:
-    return definition.get("description", "").strip()
+    return str(definition.get("description", "")).strip()
 
 
 def _events(title: str, union: Any, defs: dict[str, Any], server: bool) -> Iterator[str]:
@@ -125,7 +125,7 @@ def _events(title: str, union: Any, defs: dict[str, Any], server: bool) -> Itera
         definition = defs[cls.__name__]
         yield f"### `{event_type(cls)}`"
         yield ""
-        if text := _docstring(definition) if summary(cls) else "":
+        if text := _docstring(definition):
             yield text
             yield ""
         yield from _fields_table([definition], server)
