@@ -5,6 +5,7 @@ tests/runtime/server/test_schema_js.py, on the events of a real conversation).""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from aural.protocols.extensions import EXTENSIONS
 from aural.protocols.generate import GENERATED
 from aural.protocols.reference import REFERENCE_PATH
 from aural.protocols.sequences import SEQUENCES
-from tests.support.node import run_node
+from tests.support.node import JS_DIR, run_node
+
+ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize(("path", "render"), GENERATED.items(), ids=[path.name for path in GENERATED])
@@ -49,3 +52,14 @@ def test_the_reference_covers_every_event_sequence_extension_and_error_code() ->
     assert {sequence.title for sequence in SEQUENCES} <= headings
     assert all(f"| `{extension.name}` |" in reference for extension in EXTENSIONS)
     assert all(f"| `{code.value}` |" in reference for code in ErrorCode)
+
+
+def test_the_readmes_javascript_runs_as_written(tmp_path: Path) -> None:
+    [block] = re.findall(r"```js\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
+    script = tmp_path / "readme.mjs"
+    script.write_text(block, encoding="utf-8")
+    (tmp_path / "node_modules").symlink_to(JS_DIR / "node_modules")  # where `npm install ajv` would put it
+    run_node(script, cwd=ROOT)
+    script.write_text(block.replace('"event_1"', "1"), encoding="utf-8")
+    with pytest.raises(AssertionError, match="event_id must be string"):
+        run_node(script, cwd=ROOT)

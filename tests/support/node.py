@@ -25,9 +25,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def run_node(script: str, *args: str) -> str:
-    """Run `tests/js/<script>` with `args` and return what it printed; fail the test with its output when it
-    exits with an error."""
+def run_node(script: str | Path, *args: str, cwd: Path = JS_DIR) -> str:
+    """Run `script` (a path under `tests/js/`, or absolute) with `args` in `cwd` and return what it printed;
+    fail the test with its output when it exits with an error."""
     node = shutil.which("node")
     if node is None:
         _unavailable("Node.js is not installed (apt-get install nodejs npm)")
@@ -35,6 +35,6 @@ def run_node(script: str, *args: str) -> str:
         _unavailable("the JavaScript checks' packages are not installed (make js)")
     assert node is not None
     command = [node, str(JS_DIR / script), *args]
-    done = subprocess.run(command, cwd=JS_DIR, capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=NODE_TIMEOUT, check=False)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}{done.stderr}"
     return done.stdout
