@@ -71,13 +71,14 @@ def _message(cls: type[BaseModel]) -> dict[str, Any]:
 
 def _binding() -> dict[str, Any]:
     """The websocket handshake: its query and headers, with the extensions that ride on them."""
+    described = {extension.name: extension.description for extension in EXTENSIONS}
     query = {
         "type": "object",
         "properties": {
             "model": {"type": "string", "description": "The model to talk to (any name the server serves)."},
             RESUME_QUERY: {
                 "type": "string",
-                "description": f"Aural extension: {EXTENSIONS[1].description}",
+                "description": f"Aural extension: {described[RESUME_QUERY]}",
                 "x-aural-extension": True,
             },
         },
@@ -89,7 +90,7 @@ def _binding() -> dict[str, Any]:
             "Sec-WebSocket-Protocol": {
                 "type": "string",
                 "description": "Optional. `realtime` (echoed), `openai-insecure-api-key.<key>` (a browser's key), "
-                f"`{BINARY_AUDIO}` (Aural extension: {EXTENSIONS[0].description})",
+                f"`{BINARY_AUDIO}` (Aural extension: {described[BINARY_AUDIO]})",
             },
         },
     }

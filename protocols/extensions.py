@@ -15,6 +15,12 @@ BINARY_AUDIO = "aural.binary-audio"
 """The websocket subprotocol under which a client may send input audio as binary frames."""
 
 
+def _sentences(docstring: str, prefix: str) -> str:
+    """A docstring on one line without `prefix`, its first letter capitalised."""
+    text = " ".join(docstring.split()).removeprefix(prefix)
+    return text[:1].upper() + text[1:]
+
+
 @dataclass(frozen=True)
 class Extension:
     """One `aural.` name on the wire.
@@ -48,7 +54,7 @@ EXTENSIONS = (
     Extension(
         AuralSessionResumed.model_fields["type"].default,
         "server event",
-        " ".join((AuralSessionResumed.__doc__ or "").split()).removeprefix("Aural extension: "),
+        _sentences(AuralSessionResumed.__doc__ or "", "Aural extension: "),
     ),
 )
 """Every `aural.` name, in the order a client meets them."""
