@@ -9,33 +9,20 @@ event as a message) and marked with `x-aural-extension: true`.
 
 from __future__ import annotations
 
-import typing
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from .client_events import ClientEvent
+from .codec import CLIENT_EVENTS, SERVER_EVENTS
 from .extensions import BINARY_AUDIO, EXTENSIONS, FIELD_EXTENSIONS
 from .schema import build_schema, render_json
-from .server_events import RESUME_QUERY, ServerEvent
+from .server_events import RESUME_QUERY
 
 ASYNCAPI_PATH = Path(__file__).with_name("asyncapi.json")
 CHANNEL = "realtime"
 BINARY_FRAME = "BinaryAudioFrame"
-
-
-def event_classes(union: Any) -> list[type[BaseModel]]:
-    """The event classes of a direction's union (`ClientEvent`, `ServerEvent`), in the union's order."""
-    classes: list[type[BaseModel]] = list(typing.get_args(typing.get_args(union)[0]))
-    return classes
-
-
-def event_type(cls: type[BaseModel]) -> str:
-    """The `type` an event class sends."""
-    kind: str = cls.model_fields["type"].default
-    return kind
 
 
 def summary(cls: type[BaseModel]) -> str:
@@ -55,8 +42,7 @@ def _rewrite_refs(node: Any) -> Any:
     return node
 
 
-def _message(cls: type[BaseModel]) -> dict[str, Any]:
-    kind = event_type(cls)
+def _message(kind: str, cls: type[BaseModel]) -> dict[str, Any]:
     message: dict[str, Any] = {
         "name": kind,
         "title": kind,
@@ -113,8 +99,8 @@ def _description() -> str:
 
 def build_asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the realtime websocket."""
-    client, server = event_classes(ClientEvent), event_classes(ServerEvent)
-    messages = {cls.__name__: _message(cls) for cls in [*client, *server]}
+    client, server = CLIENT_EVENTS.values(), SERVER_EVENTS.values()
+    messages = {cls.__name__: _message(kind, cls) for kind, cls in [*CLIENT_EVENTS.items(), *SERVER_EVENTS.items()]}
     messages[BINARY_FRAME] = {
         "name": BINARY_FRAME,
         "title": "binary audio frame",

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .asyncapi import event_classes, event_type
-from .client_events import ClientEvent
+from pydantic import BaseModel
+
+from .codec import CLIENT_EVENTS, SERVER_EVENTS
 from .errors import ERROR_TRIGGERS, ErrorCode
 from .extensions import EXTENSIONS, FIELD_EXTENSIONS
 from .limits import DEFAULT_LIMITS, Limits
 from .schema import build_schema
 from .sequences import SEQUENCES, ReferenceSequence
-from .server_events import ServerEvent
 
 REFERENCE_PATH = Path(__file__).parents[1] / "docs" / "protocol.md"
 _VARIANT = re.compile(r"-(Input|Output)$")
@@ -118,12 +118,12 @@ def _docstring(definition: dict[str, Any]) -> str:
     return str(definition.get("description", "")).strip()
 
 
-def _events(title: str, union: Any, defs: dict[str, Any], server: bool) -> Iterator[str]:
+def _events(title: str, events: dict[str, type[BaseModel]], defs: dict[str, Any], server: bool) -> Iterator[str]:
     yield f"## {title}"
     yield ""
-    for cls in event_classes(union):
+    for kind, cls in events.items():
         definition = defs[cls.__name__]
-        yield f"### `{event_type(cls)}`"
+        yield f"### `{kind}`"
         yield ""
         if text := _docstring(definition):
             yield text
@@ -137,7 +137,7 @@ def _objects(defs: dict[str, Any]) -> Iterator[str]:
     yield ""
     yield "The objects events carry. *sent always*: optional in what a client sends, always in what the server sends."
     yield ""
-    events = {cls.__name__ for cls in [*event_classes(ClientEvent), *event_classes(ServerEvent)]}
+    events = {cls.__name__ for cls in [*CLIENT_EVENTS.values(), *SERVER_EVENTS.values()]}
     variants: dict[str, list[dict[str, Any]]] = {}
     for name, definition in sorted(defs.items()):
         if name not in events and "properties" in definition:
@@ -244,8 +244,8 @@ def render_reference() -> str:
     sections = [
         _INTRO.splitlines(),
         _sequences(),
-        _events("Client events", ClientEvent, defs, server=False),
-        _events("Server events", ServerEvent, defs, server=True),
+        _events("Client events", CLIENT_EVENTS, defs, server=False),
+        _events("Server events", SERVER_EVENTS, defs, server=True),
         _objects(defs),
         _extensions(),
         _limits(),
