@@ -25,8 +25,8 @@ CHANNEL = "realtime"
 BINARY_FRAME = "BinaryAudioFrame"
 
 
-def summary(cls: type[BaseModel]) -> str:
-    """The first sentence of a class's docstring, on one line ("" when it has none of its own)."""
+def _summary(cls: type[BaseModel]) -> str:
+    """The first paragraph of a class's docstring, on one line ("" when it has none)."""
     doc = cls.__dict__.get("__doc__") or ""
     return " ".join(doc.split("\n\n")[0].split())
 
@@ -48,7 +48,7 @@ def _message(kind: str, cls: type[BaseModel]) -> dict[str, Any]:
         "title": kind,
         "payload": {"$ref": f"#/components/schemas/{cls.__name__}"},
     }
-    if text := summary(cls):
+    if text := _summary(cls):
         message["summary"] = text
     if kind.startswith("aural."):
         message["x-aural-extension"] = True
