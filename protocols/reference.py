@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from .codec import CLIENT_EVENTS, SERVER_EVENTS
 from .errors import ERROR_TRIGGERS, ErrorCode
 from .extensions import EXTENSIONS, FIELD_EXTENSIONS
-from .limits import DEFAULT_LIMITS, Limits
+from .limits import DEFAULT_LIMITS, Limits, field_bound
 from .schema import build_schema
 from .sequences import SEQUENCES, ReferenceSequence
 
@@ -81,11 +81,11 @@ def _type(node: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _bounds(node: dict[str, Any]) -> str:
-    """The numeric bounds and the default of a field, from its schema."""
-    members = [node, *node.get("anyOf", [])]
-    words = []
-    for member in members:
+def _bounds(node: dict[str, Any], owners: list[str], field: str) -> str:
+    """A field's bounds and default: the bound `check_event` keeps (that of the first of `owners`, the classes the
+    field may belong to, that has one), else the numeric bounds of its schema."""
+    words = [bound for owner in owners if (bound := field_bound(f"{owner}.{field}"))][:1]
+    for member in [] if words else [node, *node.get("anyOf", [])]:
         for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<")):
             if key in member:
                 words.append(f"{sign} {member[key]:g}")
@@ -95,8 +95,9 @@ def _bounds(node: dict[str, Any]) -> str:
     return ", ".join(words)
 
 
-def _fields_table(definitions: list[dict[str, Any]], server: bool) -> Iterator[str]:
-    """One table of an object's fields; `definitions` are its variants (the client's, then the server's)."""
+def _fields_table(definitions: list[dict[str, Any]], owners: list[str], server: bool) -> Iterator[str]:
+    """One table of an object's fields; `definitions` are its variants (the client's, then the server's), `owners`
+    the names of its class and the classes it derives from."""
     first = definitions[0]
     properties: dict[str, Any] = first["properties"]
     order = sorted(properties, key=lambda name: name != "type")
@@ -111,7 +112,7 @@ def _fields_table(definitions: list[dict[str, Any]], server: bool) -> Iterator[s
         else:
             need = ""
         node = properties[field]
-        yield f"| `{field}` | {_type(node)} | {need} | {_bounds(node)} |"
+        yield f"| `{field}` | {_type(node)} | {need} | {_bounds(node, owners, field)} |"
 
 
 def _docstring(definition: dict[str, Any]) -> str:
@@ -128,14 +129,17 @@ def _events(title: str, events: dict[str, type[BaseModel]], defs: dict[str, Any]
         if text := _docstring(definition):
             yield text
             yield ""
-        yield from _fields_table([definition], server)
+        yield from _fields_table([definition], [base.__name__ for base in cls.__mro__], server)
         yield ""
 
 
 def _objects(defs: dict[str, Any]) -> Iterator[str]:
     yield "## Objects"
     yield ""
-    yield "The objects events carry. *sent always*: optional in what a client sends, always in what the server sends."
+    yield (
+        "The objects events carry. *sent always*: optional in what a client sends, always in what the server "
+        "sends. The bounds are those a client's events are held to (see [Limits](#limits))."
+    )
     yield ""
     events = {cls.__name__ for cls in [*CLIENT_EVENTS.values(), *SERVER_EVENTS.values()]}
     variants: dict[str, list[dict[str, Any]]] = {}
@@ -148,7 +152,7 @@ def _objects(defs: dict[str, Any]) -> Iterator[str]:
         if text := _docstring(definitions[0]):
             yield text
             yield ""
-        yield from _fields_table(definitions, server=False)
+        yield from _fields_table(definitions, [name], server=False)
         yield ""
 
 
