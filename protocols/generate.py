@@ -1,7 +1,8 @@
 """`python -m aural.protocols.generate` (`make schema`): rewrite the files generated from the event classes.
 
 `protocols/schema.json` (JSON Schema), `protocols/asyncapi.json` (AsyncAPI) and `docs/protocol.md` (the
-reference); a test fails when any of them differs from what the code generates now.
+reference); a test fails when any of them differs from what the code generates now. It runs in a checkout
+(the editable install), where `docs/` sits beside `protocols/`; the two JSON files also ship in the package.
 """
 
 from __future__ import annotations
