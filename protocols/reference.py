@@ -34,9 +34,9 @@ do not edit by hand; a test fails when this file and the code differ. -->
 
 Aural speaks the OpenAI Realtime GA protocol over one websocket, `GET /v1/realtime?model=NAME`: every message
 is one JSON event (a text frame) with a `type` (binary frames carry audio only under the `aural.binary-audio`
-extension). Every server event carries a unique `event_id`; a client event
-may carry one, and an `error` it causes names it. Bad input never ends a conversation: it is answered with an
-`error` event and the conversation goes on as if the event never came. Unknown fields are ignored.
+extension). Every server event carries a unique `event_id`; a client event may carry one, and an `error` it
+causes names it. Bad input never ends a conversation: it is answered with an `error` event and the
+conversation goes on as if the event never came. Unknown fields are ignored.
 
 The same classes generate [`protocols/schema.json`](../protocols/schema.json) (JSON Schema 2020-12: `$defs`
 `ClientEvent` and `ServerEvent`, accepted by ajv's strict mode) and
