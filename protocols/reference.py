@@ -95,7 +95,7 @@ def _bounds(node: dict[str, Any], owners: list[str], field: str) -> str:
     return ", ".join(words)
 
 
-def _fields_table(definitions: list[dict[str, Any]], owners: list[str], server: bool) -> Iterator[str]:
+def _fields_table(definitions: list[dict[str, Any]], owners: list[str]) -> Iterator[str]:
     """One table of an object's fields; `definitions` are its variants (the client's, then the server's), `owners`
     the names of its class and the classes it derives from."""
     first = definitions[0]
@@ -105,12 +105,7 @@ def _fields_table(definitions: list[dict[str, Any]], owners: list[str], server: 
     yield "|---|---|---|---|"
     for field in order:
         required = [field in definition.get("required", []) for definition in definitions]
-        if all(required):
-            need = "yes"
-        elif required[-1]:
-            need = "sent always" if len(definitions) > 1 or server else "yes"
-        else:
-            need = ""
+        need = "yes" if all(required) else "sent always" if required[-1] else ""
         node = properties[field]
         yield f"| `{field}` | {_type(node)} | {need} | {_bounds(node, owners, field)} |"
 
@@ -119,7 +114,7 @@ def _docstring(definition: dict[str, Any]) -> str:
     return str(definition.get("description", "")).strip()
 
 
-def _events(title: str, events: dict[str, type[BaseModel]], defs: dict[str, Any], server: bool) -> Iterator[str]:
+def _events(title: str, events: dict[str, type[BaseModel]], defs: dict[str, Any]) -> Iterator[str]:
     yield f"## {title}"
     yield ""
     for kind, cls in events.items():
@@ -129,7 +124,7 @@ def _events(title: str, events: dict[str, type[BaseModel]], defs: dict[str, Any]
         if text := _docstring(definition):
             yield text
             yield ""
-        yield from _fields_table([definition], [base.__name__ for base in cls.__mro__], server)
+        yield from _fields_table([definition], [base.__name__ for base in cls.__mro__])
         yield ""
 
 
@@ -152,7 +147,7 @@ def _objects(defs: dict[str, Any]) -> Iterator[str]:
         if text := _docstring(definitions[0]):
             yield text
             yield ""
-        yield from _fields_table(definitions, [name], server=False)
+        yield from _fields_table(definitions, [name])
         yield ""
 
 
@@ -248,8 +243,8 @@ def render_reference() -> str:
     sections = [
         _INTRO.splitlines(),
         _sequences(),
-        _events("Client events", CLIENT_EVENTS, defs, server=False),
-        _events("Server events", SERVER_EVENTS, defs, server=True),
+        _events("Client events", CLIENT_EVENTS, defs),
+        _events("Server events", SERVER_EVENTS, defs),
         _objects(defs),
         _extensions(),
         _limits(),
