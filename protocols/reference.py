@@ -160,7 +160,8 @@ def _sequence(sequence: ReferenceSequence) -> Iterator[str]:
     yield "|---|---|---|---|"
     for number, step in enumerate(sequence.steps, 1):
         repeated = " …" if step.repeated else ""
-        yield f"| {number} | {step.sender} | `{step.type}`{repeated} | {step.note} |"
+        note = "; ".join(part for part in (f"*{step.strand}*" if step.strand else "", step.note) if part)
+        yield f"| {number} | {step.sender} | `{step.type}`{repeated} | {note} |"
     yield ""
 
 

@@ -3,7 +3,8 @@
 The end-to-end tests assert the server's part of each (`server_types`) on the real server with the tiny model,
 and `reference.py` writes them into `docs/protocol.md`, so the documented order is the order that is sent.
 A step `repeated` comes one or more times in a row (deltas); `rate_limits.updated`, which follows every
-`response.done`, is left out.
+`response.done`, is left out. Steps of different `strand`s keep their order within their strand but may come
+among each other's (a response being cancelled closes while the user's turn is taken).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ class Step:
         type: the event's `type`.
         note: what it carries that matters at this point.
         repeated: it comes once or more in a row.
+        strand: the events it keeps its order among ("": the sequence's main line).
     """
 
     sender: Literal["client", "server"]
     type: str
     note: str = ""
     repeated: bool = False
+    strand: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,17 +42,22 @@ class ReferenceSequence:
     test: str
 
 
-def server_types(sequence: ReferenceSequence) -> list[str]:
-    """The server's event types in order, each repeated run counted once (as a test collapses what it read)."""
-    return [step.type for step in sequence.steps if step.sender == "server"]
+def server_types(sequence: ReferenceSequence, strand: str = "") -> list[str]:
+    """The server's event types of one strand in order, each repeated run counted once (as a test collapses
+    what it read)."""
+    return [step.type for step in sequence.steps if step.sender == "server" and step.strand == strand]
 
 
 def _client(type_: str, note: str = "", *, repeated: bool = False) -> Step:
     return Step("client", type_, note, repeated)
 
 
-def _server(type_: str, note: str = "", *, repeated: bool = False) -> Step:
-    return Step("server", type_, note, repeated)
+def _server(type_: str, note: str = "", *, repeated: bool = False, strand: str = "") -> Step:
+    return Step("server", type_, note, repeated, strand)
+
+
+CANCELLED = "cancelled response"
+"""The strand of `BARGE_IN` that closes the interrupted response."""
 
 
 _USER_ITEM = (
@@ -136,16 +144,17 @@ TOOL_CALL = ReferenceSequence(
 BARGE_IN = ReferenceSequence(
     "Barge-in",
     "With server VAD and `interrupt_response` (the default), speech while a response streams cancels it: the "
-    "response is closed with what was already sent, and the user's turn is then taken and answered as any other.",
+    "response is closed with what was already sent (the steps marked *cancelled response*, in their order), while "
+    "the user's turn is taken and then answered as any other (its first events may come among the closing ones).",
     (
-        _server("response.output_text.delta", "a response streaming", repeated=True),
+        _server("response.output_text.delta", "a response streaming", repeated=True, strand=CANCELLED),
         _client("input_audio_buffer.append", "the user starts talking", repeated=True),
         _server("input_audio_buffer.speech_started"),
-        _server("response.output_text.done", "`text`: exactly the deltas sent"),
-        _server("response.content_part.done"),
-        _server("response.output_item.done", "the item, `incomplete`, holding the text sent"),
-        _server("conversation.item.done"),
-        _server("response.done", '`status: "cancelled"`, `status_details.reason: "turn_detected"`'),
+        _server("response.output_text.done", "`text`: exactly the deltas sent", strand=CANCELLED),
+        _server("response.content_part.done", strand=CANCELLED),
+        _server("response.output_item.done", "the item, `incomplete`, holding the text sent", strand=CANCELLED),
+        _server("conversation.item.done", strand=CANCELLED),
+        _server("response.done", '`status: "cancelled"`, `status_details.reason: "turn_detected"`', strand=CANCELLED),
         _server("input_audio_buffer.speech_stopped"),
         _server("input_audio_buffer.committed"),
         *_USER_ITEM,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aural.protocols.sequences import BARGE_IN, SERVER_VAD_TURN, server_types
+from aural.protocols.sequences import BARGE_IN, CANCELLED, SERVER_VAD_TURN, server_types
 from tests.support.client import (
     Event,
     RawClient,
@@ -85,7 +85,10 @@ async def test_speech_over_a_response_cancels_it_and_the_item_keeps_what_was_sen
     (item_done,) = [e for e in turn.events if e["type"] == "response.output_item.done"]
     assert item_done["item"]["content"][0]["text"] == sent, "the item holds exactly the text the client received"
     answer = await session.recv_until("response.done")
-    assert collapsed_types(barge_in + answer) == server_types(BARGE_IN)
+    closing = [event for event in barge_in if event in turn.events or event.get("item") == item_done["item"]]
+    assert collapsed_types(closing) == server_types(BARGE_IN, CANCELLED)
+    taken = [event for event in barge_in if event not in closing]
+    assert collapsed_types(taken + answer) == server_types(BARGE_IN)
     assert answer[-1]["response"]["status"] in ("completed", "incomplete"), "the user's turn is then answered"
     assert answer[-1]["response"]["usage"]["input_token_details"]["cached_tokens"] > 0
     await session.send({"type": "conversation.item.retrieve", "item_id": item_done["item"]["id"]})
