@@ -13,6 +13,7 @@ the server's connection.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,6 +103,63 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 """The limits a server keeps unless told otherwise."""
+
+_ID = "≤ {max_id_chars} characters"
+_TEXT = "≤ {max_text_chars:,} characters"
+_NAME = "≤ {max_name_chars} characters"
+_INSTRUCTIONS = "≤ {max_instructions_chars:,} characters"
+_TEMPERATURE = "0, or {min_temperature} to {max_temperature}"
+_TOOLS = "≤ {max_tools} tools, all their `parameters` ≤ {max_tools_bytes:,} bytes of JSON"
+_CALL_ID = "≤ {max_call_id_chars} characters"
+
+FIELD_BOUNDS: dict[str, str] = {
+    "ClientEventBase.event_id": "≤ {max_event_id_chars} characters",
+    "ConversationItemCreate.previous_item_id": _ID,
+    "ConversationItemDelete.item_id": _ID,
+    "ConversationItemRetrieve.item_id": _ID,
+    "ConversationItemTruncate.item_id": _ID,
+    "ResponseCancel.response_id": _ID,
+    "SessionConfig.instructions": _INSTRUCTIONS,
+    "SessionConfig.output_modalities": "not empty",
+    "SessionConfig.temperature": _TEMPERATURE,
+    "SessionConfig.tools": _TOOLS,
+    "ResponseParams.instructions": _INSTRUCTIONS,
+    "ResponseParams.output_modalities": "not empty",
+    "ResponseParams.temperature": _TEMPERATURE,
+    "ResponseParams.tools": _TOOLS,
+    "ResponseParams.input": "≤ {max_input_items} items",
+    "ResponseParams.metadata": "≤ {max_metadata_keys} pairs, keys ≤ {max_metadata_key_chars} and values ≤ "
+    "{max_metadata_value_chars} characters",
+    "AudioTranscription.model": _NAME,
+    "AudioTranscription.language": _NAME,
+    "AudioTranscription.prompt": _INSTRUCTIONS,
+    "FunctionTool.name": _NAME,
+    "FunctionTool.description": "≤ {max_tool_description_chars:,} characters",
+    "FunctionTool.parameters": "≤ {max_tool_schema_bytes:,} bytes of JSON, nested ≤ {max_tool_schema_depth} deep",
+    "ToolChoiceFunction.name": _NAME,
+    "MessageItem.id": _ID,
+    "MessageItem.content": "≤ {max_content_parts} parts",
+    "FunctionCallItem.id": _ID,
+    "FunctionCallItem.call_id": _CALL_ID,
+    "FunctionCallItem.name": _NAME,
+    "FunctionCallItem.arguments": _TEXT,
+    "FunctionCallOutputItem.id": _ID,
+    "FunctionCallOutputItem.call_id": _CALL_ID,
+    "FunctionCallOutputItem.output": _TEXT,
+    "ItemReference.id": _ID,
+    "InputText.text": _TEXT,
+    "InputAudio.transcript": _TEXT,
+    "OutputText.text": _TEXT,
+}
+"""The bounds `check_event` holds each field of a client event to, by `Class.field` (`ClientEventBase.event_id`:
+every client event's), as phrases whose `{names}` are `Limits` attributes. The reference (`docs/protocol.md`)
+shows them with the field; tests/protocols/test_limits.py checks that each bound of characters is the one kept."""
+
+
+def field_bound(where: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """The bound of field `Class.field` under `limits`, in words (`≤ 32 characters`); None when it has none."""
+    phrase = FIELD_BOUNDS.get(where)
+    return None if phrase is None else phrase.format(**dataclasses.asdict(limits))
 
 
 def check_event(event: ClientEvent, limits: Limits = DEFAULT_LIMITS) -> None:

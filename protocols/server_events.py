@@ -225,13 +225,13 @@ RESUME_QUERY = "aural.resume"
 
 
 class AuralSessionResumed(ServerEventBase):
-    """Aural extension: this connection took over a conversation whose previous connection dropped (it named
-    it with `RESUME_QUERY`). It follows the `session.created` of the same session. Server events made while no
-    connection held the conversation were not kept: `item_ids` lists the conversation's items in order (read
-    any with `conversation.item.retrieve`), and `response_id` names a response still running, whose remaining
-    events follow (None: none runs). Client events sent into the lost connection may not have arrived:
-    `last_event_id` is the `event_id` of the last one the server took (None: none), so the client sends again
-    those it sent after it."""
+    """Aural extension: this connection took over a conversation whose previous connection dropped (it named it with
+    the `aural.resume` query parameter, `RESUME_QUERY`). It follows the `session.created` of the same session.
+    Server events made while no connection held the conversation were not kept: `item_ids` lists the conversation's
+    items in order (read any with `conversation.item.retrieve`), and `response_id` names a response still running,
+    whose remaining events follow (None: none runs). Client events sent into the lost connection may not have
+    arrived: `last_event_id` is the `event_id` of the last one the server took (None: none), so the client sends
+    again those it sent after it."""
 
     type: Literal["aural.session.resumed"] = "aural.session.resumed"
     item_ids: list[str]

@@ -45,6 +45,7 @@ from aural.protocols.client_events import (
     InputAudioBufferCommit,
     SessionUpdate,
 )
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.models import (
     ContentPart,
     FunctionCallItem,
@@ -72,9 +73,6 @@ logger = logging.getLogger(__name__)
 
 APPEND_CHUNK_BYTES = 192 * 1024
 """Audio bytes per `input_audio_buffer.append`: 256 KiB once base64-encoded."""
-
-BINARY_AUDIO = "aural.binary-audio"
-"""The subprotocol under which Aural takes input audio as binary websocket frames."""
 
 
 def _b64(data: bytes | memoryview) -> str:

@@ -24,6 +24,7 @@ from aiohttp import web
 from aural.protocols import encode_event
 from aural.protocols.codec import close_reason
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.models import SessionConfig
 from aural.protocols.server_events import RESUME_QUERY
@@ -37,7 +38,7 @@ from ..session.wire_errors import error_event
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .access import CALLER, Access, Caller, install_access, key_slots
 from .commands import SpeechModel
-from .connection import BINARY_AUDIO, ConnectionDriver
+from .connection import ConnectionDriver
 from .demo import install_demo
 from .drain import LIFECYCLE, Lifecycle
 from .metrics import METRICS, Metrics, serve_metrics

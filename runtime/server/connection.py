@@ -34,6 +34,7 @@ from aiohttp import WSCloseCode
 
 from aural.protocols import encode_event
 from aural.protocols.errors import ErrorCode, ProtocolError
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
 from aural.protocols.server_events import AuralSessionResumed, ServerEventBase, SessionCreated
 from aural.protocols.transport import Transport, TransportClosed
@@ -49,8 +50,6 @@ from .ingest import Ingest
 from .metrics import Metrics
 from .telemetry import ConnectionTelemetry
 from .timeouts import IdleWatch, Timeouts
-
-BINARY_AUDIO = "aural.binary-audio"
 
 Attached = tuple[Transport, "asyncio.Future[bool]"]
 """A socket handed to the conversation, and what its handler awaits: the conversation is done with it (False:

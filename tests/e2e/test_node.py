@@ -3,7 +3,7 @@
 
 Each example runs with `--trace`, which writes every server event it received on stderr: each must be valid
 for openai's own server event types, and the reply it printed must be exactly the streamed deltas. Without
-`node` (or without `npm ci` run in examples/node) the tests are skipped, and fail when AURAL_REQUIRE_JS=1.
+`node` (or without `make js`) the tests are skipped, and fail when AURAL_REQUIRE_JS=1.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from aural.runtime.server.access import Access
 from aural.runtime.server.dev_tls import DevCertificates
 from tests.support.client import Event, Turn, assert_consistent, validate_openai
+from tests.support.node import node_for
 
 from .conftest import MODEL, SAMPLE_WAV, Endpoint
 
@@ -31,16 +31,7 @@ KEY = "sk-aural-node"
 @pytest.fixture(scope="module")
 def node() -> str:
     """The `node` executable, with the examples' packages installed; skipped without, failed if required."""
-    executable = shutil.which("node")
-    if executable is None:
-        problem = "node is not installed (apt-get install nodejs npm)"
-    elif not (EXAMPLES / "node_modules" / "openai").is_dir():
-        problem = "the Node examples' packages are not installed (cd examples/node && npm ci --ignore-scripts)"
-    else:
-        return executable
-    if os.environ.get("AURAL_REQUIRE_JS") == "1":
-        pytest.fail(f"AURAL_REQUIRE_JS=1 but {problem}")
-    pytest.skip(problem)
+    return node_for(EXAMPLES)
 
 
 async def run_node(node: str, *args: str, trust: Path | None = None) -> tuple[int, str, list[str]]:

@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from tests.support.client import Event, RawClient, assert_error, audio_turn, b64, response_events, text_turn
+from aural.protocols.sequences import BARGE_IN, CANCELLED, SERVER_VAD_TURN, server_types
+from tests.support.client import (
+    Event,
+    RawClient,
+    assert_error,
+    audio_turn,
+    b64,
+    collapsed_types,
+    response_events,
+    text_turn,
+)
 from tests.support.speech import utterance
 
 from .conftest import WIRE_RATE, Connect, open_session, pcm_ms, start_runaway
@@ -56,15 +66,8 @@ async def test_a_detected_turn_is_answered(session: RawClient) -> None:
     await server_vad(session)
     await stream(session, speech.pcm16())
     events = await session.recv_until("response.done")
-    types = [event["type"] for event in events]
-    assert types[:5] == [
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.committed",
-        "conversation.item.added",
-        "conversation.item.done",
-    ]
-    assert types[5] == "response.created" and events[-1]["response"]["status"] in ("completed", "incomplete")
+    assert collapsed_types(events) == server_types(SERVER_VAD_TURN)
+    assert events[-1]["response"]["status"] in ("completed", "incomplete")
     audio_tokens = events[-1]["response"]["usage"]["input_token_details"]["audio_tokens"]
     assert audio_tokens > 0
 
@@ -74,7 +77,7 @@ async def test_speech_over_a_response_cancels_it_and_the_item_keeps_what_was_sen
     response_id = await start_runaway(session)
     await stream(session, utterance(["Stop, please."], [], lead=0.2, rate=WIRE_RATE).pcm16())
     await session.recv_until("input_audio_buffer.speech_started")
-    await session.recv_until("response.done")
+    barge_in = session.events[-2:] + await session.recv_until("response.done")
     turn = response_events(session, response_id)
     assert turn.response["status"] == "cancelled"
     assert turn.response["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
@@ -82,6 +85,10 @@ async def test_speech_over_a_response_cancels_it_and_the_item_keeps_what_was_sen
     (item_done,) = [e for e in turn.events if e["type"] == "response.output_item.done"]
     assert item_done["item"]["content"][0]["text"] == sent, "the item holds exactly the text the client received"
     answer = await session.recv_until("response.done")
+    closing = [event for event in barge_in if event in turn.events or event.get("item") == item_done["item"]]
+    assert collapsed_types(closing) == server_types(BARGE_IN, CANCELLED)
+    taken = [event for event in barge_in if event not in closing]
+    assert collapsed_types(taken + answer) == server_types(BARGE_IN)
     assert answer[-1]["response"]["status"] in ("completed", "incomplete"), "the user's turn is then answered"
     assert answer[-1]["response"]["usage"]["input_token_details"]["cached_tokens"] > 0
     await session.send({"type": "conversation.item.retrieve", "item_id": item_done["item"]["id"]})

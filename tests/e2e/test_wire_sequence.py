@@ -1,37 +1,24 @@
-"""The exact frames of manual-commit turns, as a non-Python client reads them off the websocket.
+"""The exact frames of manual-commit turns and a text turn, as a non-Python client reads them off the websocket.
 
-PROTOCOL.md's reference sequence for one text turn, with its ids tied together: the committed user
-item, the response, the assistant item and the `previous_item_id` chain across turns.
+The reference sequences `COMMITTED_TURN` and `TEXT_TURN` (`aural.protocols.sequences`, written into
+docs/protocol.md), with their ids tied together: the committed user item, the response, the assistant item and
+the `previous_item_id` chain across turns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import groupby
 
 import pytest
 
-from tests.support.client import Event, RawClient, b64, output_text
+from aural.protocols.sequences import COMMITTED_TURN, TEXT_TURN, server_types
+from tests.support.client import Event, RawClient, add_text, b64, collapsed_types, output_text
 
 from .conftest import MODEL
 
 pytestmark = pytest.mark.model
 
-REFERENCE_TURN = [
-    "input_audio_buffer.committed",
-    "conversation.item.added",
-    "conversation.item.done",
-    "response.created",
-    "response.output_item.added",
-    "conversation.item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "conversation.item.done",
-    "response.done",
-]
+REFERENCE_TURN = server_types(COMMITTED_TURN)
 MAX_TOKENS = 12
 SESSION = {
     "type": "realtime",
@@ -39,11 +26,6 @@ SESSION = {
     "output_modalities": ["text"],
     "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None}},
 }
-
-
-def collapsed_types(events: list[Event]) -> list[str]:
-    """Event types, with each run of text deltas counted once."""
-    return [event_type for event_type, _ in groupby(event["type"] for event in events)]
 
 
 @dataclass(frozen=True)
@@ -180,7 +162,13 @@ async def test_manual_commit_turns_follow_the_reference_sequence(session: RawCli
         check_text(turn)
         check_status(turn)
         previous_item_id = turn.assistant_id
-    first, second = (event["response"] for event in session.events if event["type"] == "response.done")
+    await add_text(session, "And now in words?")
+    await session.send({"type": "response.create", "response": {"max_output_tokens": MAX_TOKENS}})
+    text_turn = await session.recv_until("response.done")
+    assert collapsed_types(text_turn) == server_types(TEXT_TURN)
+    assert text_turn[0]["item"]["content"] == [{"type": "input_text", "text": "And now in words?"}]
+    assert text_turn[0]["previous_item_id"] == previous_item_id
+    first, second, _ = (event["response"] for event in session.events if event["type"] == "response.done")
     assert first["id"] != second["id"]
     assert first["conversation_id"] == second["conversation_id"]
     assert second["usage"]["input_token_details"]["cached_tokens"] > 0

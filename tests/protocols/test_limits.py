@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from aural.protocols import ProtocolError, decode_client_event, encode_event
+from aural.protocols import ErrorCode, ProtocolError, client_events, decode_client_event, encode_event, models
 from aural.protocols.codec import CLOSE_REASON_BYTES, close_reason
-from aural.protocols.limits import DEFAULT_LIMITS, Limits
+from aural.protocols.limits import DEFAULT_LIMITS, FIELD_BOUNDS, Limits, field_bound
 from aural.protocols.models import ErrorDetail
 from aural.protocols.server_events import Error
 
@@ -178,3 +180,76 @@ def test_a_close_reason_fits_a_close_frame_on_a_character_boundary(reason: str) 
     encoded = close_reason(reason)
     assert len(encoded) <= CLOSE_REASON_BYTES
     assert encoded.decode().rstrip("\ufffd") in reason.encode(errors="replace").decode()
+
+
+# --- the bounds the reference documents per field (`FIELD_BOUNDS`) ---------------------------------------------
+
+_MESSAGE: dict[str, Any] = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+
+
+def _in_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "conversation.item.create", "item": item}
+
+
+def _in_part(part: dict[str, Any], role: str = "user") -> dict[str, Any]:
+    return _in_item({**_MESSAGE, "role": role, "content": [part]})
+
+
+_CARRIERS: dict[str, Any] = {
+    "ClientEventBase": lambda field: {"type": "response.cancel", **field},
+    "ConversationItemCreate": lambda field: {**_in_item(_MESSAGE), **field},
+    "ConversationItemDelete": lambda field: {"type": "conversation.item.delete", "item_id": "i", **field},
+    "ConversationItemRetrieve": lambda field: {"type": "conversation.item.retrieve", "item_id": "i", **field},
+    "ConversationItemTruncate": lambda field: {
+        "type": "conversation.item.truncate", "item_id": "i", "content_index": 0, "audio_end_ms": 0, **field},
+    "ResponseCancel": lambda field: {"type": "response.cancel", **field},
+    "SessionConfig": lambda field: {"type": "session.update", "session": field},
+    "ResponseParams": lambda field: {"type": "response.create", "response": field},
+    "AudioTranscription": lambda field: {"type": "session.update", "session": {"audio": {"input": {
+        "transcription": field}}}},
+    "FunctionTool": lambda field: {"type": "session.update", "session": {"tools": [
+        {"type": "function", "name": "f", **field}]}},
+    "ToolChoiceFunction": lambda field: {"type": "session.update", "session": {"tool_choice": {
+        "type": "function", "name": "f", **field}}},
+    "MessageItem": lambda field: _in_item({**_MESSAGE, **field}),
+    "FunctionCallItem": lambda field: _in_item({
+        "type": "function_call", "call_id": "c", "name": "f", "arguments": "{}", **field}),
+    "FunctionCallOutputItem": lambda field: _in_item({
+        "type": "function_call_output", "call_id": "c", "output": "o", **field}),
+    "ItemReference": lambda field: {"type": "response.create", "response": {"input": [
+        {"type": "item_reference", "id": "i", **field}]}},
+    "InputText": lambda field: _in_part({"type": "input_text", "text": "hi", **field}),
+    "InputAudio": lambda field: _in_part({"type": "input_audio", "audio": "AAAA", **field}),
+    "OutputText": lambda field: _in_part({"type": "output_text", "text": "hi", **field}, role="assistant"),
+}  # fmt: skip
+"""For each class with a character bound: a valid client event carrying the given fields in one of them."""
+CHARACTER_BOUNDS = {
+    where: match[1]
+    for where, phrase in FIELD_BOUNDS.items()
+    if (match := re.fullmatch(r"≤ \{(\w+)(?::,)?\} characters", phrase))
+}
+"""The fields bound to a number of characters, and the `Limits` attribute that bounds each."""
+
+
+@pytest.mark.parametrize("where", CHARACTER_BOUNDS, ids=CHARACTER_BOUNDS)
+def test_a_documented_character_bound_is_the_one_kept(where: str) -> None:
+    owner, field = where.split(".")
+    limit = getattr(LIMITS, CHARACTER_BOUNDS[where])
+    assert field_bound(where) == f"≤ {limit:,} characters"
+    decode_client_event(json.dumps(_CARRIERS[owner]({field: "x" * limit})))
+    with pytest.raises(ProtocolError) as caught:
+        decode_client_event(json.dumps(_CARRIERS[owner]({field: "x" * (limit + 1)})))
+    assert caught.value.code == ErrorCode.STRING_TOO_LONG
+    assert caught.value.param is not None and caught.value.param.split(".")[-1] == field
+
+
+def test_every_documented_bound_names_a_client_field_and_every_event_bound_is_documented() -> None:
+    classes = {cls.__name__: cls for module in (client_events, models) for cls in vars(module).values()
+               if isinstance(cls, type) and issubclass(cls, BaseModel)}  # fmt: skip
+    for where in FIELD_BOUNDS:
+        owner, field = where.split(".")
+        assert field in classes[owner].model_fields, where
+        assert field_bound(where)
+    named = set(re.findall(r"\{(\w+)", " ".join(FIELD_BOUNDS.values())))
+    per_message = {"max_message_bytes", "events_per_second", "event_burst", "max_json_depth"}
+    assert named == {field.name for field in fields(Limits)} - per_message

@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 from aiohttp import ClientWebSocketResponse, WSMsgType
@@ -129,6 +130,13 @@ class RawClient:
 
 
 # --- turns -----------------------------------------------------------------------------------------
+
+
+def collapsed_types(events: list[Event]) -> list[str]:
+    """Event types, with each run of one type (deltas) counted once and `rate_limits.updated` left out, as
+    `aural.protocols.sequences.server_types` lists a reference sequence."""
+    kinds = (event["type"] for event in events if event["type"] != "rate_limits.updated")
+    return [event_type for event_type, _ in groupby(kinds)]
 
 
 @dataclass(frozen=True)

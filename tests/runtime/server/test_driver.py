@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from aural.protocols.extensions import BINARY_AUDIO
 from aural.protocols.models import FunctionTool
 from aural.runtime.engine.base import AudioPart, ToolCallDelta, ToolCallDone
 from aural.runtime.errors import ContextExceeded
-from aural.runtime.server.connection import BINARY_AUDIO
 from aural.runtime.session.inputs import ClientSent, Input
 from aural.runtime.session.session import ConversationSession
 from tests.support.client import (
