@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -210,6 +211,9 @@ def serve(args: argparse.Namespace) -> None:
     """
     context = checks.tls(args.tls_cert, args.tls_key)
     configure_logging(args.log_level, args.log_format)
+    if args.log_level != "debug":  # the hub's HTTP client logs every request (each file of a download) at info
+        for client in ("httpx", "httpx2"):
+            logging.getLogger(client).setLevel(logging.WARNING)
     policy = access.access_policy(args)
     models.check_model(args.model)
     tools = server_tools(args.tools, args.tool_timeout or None)

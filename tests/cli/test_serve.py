@@ -21,7 +21,7 @@ from aural.sdk.tools import DEFAULT_TIMEOUT
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     serve_module.add_arguments(parser)
-    return parser.parse_args(["--model", "/no/such/checkpoint", *argv])
+    return parser.parse_args(["--model", "tiny", *argv])
 
 
 @pytest.fixture(autouse=True)
