@@ -44,13 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     if next((arg for arg in argv if not arg.startswith("-")), None) == "serve":  # only `serve` imports the runtime
         try:
             from .serve import add_arguments as add_serve_arguments
-        except ImportError as exc:  # the SDK-only install: take any options, and say what is missing
+        except ImportError as exc:  # the SDK-only install: whatever the options, say what is missing
             missing = exc
             serve_parser.description = f"The runtime is not installed: {RUNTIME_EXTRA}"
-            serve_parser.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         else:
             add_serve_arguments(serve_parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_known_args(argv)[0] if missing else parser.parse_args(argv)
     try:
         if args.command == "say":
             return asyncio.run(say(args))
