@@ -30,13 +30,13 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text, default = split_help(action)
-        text = text.replace("%", "%%")  # argparse formats the help with %
-        return f"{text} (default: {default})" if default is not None else text
+        text = f"{text} (default: {default})" if default is not None else text
+        return text.replace("%", "%%")  # argparse formats the help with %
 
 
 def options_table(parser: argparse.ArgumentParser) -> str:
     """A Markdown table of `parser`'s arguments: the option (or argument), its default, what it does."""
-    rows = ["| Option | Default | |", "|---|---|---|"]
+    rows = ["| Option | Default | Meaning |", "|---|---|---|"]
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue

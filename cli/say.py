@@ -19,7 +19,7 @@ from .replies import outcome
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `aural say`."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", help="an audio file (WAV, MP3, Ogg, FLAC, M4A…)")
+    source.add_argument("file", nargs="?", metavar="FILE", help="an audio file (WAV, MP3, Ogg, FLAC, M4A…)")
     source.add_argument(
         "--mic",
         action="store_true",

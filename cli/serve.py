@@ -112,7 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"rate_limit_exceeded (default: {DEFAULT_LIMITS.events_per_second:g})",
     )
     access.add_arguments(parser)
-    parser.add_argument("--log-level", default="info", type=str.lower, choices=checks.LOG_LEVELS)
+    parser.add_argument(
+        "--log-level", default="info", type=str.lower, choices=checks.LOG_LEVELS, help="the least severe record logged"
+    )
     parser.add_argument(
         "--log-format",
         choices=["json", "console"],

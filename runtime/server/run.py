@@ -33,8 +33,9 @@ def run_app(
     drain_timeout: float = DRAIN_TIMEOUT,
 ) -> None:
     """Serve `app` (made by `create_app`) on `host:port`, or on `sockets` bound to it (`aural serve` binds them
-    before the model loads, so that a busy port is told at once), until SIGTERM or SIGINT; then stop listening, drain the conversations (running
-    responses get `drain_timeout` seconds to finish), close the engine and return."""
+    before the model loads, so that a busy port is told at once), until SIGTERM or SIGINT; then stop listening,
+    drain the conversations (running responses get `drain_timeout` seconds to finish), close the engine and
+    return."""
 
     async def drain_conversations(_: web.Application) -> None:  # after aiohttp closed the listener
         conversations = app[SESSIONS]

@@ -110,7 +110,7 @@ def test_an_unreachable_hub_fails_at_once_with_a_hint(
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
     line = refused(capsys, "serve", "--model", "Qwen/Qwen2-Audio-7B-Instruct")
     assert line.startswith(
-        f"aural serve: --model Qwen/Qwen2-Audio-7B-Instruct: cannot reach the hub at http://127.0.0.1:"
+        "aural serve: --model Qwen/Qwen2-Audio-7B-Instruct: cannot reach the hub at http://127.0.0.1:"
     )
     assert "HF_HUB_OFFLINE=1" in line
 
