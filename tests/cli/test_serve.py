@@ -25,8 +25,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 @pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve_module, "configure_logging", lambda *options: None)
+def _own_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))  # `serve` adds the current folder
 
 
