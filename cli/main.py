@@ -51,19 +51,24 @@ def main(argv: list[str] | None = None) -> int:
             add_serve_arguments(serve_parser)
     args = parser.parse_known_args(argv)[0] if missing else parser.parse_args(argv)
     try:
-        if args.command == "say":
-            return asyncio.run(say(args))
+        return asyncio.run(say(args)) if args.command == "say" else _serve(args, missing)
+    except KeyboardInterrupt:
+        print(f"aural {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _serve(args: argparse.Namespace, missing: ImportError | None) -> int:
+    """Run `aural serve`, or say how to install the runtime it cannot import."""
+    try:
         if missing is not None:
             raise missing
         from .serve import serve
 
         serve(args)
-    except ImportError as exc:  # only `serve`'s: `say` tells its own
-        print(f"aural serve: the runtime is not installed (no module {exc.name!r}): {RUNTIME_EXTRA}", file=sys.stderr)
+    except ImportError as exc:
+        what = f"no module {exc.name!r}" if exc.name else str(exc)
+        print(f"aural serve: the runtime is not installed ({what}): {RUNTIME_EXTRA}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"aural {args.command}: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 
