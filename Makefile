@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 PORT ?= 8765
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench schema js
+.PHONY: install demo test lint bench schema js port-free espeak-ng
 
 $(BIN)/aural: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(BIN)/aural: pyproject.toml
 
 install: $(BIN)/aural
 
-demo: install
+# A server already on $(PORT) would answer the demo in place of the one it starts: say so and stop.
+port-free:
+	$(if $(shell $(PYTHON) -c 'import socket; print(socket.socket().connect_ex(("127.0.0.1", $(PORT))) == 0 or "")'),\
+	$(error port $(PORT) is taken by another server: stop it, or run make demo PORT=<a free port>))
+
+demo: port-free install
 	@$(BIN)/aural serve --model tiny --port $(PORT) --log-level warning & server=$$!; \
 	trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT; \
 	echo "Streaming examples/sample.wav to the tiny model (random weights: the reply is noise, streamed token by token)"; \
@@ -42,7 +47,11 @@ JS_MODULES := examples/node/node_modules/.package-lock.json tests/js/node_module
 
 js: $(JS_MODULES)
 
-test: lint js
+# The tests speak with espeak-ng (tests/support/speech.py): without it, hundreds would fail one by one.
+espeak-ng:
+	$(if $(shell command -v espeak-ng),,$(error espeak-ng is missing, the tests need it: apt install espeak-ng))
+
+test: espeak-ng lint js
 	$(BIN)/python -m pytest -q
 
 bench: install

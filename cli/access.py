@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import sys
 from collections.abc import Mapping
-from typing import NoReturn
 
 import structlog
 
 from aural.runtime.server.access import Access
+
+from .checks import fail
 
 KEYS_VARIABLE = "AURAL_API_KEYS"
 
@@ -61,12 +61,12 @@ def access_policy(args: argparse.Namespace, environ: Mapping[str, str] = os.envi
     if args.api_key_file is not None:
         keys += _read_keys(args.api_key_file)
     if args.max_sessions_per_key is not None and args.max_sessions_per_key < 1:
-        _fail("--max-sessions-per-key must be at least 1")
+        fail("--max-sessions-per-key must be at least 1")
     if keys:
         log.info("API keys required", keys=len(set(keys)))
     elif not is_loopback(args.host):
         if not args.allow_unauthenticated:
-            _fail(
+            fail(
                 f"--host {args.host} is not loopback and no API key is set: set {KEYS_VARIABLE} or --api-key-file, "
                 "or pass --allow-unauthenticated"
             )
@@ -94,13 +94,8 @@ def _read_keys(path: str) -> list[str]:
         with open(path, encoding="utf-8") as file:
             lines = file.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"--api-key-file {path}: {getattr(exc, 'strerror', None) or exc}")
+        fail(f"--api-key-file {path}: {getattr(exc, 'strerror', None) or exc}")
     keys = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     if not keys:
-        _fail(f"--api-key-file {path}: no key in it (one a line; '#' starts a comment)")
+        fail(f"--api-key-file {path}: no key in it (one a line; '#' starts a comment)")
     return keys
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"aural serve: {message}", file=sys.stderr)
-    raise SystemExit(2)

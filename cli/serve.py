@@ -1,14 +1,16 @@
-"""`aural serve`: load the model and run the websocket server until interrupted.
+"""`aural serve`: check everything, load the model and run the websocket server until interrupted.
 
-The composition of the runtime with the SDK's tool runtime: `--tools` specs are loaded by
-`aural.sdk.tools.load_tools`, checked by the runtime (`check_server_tools`) before the model loads, so
-that a bad spec ends the command with one line, and handed to the app as its `ToolRunner`.
+The options and the preflight (`checks`, `models`, `access`: one line for a problem, before the model loads) need
+neither torch nor transformers, so that a mistake is told in a second; the model's modules are imported after
+them, and a missing runtime extra is told as such. `--tools` specs are loaded by `aural.sdk.tools.load_tools`,
+checked by the runtime (`check_server_tools`) before the model loads, and handed to the app as its `ToolRunner`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import re
 import ssl
@@ -18,18 +20,19 @@ from pathlib import Path
 import structlog
 
 from aural.protocols.limits import DEFAULT_LIMITS, Limits
-from aural.runtime.engine.qwen2_audio.engine import PREFILL_CHUNK, TransformersEngine
-from aural.runtime.engine.tool_grammar import schema_problem
+from aural.runtime.engine.qwen2_audio.settings import PREFILL_CHUNK
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.app import create_app
 from aural.runtime.server.dev_tls import DevCertificateError, ensure_dev_certificates
 from aural.runtime.server.drain import DRAIN_TIMEOUT
-from aural.runtime.server.run import run_app, tls_context
+from aural.runtime.server.run import run_app
 from aural.runtime.server.timeouts import Timeouts
 from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
-from . import access
+from . import access, checks, models
+
+RUNTIME_EXTRA = "pip install 'aural[runtime]'"
 
 log = structlog.get_logger(__name__)
 
@@ -37,10 +40,12 @@ log = structlog.get_logger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `aural serve`."""
     parser.add_argument(
-        "--model", default="tiny", help="tiny (default), medium, a hub id or a local folder of a Qwen2-Audio checkpoint"
+        "--model",
+        default="tiny",
+        help="a preset (tiny, medium, 7b-random), a hub id or a local folder of a Qwen2-Audio checkpoint",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=checks.port_number, default=8000, help="the TCP port (0: any free one)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when present")
     parser.add_argument(
         "--dtype",
@@ -121,7 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"rate_limit_exceeded (default: {DEFAULT_LIMITS.events_per_second:g})",
     )
     access.add_arguments(parser)
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--log-level", default="info", type=str.lower, choices=checks.LOG_LEVELS, help="the least severe record logged"
+    )
     parser.add_argument(
         "--log-format",
         choices=["json", "console"],
@@ -189,7 +196,10 @@ def server_tools(specs: list[str], timeout: float | None) -> Tools:
     sys.path.insert(0, os.getcwd())  # `--tools mymodule:attr` from the folder it is run in, as `python -m` would
     try:
         tools = load_tools(specs, timeout=timeout)
-        check_server_tools(tools, schema_problem)  # Qwen2-Audio's decoder: the one `aural serve` loads
+        if specs:  # the decoder's grammar compiler imports transformers: only for tools to check
+            from aural.runtime.engine.tool_grammar import schema_problem
+
+            check_server_tools(tools, schema_problem)  # Qwen2-Audio's decoder: the one `aural serve` loads
     except ToolLoadError as exc:
         raise SystemExit(f"aural serve: --tools {exc}") from None
     except ValueError as exc:
@@ -208,56 +218,51 @@ def limits(args: argparse.Namespace) -> Limits:
     )
 
 
-def check_tls(args: argparse.Namespace) -> None:
-    """A certificate needs its key and a key its certificate: half of them would silently serve ws://; and
-    `--tls-self-signed` makes its own, so it takes neither.
-
-    Raises:
-        SystemExit: status 2, after one line on stderr naming the options in conflict.
-    """
-    if args.tls_self_signed and (args.tls_cert or args.tls_key):
-        given = "--tls-cert" if args.tls_cert else "--tls-key"
-        print(f"aural serve: --tls-self-signed makes its own certificate: drop {given}", file=sys.stderr)
-        raise SystemExit(2)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        given, missing = ("--tls-cert", "--tls-key") if args.tls_cert else ("--tls-key", "--tls-cert")
-        print(f"aural serve: {given} needs {missing}: give both to serve wss://, or neither", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
-    """The TLS context of `--tls-cert`/`--tls-key` or `--tls-self-signed` (None: plain ws://).
+    """The TLS context of `--tls-cert`/`--tls-key`, or of `--tls-self-signed`, which makes its own certificate
+    (so it takes neither); None: plain ws://.
 
     Raises:
-        SystemExit: a `--tls-self-signed` folder that cannot be used, with the reason in one line.
+        SystemExit: status 2 after one line naming the option (see `checks.tls`; a `--tls-self-signed` folder
+            that cannot be used, with the reason).
     """
-    if args.tls_self_signed:
-        try:
-            files = ensure_dev_certificates(args.tls_self_signed, args.host)
-        except (DevCertificateError, OSError) as exc:
-            raise SystemExit(f"aural serve: --tls-self-signed: {exc}") from None
-        log.info("development certificate", trust=str(files.ca), node=f"NODE_EXTRA_CA_CERTS={files.ca}")
-        return tls_context(str(files.cert), str(files.key))
-    return tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    if not args.tls_self_signed:
+        return checks.tls(args.tls_cert, args.tls_key)
+    if args.tls_cert or args.tls_key:
+        given = "--tls-cert" if args.tls_cert else "--tls-key"
+        checks.fail(f"--tls-self-signed makes its own certificate: drop {given}")
+    try:
+        files = ensure_dev_certificates(args.tls_self_signed, args.host)
+    except (DevCertificateError, OSError) as exc:
+        checks.fail(f"--tls-self-signed: {exc}")
+    log.info("development certificate", trust=str(files.ca), node=f"NODE_EXTRA_CA_CERTS={files.ca}")
+    return checks.tls(str(files.cert), str(files.key))
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Run the runtime with parsed `aural serve` options."""
-    check_tls(args)
+    """Run the runtime with parsed `aural serve` options: every check, then the model, then the server.
+
+    Raises:
+        SystemExit: one line on stderr for a problem (status 2 before the model loads, 1 while it loads).
+        ImportError: the runtime extra is not installed (`aural.cli.main` says how to install it).
+    """
     configure_logging(args.log_level, args.log_format)
     context = server_tls(args)
+    if args.log_level != "debug":  # the hub's HTTP client logs every request (each file of a download) at info
+        for client in ("httpx", "httpx2"):
+            logging.getLogger(client).setLevel(logging.WARNING)
     policy = access.access_policy(args)
+    models.check_model(args.model)
     tools = server_tools(args.tools, args.tool_timeout or None)
-    engine = TransformersEngine.load(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        kv_budget=args.kv_budget,
-        on_full=args.on_full,
-        idle_offload=args.idle_offload,
-        prefill_chunk=args.prefill_chunk,
-        cuda_graphs=not args.no_cuda_graphs,
-    )
+    sockets = checks.bind(args.host, args.port)
+    try:
+        from . import loading  # torch and transformers take seconds to import: after every check
+
+        engine = loading.load_engine(args, sys.stderr)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     timeouts = Timeouts(
         heartbeat=args.heartbeat or None,
         first_event=args.first_event_timeout or None,
@@ -273,4 +278,4 @@ def serve(args: argparse.Namespace) -> None:
         limits=limits(args),
         timeouts=timeouts,
     )
-    run_app(app, host=args.host, port=args.port, ssl_context=context, drain_timeout=args.drain_timeout)
+    run_app(app, host=args.host, port=args.port, sockets=sockets, ssl_context=context, drain_timeout=args.drain_timeout)

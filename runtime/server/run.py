@@ -3,7 +3,9 @@ the engine closed at the end."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
@@ -26,11 +28,14 @@ def run_app(
     *,
     host: str,
     port: int,
+    sockets: Sequence[socket.socket] = (),
     ssl_context: ssl.SSLContext | None = None,
     drain_timeout: float = DRAIN_TIMEOUT,
 ) -> None:
-    """Serve `app` (made by `create_app`) on `host:port` until SIGTERM or SIGINT; then stop listening, drain the
-    conversations (running responses get `drain_timeout` seconds to finish), close the engine and return."""
+    """Serve `app` (made by `create_app`) on `host:port`, or on `sockets` bound to it (`aural serve` binds them
+    before the model loads, so that a busy port is told at once), until SIGTERM or SIGINT; then stop listening,
+    drain the conversations (running responses get `drain_timeout` seconds to finish), close the engine and
+    return."""
 
     async def drain_conversations(_: web.Application) -> None:  # after aiohttp closed the listener
         conversations = app[SESSIONS]
@@ -41,10 +46,21 @@ def run_app(
 
     app.on_shutdown.append(drain_conversations)
     app.on_cleanup.append(close_engine)
-    url = f"{'wss' if ssl_context else 'ws'}://{host}:{port}/v1/realtime"
+    if sockets:
+        host, port = sockets[0].getsockname()[:2]
+    address = f"[{host}]" if ":" in host else host
+    url = f"{'wss' if ssl_context else 'ws'}://{address}:{port}/v1/realtime"
     tools = [tool.name for tool in app[SERVER_TOOLS].definitions]
 
     def listening(_: str) -> None:  # aiohttp's banner, once the socket listens
         log.info("serving", url=url, model=app[ENGINE].model_name, server_tools=tools)
 
-    web.run_app(app, host=host, port=port, ssl_context=ssl_context, print=listening, shutdown_timeout=CLOSE_GRACE)
+    web.run_app(
+        app,
+        host=None if sockets else host,
+        port=None if sockets else port,
+        sock=list(sockets) or None,
+        ssl_context=ssl_context,
+        print=listening,
+        shutdown_timeout=CLOSE_GRACE,
+    )

@@ -21,12 +21,11 @@ from aural.sdk.tools import DEFAULT_TIMEOUT
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     serve_module.add_arguments(parser)
-    return parser.parse_args(["--model", "/no/such/checkpoint", *argv])
+    return parser.parse_args(["--model", "tiny", *argv])
 
 
 @pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(serve_module, "configure_logging", lambda *options: None)
+def _own_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))  # `serve` adds the current folder
 
 

@@ -41,12 +41,12 @@ from ..tool_grammar import Grammars, schema_problem
 from .audio_encoder import AudioEncoder
 from .chat_format import CLIP_SAMPLES, QwenAudioChatFormat, Rendered, Renderer
 from .jobs import ReplyJob, SpeculationJob
-from .presets import PRESETS, build_preset
+from .presets import build_preset
+from .settings import PREFILL_CHUNK, PRESETS
 
 log = structlog.get_logger(__name__)
 
 REPLY_ROOM = 512  # context kept free for a reply without max_output_tokens
-PREFILL_CHUNK = 256  # positions per prefill unit: the longest a live stream waits between two of its steps
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
