@@ -183,13 +183,17 @@ def test_tls_self_signed_with_a_certificate_of_ones_own_is_refused_in_one_line(
     assert not list(tmp_path.iterdir()), "nothing written"
 
 
-def test_a_dev_ca_folder_that_cannot_be_used_ends_serve_in_one_line_before_it_loads_the_model(tmp_path: Path) -> None:
+def test_a_dev_ca_folder_that_cannot_be_used_ends_serve_in_one_line_before_it_loads_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "ca.pem").write_text("a certificate without its key")
-    with pytest.raises(SystemExit, match=r"^aural serve: --tls-self-signed: .* has one of ca.pem and ca-key.pem"):
-        serve_module.serve(_args("--tls-self-signed", str(tmp_path)))
     not_a_folder = tmp_path / "ca.pem"
-    with pytest.raises(SystemExit, match=r"^aural serve: --tls-self-signed: .*File exists"):
-        serve_module.serve(_args("--tls-self-signed", str(not_a_folder)))
+    for folder, problem in ((tmp_path, "has one of ca.pem and ca-key.pem"), (not_a_folder, "File exists")):
+        with pytest.raises(SystemExit) as ended:
+            serve_module.serve(_args("--tls-self-signed", str(folder)))
+        assert ended.value.code == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("aural serve: --tls-self-signed: ") and problem in line
 
 
 def test_the_limit_options_set_the_apps_limits(capsys: pytest.CaptureFixture[str]) -> None:
