@@ -56,6 +56,11 @@ class ReplyReader:
             self._constraint = grammars.constraint(tool_format.grammar(self._use, after_opener=False))
             self._parser = tool_format.parser()
 
+    @property
+    def unnamed_call(self) -> bool:
+        """Whether a call is being written whose name is not complete yet (no event has announced it)."""
+        return self._parser is not None and not self._name
+
     def allowed(self) -> BoolMask | None:
         """The tokens allowed next, or None when decoding is free."""
         return self._constraint.allowed() if self._constraint is not None else None

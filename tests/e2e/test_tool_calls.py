@@ -67,3 +67,19 @@ async def test_bad_tools_get_an_error_and_the_session_goes_on(session: RawClient
     assert_error(await session.recv(), "invalid_value", param="session.tools.0.parameters", event_id="s1")
     await session.send({"type": "session.update", "session": {"tools": [TOOL, TOOL]}})
     assert_error(await session.recv(), "invalid_value", param="session.tools.1.name")
+
+
+async def test_a_forced_call_cut_before_its_name_leaves_no_item(session: RawClient) -> None:
+    await session.send({"type": "session.update", "session": {"tools": [TOOL]}})
+    await session.expect("session.updated")
+    await add_text(session, "Weather in Oslo?")
+    choice = {"type": "function", "name": "weather"}
+    await session.send({"type": "response.create", "response": {"tool_choice": choice, "max_output_tokens": 1}})
+    turn = await read_response(session)
+    assert [event["type"] for event in turn.events] == ["response.created", "response.done"]
+    assert turn.response["status"] == "incomplete" and turn.response["output"] == []
+    error = await session.recv()
+    assert_error(error, "tool_call_incomplete")
+    assert "before its name was complete" in error["error"]["message"]
+    await session.send({"type": "response.create", "response": {"tool_choice": choice, "max_output_tokens": 400}})
+    assert (await read_response(session)).one("response.function_call_arguments.done")["name"] == "weather"
