@@ -1,8 +1,9 @@
 """A Pipecat pipeline whose OpenAI Realtime service talks to Aural: only the base URL changes.
 
-Pipecat's `OpenAIRealtimeLLMService` connects to `--url`, configures the session and, for a spoken turn,
-streams the audio as a transport would (20 ms frames, then a second of silence); Aural's server VAD finds the
-turn, commits it and answers. The reply's text frames are printed as they come down the pipeline.
+Pipecat's `OpenAIRealtimeLLMService` connects to `--url` and configures the session; the bot greets (or
+answers the typed turn) and, for a spoken turn, the audio is then streamed as a transport would (20 ms frames,
+then a second of silence): Aural's server VAD finds the turn, commits it and answers. The replies' text frames
+are printed as they come down the pipeline.
 
 aural serve --alias gpt-realtime &
 python examples/pipecat_bot.py examples/sample.wav                      # a spoken turn
@@ -47,6 +48,7 @@ from aural.sdk import WIRE_RATE, read_audio_file
 CHUNK_MS = 20
 TAIL_MS = 1000
 """Silence sent after the speech, as a microphone goes on sending it: it lets the server see the turn end."""
+REPLY_TIMEOUT = 60.0
 WEATHER = FunctionSchema(
     name="get_weather",
     description="The current weather in a city.",
@@ -96,11 +98,20 @@ def realtime_service(
 class Transcript:
     """What came down the pipeline: each reply's text, the calls run, the errors."""
 
-    replies: list[str] = field(default_factory=lambda: [""])
+    replies: list[str] = field(default_factory=list)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     """(name, arguments, result), as JSON."""
     errors: list[str] = field(default_factory=list)
-    replied: asyncio.Event = field(default_factory=asyncio.Event)
+    streaming: str = ""
+    """The text of the reply under way."""
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for_replies(self, count: int) -> None:
+        """Wait until `count` replies have ended, or an error came (Pipecat stops at the first)."""
+        async with asyncio.timeout(REPLY_TIMEOUT):
+            while len(self.replies) < count and not self.errors:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 class ReplyPrinter(FrameProcessor):
@@ -113,19 +124,20 @@ class ReplyPrinter(FrameProcessor):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMTextFrame):
-            self.transcript.replies[-1] += frame.text
+            self.transcript.streaming += frame.text
             print(frame.text, end="", flush=True)
         elif isinstance(frame, FunctionCallResultFrame):
             call = (frame.function_name, json.dumps(frame.arguments), json.dumps(frame.result))
             self.transcript.calls.append(call)
             print(f"[called {call[0]}({call[1]}) -> {call[2]}]")
         elif isinstance(frame, LLMFullResponseEndFrame):
-            print(f" [reply of {len(self.transcript.replies[-1])} characters]", flush=True)
-            self.transcript.replies.append("")
-            self.transcript.replied.set()
+            print(f" [reply of {len(self.transcript.streaming)} characters]", flush=True)
+            self.transcript.replies.append(self.transcript.streaming)
+            self.transcript.streaming = ""
+            self.transcript.changed.set()
         elif isinstance(frame, ErrorFrame):
             self.transcript.errors.append(frame.error)
-            self.transcript.replied.set()
+            self.transcript.changed.set()
         await self.push_frame(frame, direction)
 
 
@@ -146,11 +158,11 @@ async def converse(
     audio: str | None = None,
     text: str | None = None,
     force_tool: bool = False,
-    replies: int = 1,
     max_output_tokens: int = 256,
 ) -> Transcript:
-    """Run one turn (spoken from the file `audio`, or typed `text`) through a Pipecat pipeline until `replies`
-    replies have ended (a forced tool call's response, then the answer after its result, are two)."""
+    """Run one turn through a Pipecat pipeline: typed (`text`, answered at once), or spoken (the file `audio`,
+    streamed once the bot has greeted: the session is configured by then). Returns when the turn's reply has
+    ended (with `force_tool`, the call's reply and then the answer after its result)."""
     transcript = Transcript()
     llm = realtime_service(
         url, model, server_vad=audio is not None, force_tool=force_tool, max_output_tokens=max_output_tokens
@@ -162,15 +174,17 @@ async def converse(
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     running = asyncio.create_task(runner.run())
-    await worker.queue_frame(LLMRunFrame())  # the service takes in the context (and answers a typed turn)
-    if audio is not None:
-        for frame in speech_frames(audio):
-            await worker.queue_frame(frame)
-    while len(transcript.replies) <= replies and not transcript.errors:
-        transcript.replied.clear()
-        await transcript.replied.wait()
-    await worker.cancel()
-    await running
+    greeting = 1 if audio is not None else 0
+    try:
+        await worker.queue_frame(LLMRunFrame())  # the service takes in the context and answers it
+        if audio is not None:
+            await transcript.wait_for_replies(greeting)
+            for frame in speech_frames(audio):
+                await worker.queue_frame(frame)
+        await transcript.wait_for_replies(greeting + 1 + (1 if force_tool else 0))
+    finally:
+        await worker.cancel()
+        await running
     return transcript
 
 
@@ -194,7 +208,6 @@ def main() -> None:
             audio=args.file,
             text=args.text,
             force_tool=args.force_tool,
-            replies=2 if args.force_tool else 1,
             max_output_tokens=args.max_output_tokens,
         )
     )

@@ -27,7 +27,8 @@ def base_url(server: Endpoint) -> str:
 async def test_a_typed_turn(server: Endpoint) -> None:
     transcript = await converse(base_url(server), model=MODEL, text="Hello!", max_output_tokens=16)
     assert transcript.errors == []
-    assert len(transcript.replies) == 1 and transcript.replies[0]
+    [reply] = transcript.replies
+    assert reply
 
 
 async def test_a_spoken_turn_as_a_script(server: Endpoint) -> None:
@@ -47,4 +48,5 @@ async def test_a_forced_call_run_by_the_agent_then_the_answer(server: Endpoint) 
     city = json.loads(arguments)["city"]
     assert name == "get_weather" and 0 < len(city) <= 12, "the arguments follow the tool's schema"
     assert output == str({"city": city, "temperature": 21, "unit": "c"}), "the agent ran the tool"
-    assert transcript.replies[0] == "" and transcript.replies[1], "the call's reply has no text; the answer has"
+    call_reply, answer = transcript.replies
+    assert call_reply == "" and answer, "the call's reply has no text; the answer has"
