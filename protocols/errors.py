@@ -16,7 +16,6 @@ class ErrorCode(StrEnum):
     INVALID_EVENT = "invalid_request_error"
     INVALID_VALUE = "invalid_value"
     BAD_AUDIO = "invalid_audio"
-    UNSUPPORTED = "unsupported"
     MODEL_NOT_FOUND = "model_not_found"
     BUFFER_EMPTY = "input_audio_buffer_commit_empty"
     BUFFER_FULL = "input_audio_buffer_full"
@@ -57,8 +56,6 @@ ERROR_TRIGGERS: dict[ErrorCode, str] = {
     "`tool_choice: required` without tools, `max_output_tokens` out of range.",
     ErrorCode.BAD_AUDIO: "Audio that is not base64, too short, or cannot be decoded in the declared format "
     "(wrong magic bytes, damaged frames, a plain M4A whose index comes last).",
-    ErrorCode.UNSUPPORTED: "A GA setting Aural accepts but cannot honour (`semantic_vad`); the session keeps the "
-    "previous value.",
     ErrorCode.MODEL_NOT_FOUND: "A `?model=` the server does not serve (sent, then the handshake closes with 1008).",
     ErrorCode.BUFFER_EMPTY: "`input_audio_buffer.commit` with less than the shortest turn in the buffer.",
     ErrorCode.BUFFER_FULL: "Appended audio beyond what the input buffer holds: commit or clear it.",

@@ -89,7 +89,7 @@ class ServerVad(WireModel):
 
 
 class SemanticVad(WireModel):
-    """GA `semantic_vad` settings (accepted on the wire, not supported by Aural)."""
+    """GA `semantic_vad` settings: Aural runs them as `server_vad` (it has no semantic turn model)."""
 
     type: Literal["semantic_vad"] = "semantic_vad"
     eagerness: str | None = None

@@ -65,6 +65,6 @@ def check_server_tools(tools: ToolRunner, check_schema: SchemaCheck) -> None:
         ValueError: the first problem, in one sentence.
     """
     try:
-        check_tools(tools.definitions, None, "tools", partial(parameters_problem, enforceable=check_schema))
+        check_tools(tools.definitions, "tools", partial(parameters_problem, enforceable=check_schema))
     except ProtocolError as exc:
         raise ValueError(exc.message) from None

@@ -182,6 +182,9 @@ class GenerationDone:
     """Why a generation ended with reason `error`."""
     kv_room: int | None = None
     """Positions the conversation can still grow by before the engine's KV pool is full (None: no pool)."""
+    unnamed_call: bool = False
+    """The reply ended inside a function call whose name was not complete: no event announced the call, which
+    was dropped with its tokens."""
 
 
 GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone

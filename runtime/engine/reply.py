@@ -61,6 +61,11 @@ class ReplyReader:
         """The name of the call being written, once read ("" outside calls or before its name is complete)."""
         return self._name
 
+    @property
+    def unnamed_call(self) -> bool:
+        """Whether a call is being written whose name is not complete yet (no event has announced it)."""
+        return self._parser is not None and not self._name
+
     def allowed(self) -> BoolMask | None:
         """The tokens allowed next, or None when decoding is free."""
         return self._constraint.allowed() if self._constraint is not None else None

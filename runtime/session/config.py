@@ -5,20 +5,18 @@ Pure functions of the configuration; the router keeps it and acts on what change
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Literal
 
 from aural.protocols import client_events as ce
-from aural.protocols import server_events as se
 from aural.protocols.errors import ErrorCode, ProtocolError
 from aural.protocols.models import (
     AudioConfig,
     AudioInputConfig,
-    FunctionTool,
     PcmFormat,
     ResponseParams,
     RetentionRatioTruncation,
     SemanticVad,
+    ServerVad,
     SessionConfig,
     Truncation,
 )
@@ -27,7 +25,6 @@ from ..engine.base import ModelCapabilities
 from ..engine.base import Truncation as EngineTruncation
 from .tool_calls import check_tools
 from .turn_taking import with_defaults
-from .wire_errors import error_event
 
 MAX_OUTPUT_TOKENS = 4096
 _FIELDS = (
@@ -57,21 +54,22 @@ def initial_config(session_id: str, model: str) -> SessionConfig:
     )
 
 
-def updated_config(
-    config: SessionConfig, event: ce.SessionUpdate, server_tools: Sequence[FunctionTool], model: ModelCapabilities
-) -> tuple[SessionConfig, list[se.Error]]:
-    """`config` with the fields `event` sets, and the errors of the fields left unchanged (`semantic_vad`).
+def updated_config(config: SessionConfig, event: ce.SessionUpdate, model: ModelCapabilities) -> SessionConfig:
+    """`config` with the fields `event` sets.
+
+    A named `tool_choice` is not checked against the tools here but when a response uses it: clients
+    (Pipecat, LiveKit) send tools and tool_choice in separate updates, in either order.
 
     Raises:
         ProtocolError: an update that fails a check, which changes nothing.
     """
-    update, notes = event.session, []
+    update = event.session
     config = config.model_copy(deep=True)
     for name in _FIELDS:
         if name in update.model_fields_set:
             setattr(config, name, getattr(update, name))
     check_max_tokens(config.max_output_tokens, "session.max_output_tokens")
-    check_tools(config.tools or [], config.tool_choice, "session", model.check_schema, bool(server_tools))
+    check_tools(config.tools or [], "session", model.check_schema)
     _check_truncation(config.truncation, model.context_window)
     audio_in = update.audio.input if update.audio else None
     if audio_in is not None:
@@ -82,14 +80,17 @@ def updated_config(
             config.audio.input.transcription = audio_in.transcription
         if "turn_detection" in audio_in.model_fields_set:
             detection = audio_in.turn_detection
-            if isinstance(detection, SemanticVad):
-                message = "Turn detection 'semantic_vad' is not supported: use 'server_vad'. Left unchanged."
-                param = "session.audio.input.turn_detection.type"
-                error = ProtocolError(ErrorCode.UNSUPPORTED, message, param=param, event_id=event.event_id)
-                notes.append(error_event(error))
-            else:
-                config.audio.input.turn_detection = with_defaults(detection) if detection else None
-    return config, notes
+            config.audio.input.turn_detection = with_defaults(as_server_vad(detection)) if detection else None
+    return config
+
+
+def as_server_vad(detection: ServerVad | SemanticVad) -> ServerVad:
+    """The settings Aural runs: `semantic_vad` (the default of LiveKit's OpenAI plugin, an option of Pipecat's)
+    runs as `server_vad` with its defaults, keeping `create_response` and `interrupt_response`; `eagerness` has
+    no counterpart (Aural has no semantic turn model). The session then reports `server_vad`, what it runs."""
+    if isinstance(detection, ServerVad):
+        return detection
+    return ServerVad(create_response=detection.create_response, interrupt_response=detection.interrupt_response)
 
 
 def max_tokens_for(params: ResponseParams, config: SessionConfig) -> int | Literal["inf"] | None:

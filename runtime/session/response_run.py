@@ -139,7 +139,7 @@ class ResponseRun:
         """Close the item (if any) and the response; `previous_item_id` places an item opened now."""
         status = _STATUS[result.reason]
         events: list[ServerEventBase] = []
-        if self.item is None and not self.calls and status in ("completed", "incomplete"):
+        if self.item is None and not self.calls and not result.unnamed_call and status in ("completed", "incomplete"):
             events += self._open_item(previous_item_id)
         events += self.close_message(status == "completed")
         for call in self.calls.values():

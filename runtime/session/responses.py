@@ -154,17 +154,19 @@ class Responses:
         cut = [call for call in run.calls.values() if not call.done]
         for call in cut if run.in_conversation else []:
             self._items.delete(call.item_id, detach=False)  # the engine cut its tokens from the turn
-        if cut and result.reason == "length":
+        if (cut or result.unnamed_call) and result.reason == "length":
+            what = f"The call of '{cut[0].item.name}'" if cut else "A function call"
+            before = "it was complete" if cut else "its name was complete"
             message = (
-                f"The call of '{cut[0].item.name}' was cut off at the output token limit before it was complete, "
-                "so it was dropped: raise max_output_tokens or simplify the function's parameters."
+                f"{what} was cut off at the output token limit before {before}, so it was dropped: "
+                "raise max_output_tokens or simplify the function's parameters."
             )
             events.append(error_event(ProtocolError(ErrorCode.TOOL_CALL_INCOMPLETE, message)))
         if result.error is not None and wire_code(result.error) is not ErrorCode.SERVER_ERROR:
             events.append(error_event(wire_error(result.error)))
         events.append(response_done)
         used = result.usage.input_tokens + result.usage.output_tokens
-        if run.in_conversation and used:
+        if run.in_conversation and used:  # directly after response.done, as OpenAI sends it
             remaining = max(0, self._context_window - used)
             if result.kv_room is not None:  # the server's KV pool may be fuller than the context
                 remaining = min(remaining, result.kv_room)

@@ -124,7 +124,7 @@ class ConversationSession:
         self._rounds = ToolRounds([tool.name for tool in server_tools], max_tool_rounds)
         self._shutting_down = False
         if pinned is not None:
-            self.config, _ = updated_config(self.config, ce.SessionUpdate(session=pinned), server_tools, self._model)
+            self.config = updated_config(self.config, ce.SessionUpdate(session=pinned), self._model)
             self._restart_turn_taking()
 
     @property
@@ -227,15 +227,13 @@ class ConversationSession:
     def _session_update(self, event: ce.SessionUpdate, ended: AudioError | ProtocolError | None) -> Step:
         """Apply the fields present; an update that fails a check changes nothing. Audio sent so far was in the
         old format: a new format ends its stream first (`ended`: why its last bytes did not decode)."""
-        config, notes = updated_config(self.config, event, self._server_tools, self._model)
+        config = updated_config(self.config, event, self._model)
         previous = self._input
         assert config.audio and config.audio.input
         if config.audio.input.format != previous.format and (ending := self._audio_ended_for(event)):
             return ending
         self.config = config
-        step = emit(*notes)
-        if ended is not None:
-            step += emit(failure_event(ended, None))
+        step = emit(failure_event(ended, None)) if ended is not None else Step()
         if self._input.turn_detection != previous.turn_detection:
             self._restart_turn_taking()
         return step + emit(se.SessionUpdated(session=self.config.model_copy(deep=True)))
@@ -321,14 +319,14 @@ class ConversationSession:
                     audio = self._audio.take(start, end)
                     if audio.size >= MIN_AUDIO:
                         step += self._commit_audio(audio, item_id)
-                    step += self._create_response(ResponseParams())
+                    step += self._server_response(ResponseParams())
                 case Forget(position):
                     self._audio.discard_before(position)
         return step
 
     def _respond_to_turn(self) -> Step:
         if self.response is None:
-            return self._create_response(ResponseParams())
+            return self._server_response(ResponseParams())
         self._respond_after = True  # after the running response (cancelled, or left to finish)
         return Step()
 
@@ -338,7 +336,10 @@ class ConversationSession:
             return Step()
         user = Message("user", (AudioPart(f"{item_id}/0", audio),), key=item_id)
         conversation = with_instructions([*self.items.messages(), user], self.config.instructions)
-        tools = tools_for(ResponseParams(), self.config, self._server_tools, self._verdicts)
+        try:
+            tools = tools_for(ResponseParams(), self.config, self._server_tools, self._verdicts)
+        except ProtocolError:  # a tool_choice that the response will refuse: it will read nothing
+            return Step()
         truncation = engine_truncation(self.config.truncation)
         return order(Prefill(conversation, tools.functions if tools else (), truncation))
 
@@ -416,6 +417,15 @@ class ConversationSession:
             )
         return self._responses.cancel("client_cancelled")
 
+    def _server_response(self, params: ResponseParams, depth: int = 0) -> Step:
+        """A response the server starts (a turn server VAD ended, the idle timeout, a tool round's continuation):
+        one it cannot start (the session's `tool_choice` names a function no longer among the tools, the server
+        is shutting down) is an `error` event, with no client event to name."""
+        try:
+            return self._create_response(params, depth=depth)
+        except ProtocolError as exc:
+            return emit(failure_event(exc, None))
+
     def _after(self, run: ResponseRun) -> Step:
         """What follows a response the engine ended: its server tools' calls, the idle timer, a turn that waited."""
         step = Step()
@@ -425,7 +435,7 @@ class ConversationSession:
             self._turns.idle_from = self._turns.position
         if self._respond_after and not self._shutting_down:
             self._respond_after = False
-            step += self._create_response(ResponseParams())
+            step += self._server_response(ResponseParams())
         return step
 
     def _tool_returned(self, call_id: str, output: str) -> Step:
@@ -440,4 +450,4 @@ class ConversationSession:
             step = Step()
         if follow_up is None or self.response is not None:
             return step
-        return step + self._create_response(follow_up.params, depth=follow_up.depth)  # parameters already checked
+        return step + self._server_response(follow_up.params, follow_up.depth)

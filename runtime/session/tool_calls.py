@@ -38,28 +38,17 @@ from ..engine.base import FunctionSpec, SchemaCheck, ToolUse
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
-def check_tools(
-    tools: Sequence[FunctionTool],
-    choice: ToolChoice | None,
-    param: str,
-    verdict: SchemaCheck,
-    server: bool = False,
-) -> None:
-    """Check the client's tool definitions and the choice among them.
-
-    Server tools stay private: a named choice must name one of the client's own tools (forcing a server
-    tool is the operator's decision, not a client's), and no error depends on the server tools' names
-    (a client tool of a server tool's name hides it instead, see `tools_for`).
+def check_tools(tools: Sequence[FunctionTool], param: str, verdict: SchemaCheck) -> None:
+    """Check the client's tool definitions.
 
     Args:
         param: where they sit (`session`, `response`), for the error's `param`.
         verdict: why a schema cannot be a tool's parameters, None if it can (`parameters_problem`, or its
             answer computed ahead, off the event loop).
-        server: whether the runtime offers tools of its own too, which 'required' may call.
 
     Raises:
-        ProtocolError: a bad name, a duplicate name, parameters that are not a JSON Schema of an
-            object (or that the decoder cannot enforce), or a choice that names none of the client's tools.
+        ProtocolError: a bad name, a duplicate name, or parameters that are not a JSON Schema of an object (or
+            that the decoder cannot enforce).
     """
     names: set[str] = set()
     for index, tool in enumerate(tools):
@@ -77,6 +66,24 @@ def check_tools(
         names.add(tool.name)
         if tool.parameters:
             _check_schema(tool.name, tool.parameters, f"{where}.parameters", verdict)
+
+
+def check_choice(tools: Sequence[FunctionTool], choice: ToolChoice | None, param: str, server: bool) -> None:
+    """Check the tool choice of a response against the client tools it may call (checked when a response
+    uses it, not when a session update sets it: clients send tools and tool_choice in either order).
+
+    Server tools stay private: a named choice must name one of the client's own tools (forcing a server
+    tool is the operator's decision, not a client's), and no error depends on the server tools' names
+    (a client tool of a server tool's name hides it instead, see `tools_for`).
+
+    Args:
+        param: where the choice was set (`session`, `response`), for the error's `param`.
+        server: whether the runtime offers tools of its own too, which 'required' may call.
+
+    Raises:
+        ProtocolError: a choice that names none of the client's tools, or 'required' with no tool at all.
+    """
+    names = {tool.name for tool in tools}
     if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
         raise ProtocolError(
             ErrorCode.INVALID_VALUE,
@@ -171,9 +178,10 @@ def tools_for(
         ProtocolError: the response's tools or tool_choice are invalid.
     """
     tools = client_tools(params, config)
+    if params.tools is not None:
+        check_tools(tools, "response", verdict)
     choice = params.tool_choice if params.tool_choice is not None else config.tool_choice
-    if params.tools is not None or params.tool_choice is not None:
-        check_tools(tools, choice, "response", verdict, bool(server))
+    check_choice(tools, choice, "response" if params.tool_choice is not None else "session", bool(server))
     parallel = params.parallel_tool_calls if params.parallel_tool_calls is not None else config.parallel_tool_calls
     names = {tool.name for tool in tools}
     return tool_use([*tools, *(tool for tool in server if tool.name not in names)], choice, parallel)

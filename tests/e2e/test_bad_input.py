@@ -175,21 +175,6 @@ async def test_cancel_of_a_running_response(session: RawClient, named: bool) -> 
     await assert_turn_works(session)
 
 
-async def test_semantic_vad_is_refused_but_the_rest_of_the_update_applies(session: RawClient) -> None:
-    update = {
-        "type": "realtime",
-        "instructions": "Be brief.",
-        "audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "auto"}}},
-    }
-    await session.send({"type": "session.update", "session": update, "event_id": "evt_vad"})
-    error = await session.expect("error")
-    assert_error(error, "unsupported", param="session.audio.input.turn_detection.type", event_id="evt_vad")
-    updated = (await session.expect("session.updated"))["session"]
-    assert updated["instructions"] == "Be brief."
-    assert updated["audio"]["input"].get("turn_detection") is None
-    await assert_turn_works(session)
-
-
 async def test_a_rejected_session_update_changes_nothing(session: RawClient, speech_pcm: bytes) -> None:
     update = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu"}}}, "max_output_tokens": 0}
     await session.send({"type": "session.update", "session": update, "event_id": "evt_rejected"})

@@ -2,43 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.scripts import ROOT, SAMPLE, run_script
 
 from .conftest import Endpoint
 
 pytestmark = pytest.mark.model
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = str(ROOT / "examples" / "sample.wav")
 README_BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.DOTALL)
 README_URL = "ws://127.0.0.1:8000/v1/realtime"
-
-
-async def _run(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=ROOT
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, output.decode()
-    return output.decode()
 
 
 @pytest.mark.parametrize("with_text", [False, True])
 async def test_voice_chat(server: Endpoint, with_text: bool) -> None:
     extra = ["--text", "What is said?"] if with_text else []
-    output = await _run(str(ROOT / "examples/voice_chat.py"), SAMPLE, SAMPLE, "--url", server.realtime_url, *extra)
+    output = await run_script(
+        str(ROOT / "examples/voice_chat.py"), SAMPLE, SAMPLE, "--url", server.realtime_url, *extra
+    )
     assert output.count("turn ") == 2
     reused = [int(line.split("(")[1].split()[0]) for line in output.splitlines() if "reused" in line]
     assert reused[0] == 0 < reused[1]
 
 
 async def test_openai_client(server: Endpoint) -> None:
-    output = await _run(
+    output = await run_script(
         str(ROOT / "examples/openai_client.py"), SAMPLE, "--base-url", f"ws://127.0.0.1:{server.port}/v1"
     )
     assert output.rstrip().endswith("[incomplete]") or output.rstrip().endswith("[completed]")
@@ -47,7 +38,7 @@ async def test_openai_client(server: Endpoint) -> None:
 
 async def test_tools(server: Endpoint) -> None:
     question = "Is it warm in Lisbon?"
-    output = await _run(
+    output = await run_script(
         str(ROOT / "examples/tools.py"), question, "--call", "get_weather", "--url", server.realtime_url
     )
     [called] = [line for line in output.splitlines() if line.startswith("  called ")]
@@ -56,7 +47,7 @@ async def test_tools(server: Endpoint) -> None:
 
 
 async def test_voice_bot(server: Endpoint) -> None:
-    output = await _run(
+    output = await run_script(
         str(ROOT / "examples/voice_bot.py"), SAMPLE, "--fast", "--linger", "0.5", "--url", server.realtime_url
     )
     assert_the_bot_conversed(output)
@@ -64,7 +55,7 @@ async def test_voice_bot(server: Endpoint) -> None:
 
 async def test_embedded_voice_bot() -> None:
     """The same bot with the tiny model in its own process: no server."""
-    output = await _run(str(ROOT / "examples/embedded.py"), SAMPLE, "--fast", "--linger", "0.5")
+    output = await run_script(str(ROOT / "examples/embedded.py"), SAMPLE, "--fast", "--linger", "0.5")
     assert_the_bot_conversed(output)
 
 
@@ -88,4 +79,4 @@ async def test_the_readmes_python_blocks_run_as_written(server: Endpoint, tmp_pa
     assert embedded or README_URL in block, "each block talks to the runtime as `aural serve` starts it"
     script = tmp_path / "block.py"
     script.write_text(block.replace(README_URL, server.realtime_url))
-    await _run(str(script))
+    await run_script(str(script))

@@ -106,3 +106,19 @@ async def test_a_call_past_the_per_call_limit_fails_naming_that_limit(session: R
     await session.send({"type": "response.create", "response": {"tool_choice": "none", "max_output_tokens": 4}})
     after = await read_response(session)
     assert after.response["status"] in ("completed", "incomplete") and not after.of_type("error")
+
+
+async def test_a_forced_call_cut_before_its_name_leaves_no_item(session: RawClient) -> None:
+    await session.send({"type": "session.update", "session": {"tools": [TOOL]}})
+    await session.expect("session.updated")
+    await add_text(session, "Weather in Oslo?")
+    choice = {"type": "function", "name": "weather"}
+    await session.send({"type": "response.create", "response": {"tool_choice": choice, "max_output_tokens": 1}})
+    turn = await read_response(session)
+    assert [event["type"] for event in turn.events] == ["response.created", "error", "response.done"]
+    assert turn.response["status"] == "incomplete" and turn.response["output"] == []
+    error = turn.one("error")
+    assert_error(error, "tool_call_incomplete")
+    assert "before its name was complete" in error["error"]["message"]
+    await session.send({"type": "response.create", "response": {"tool_choice": choice, "max_output_tokens": 400}})
+    assert (await read_response(session)).one("response.function_call_arguments.done")["name"] == "weather"

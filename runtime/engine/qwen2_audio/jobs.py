@@ -331,6 +331,7 @@ class ReplyJob(Job):
 
     def _finish(self, reason: FinishReason, error: EngineError | None = None) -> None:
         self.finished = True
+        unnamed_call = self.reply is not None and self.reply.unnamed_call
         if self.reply is not None:
             events, keep = self.reply.finish()
             for event in events:
@@ -341,4 +342,4 @@ class ReplyJob(Job):
         usage = dataclasses.replace(self.usage, output_tokens=self.count)
         pool, cache = self.session.engine.pool, self.resident.cache
         room = pool.free_blocks * pool.block_size + len(cache.blocks) * pool.block_size - cache.length
-        self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room))
+        self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room, unnamed_call=unnamed_call))

@@ -90,18 +90,19 @@ def test_instructions_become_the_system_turn(session: ConversationSession) -> No
     assert start.conversation[0].parts == ("Be brief.",)
 
 
-def test_server_vad_defaults_are_echoed_and_semantic_vad_is_refused(session: ConversationSession) -> None:
+def test_server_vad_defaults_are_echoed_and_semantic_vad_runs_as_server_vad(session: ConversationSession) -> None:
     out = send(session, type="session.update", session={
         "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}}}})  # fmt: skip
     (updated,) = out
     vad = updated.session.audio.input.turn_detection
     assert (vad.threshold, vad.prefix_padding_ms, vad.silence_duration_ms) == (0.5, 300, 700)
     assert vad.create_response is True and vad.interrupt_response is True
-    out = send(session, type="session.update", event_id="u1", session={
-        "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}})  # fmt: skip
-    assert types(out) == ["error", "session.updated"]
-    assert out[0].error.param == "session.audio.input.turn_detection.type" and out[0].error.event_id == "u1"
-    assert out[1].session.audio.input.turn_detection.silence_duration_ms == 700, "the previous setting stays"
+    out = send(session, type="session.update", session={"audio": {"input": {"turn_detection": {
+        "type": "semantic_vad", "eagerness": "medium", "interrupt_response": False}}}})  # fmt: skip
+    (updated,) = out
+    vad = updated.session.audio.input.turn_detection
+    assert vad.type == "server_vad", "the session reports what it runs"
+    assert (vad.silence_duration_ms, vad.create_response, vad.interrupt_response) == (500, True, False)
 
 
 def test_commit_too_short_keeps_the_audio(session: ConversationSession) -> None:

@@ -83,7 +83,7 @@ def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) ->
     opened = generated(session, rid, ToolCallDelta(0, "weather", '{"ci'))
     call_id = opened[0].item.id
     end = generated(session, rid, GenerationDone("length", TokenUsage(10, 0, 0, 5)))
-    assert types(end)[:3] == ["conversation.item.deleted", "error", "response.done"]
+    assert types(end) == ["conversation.item.deleted", "error", "response.done", "rate_limits.updated"]
     assert end[0].item_id == call_id and end[2].response.output == []
     assert end[1].error.code == "tool_call_incomplete" and "max_output_tokens" in end[1].error.message
     assert [m.role for m in session.items.messages()] == ["user"]
@@ -96,7 +96,6 @@ def test_a_call_cut_off_is_deleted_and_reported(session: ConversationSession) ->
          "session.tools.0.parameters"),
         ({"tools": [WEATHER, WEATHER]}, "session.tools.1.name"),
         ({"tools": [{**WEATHER, "name": "bad name"}]}, "session.tools.0.name"),
-        ({"tool_choice": {"type": "function", "name": "nope"}}, "session.tool_choice.name"),
     ],
 )  # fmt: skip
 def test_invalid_tool_definitions_are_refused_and_change_nothing(
@@ -105,6 +104,30 @@ def test_invalid_tool_definitions_are_refused_and_change_nothing(
     (error,) = send(session, type="session.update", event_id="u", session=update)
     assert (error.error.code, error.error.param, error.error.event_id) == ("invalid_value", param, "u")
     assert [t.name for t in session.config.tools or []] == ["weather"] and session.config.tool_choice == "auto"
+
+
+def test_a_call_cut_before_its_name_leaves_no_item_and_is_reported(session: ConversationSession) -> None:
+    rid = _start(session, tool_choice={"type": "function", "name": "weather"}).response_id
+    end = generated(session, rid, GenerationDone("length", TokenUsage(10, 0, 0, 5), unnamed_call=True))
+    assert types(end) == ["response.done", "rate_limits.updated", "error"], "no item was announced, nor added"
+    assert end[0].response.output == [] and end[0].response.status == "incomplete"
+    assert end[2].error.code == "tool_call_incomplete" and "before its name was complete" in end[2].error.message
+    assert [m.role for m in session.items.messages()] == ["user"]
+
+
+def test_a_named_choice_is_checked_when_a_response_uses_it(session: ConversationSession) -> None:
+    """Pipecat and LiveKit send tool_choice and tools in separate updates, in either order."""
+    other = {**WEATHER, "name": "other"}
+    named = {"type": "function", "name": "other"}
+    assert types(send(session, type="session.update", session={"tool_choice": named})) == ["session.updated"]
+    (refused,) = send(session, type="response.create", event_id="r")
+    assert (refused.error.param, refused.error.event_id) == ("session.tool_choice.name", "r")
+    assert session.response is None
+    assert types(send(session, type="session.update", session={"tools": [WEATHER, other]})) == ["session.updated"]
+    start = _start(session)
+    assert start.params.tools is not None and start.params.tools.function == "other"
+    required = send(session, type="session.update", session={"tools": [], "tool_choice": "required"})
+    assert types(required) == ["session.updated"]
 
 
 def test_an_output_for_an_unknown_call_is_refused(session: ConversationSession) -> None:

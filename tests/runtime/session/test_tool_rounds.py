@@ -16,7 +16,7 @@ from aural.runtime.session.inputs import Opened, ToolReturned
 from aural.runtime.session.session import ConversationSession
 from aural.sdk.tools import DEFAULT_MAX_ROUNDS, Tools
 from tests.support.fake_engine import CAPABILITIES
-from tests.support.session import Output, generated, receive, scored, send
+from tests.support.session import Output, generated, receive, scored, send, types
 from tests.support.tools import get_time, lookup_order
 
 CLIENT = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
@@ -62,10 +62,15 @@ def test_out_of_band_responses_get_only_the_clients_tools(session: ConversationS
 
 @pytest.mark.parametrize("where", ["session", "response"])
 def test_a_client_cannot_force_a_server_tool_nor_learn_its_name(session: ConversationSession, where: str) -> None:
-    event = "session.update" if where == "session" else "response.create"
-    choice = {"type": "function", "name": "get_time"}
-    [forced] = send(session, type=event, **{where: {"tool_choice": choice}})
-    [unknown] = send(session, type=event, **{where: {"tool_choice": {**choice, "name": "no_such_tool"}}})
+    def force(name: str) -> Output:
+        """A response that forces `name`, chosen in the session (checked when a response uses it) or the response."""
+        choice = {"tool_choice": {"type": "function", "name": name}}
+        if where == "session":
+            assert types(send(session, type="session.update", session=choice)) == ["session.updated"]
+            return send(session, type="response.create")[-1]
+        return send(session, type="response.create", response=choice)[-1]
+
+    forced, unknown = force("get_time"), force("no_such_tool")
     assert isinstance(forced, se.Error) and isinstance(unknown, se.Error) and session.response is None
     assert forced.error.param == unknown.error.param == f"{where}.tool_choice.name"
     assert forced.error.message == unknown.error.message.replace("no_such_tool", "get_time"), "no tell-tale"
