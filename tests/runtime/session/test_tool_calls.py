@@ -109,9 +109,9 @@ def test_invalid_tool_definitions_are_refused_and_change_nothing(
 def test_a_call_cut_before_its_name_leaves_no_item_and_is_reported(session: ConversationSession) -> None:
     rid = _start(session, tool_choice={"type": "function", "name": "weather"}).response_id
     end = generated(session, rid, GenerationDone("length", TokenUsage(10, 0, 0, 5), unnamed_call=True))
-    assert types(end) == ["response.done", "rate_limits.updated", "error"], "no item was announced, nor added"
-    assert end[0].response.output == [] and end[0].response.status == "incomplete"
-    assert end[2].error.code == "tool_call_incomplete" and "before its name was complete" in end[2].error.message
+    assert types(end) == ["error", "response.done", "rate_limits.updated"], "no item was announced, nor added"
+    assert end[1].response.output == [] and end[1].response.status == "incomplete"
+    assert end[0].error.code == "tool_call_incomplete" and "before its name was complete" in end[0].error.message
     assert [m.role for m in session.items.messages()] == ["user"]
 
 
