@@ -33,7 +33,7 @@ from typing import Any
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.timeouts import Timeouts
 from bench.local_server import ErrorRecords, Footprint, LocalServer, load_engine, serving
-from bench.wire import Conversation, conversation, utterance_pcm
+from bench.wire import conversation, utterance_pcm
 from tests.support.sequence import check_response
 
 OUT = Path(__file__).with_name("results") / "soak.json"

@@ -305,10 +305,16 @@ class ConnectionDriver:
         await self._send(error_event(error))
 
     async def _send(self, event: ServerEventBase) -> None:
+        """Send one event to the socket that holds the conversation; with none, or one whose connection is lost,
+        the event is not kept (nobody reads it). A lost connection is the read loop's to notice (it waits for a
+        resume), so a send to it raises nothing: the work that made the event (a response streaming) goes on."""
         async with self._send_lock:
             ws = self._ws
-            if ws is None or ws.closed:  # closed, or dropped and not resumed yet: nobody reads it
+            if ws is None or ws.closed:  # closed, or dropped and not resumed yet
                 return
-            await ws.send_str(encode_event(event))
+            try:
+                await ws.send_str(encode_event(event))
+            except ConnectionResetError:  # lost before the read loop saw it (aiohttp: "closing transport")
+                return
         self._idle.spoke()
         self._telemetry.sent(event)

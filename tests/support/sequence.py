@@ -79,7 +79,8 @@ def check_response(events: list[Event], *, whole: bool = True) -> CheckedRespons
         if previous is None:
             assert phase == 0 or not whole, f"event {index}: {kind} before its item was added"
         else:
-            assert phase > previous or phase == previous == _DELTA, f"event {index}: {kind} after {ITEM_PHASES[previous]}"
+            after = ITEM_PHASES[previous]
+            assert phase > previous or phase == previous == _DELTA, f"event {index}: {kind} after {after}"
         phases[item_id] = phase
         if kind == "response.output_text.delta":
             texts[item_id] = texts.get(item_id, "") + event["delta"]
