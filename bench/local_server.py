@@ -34,18 +34,23 @@ from aural.runtime.engine.base import Engine
 from aural.runtime.server.app import ENGINE, SESSIONS, create_app
 
 T = TypeVar("T")
+FAKE_WORDS = 24
+FAKE_PAUSE_S = 0.005
 EngineName = Literal["tiny", "fake"]
 
 
 def load_engine(name: EngineName) -> Engine:
-    """The built-in tiny model on the CPU (float32), or the scripted fake engine (`tests.support.fake_engine`)."""
+    """The built-in tiny model on the CPU (float32), or the scripted fake engine (`tests.support.fake_engine`)
+    keeping no record, whose every reply streams 24 words 5 ms apart (a response that runs long enough to be
+    dropped or resumed mid-generation)."""
     if name == "tiny":
         from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
 
         return TransformersEngine.load("tiny", device="cpu", dtype="float32")
-    from tests.support.fake_engine import FakeEngine
+    from tests.support.fake_engine import FakeEngine, Reply
 
-    return FakeEngine()
+    reply = Reply(tuple(f"word{i} " for i in range(FAKE_WORDS)), pause=FAKE_PAUSE_S)
+    return FakeEngine(default=reply, record=False)
 
 
 @dataclass(frozen=True)
