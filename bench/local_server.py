@@ -110,8 +110,8 @@ async def serving(engine: Engine, **options: Any) -> AsyncIterator[LocalServer]:
 
 
 class ThreadedServer:
-    """`serving` on a loop in a thread of its own: `with ThreadedServer(engine) as server:`; `call` runs a
-    coroutine there (`server.call(...)` from the client's thread)."""
+    """`serving` on a loop in a thread of its own: `with ThreadedServer(engine) as threaded:`, then
+    `threaded.server` is the `LocalServer` and `threaded.call(...)` runs a coroutine on its loop."""
 
     def __init__(self, engine: Engine, **options: Any) -> None:
         self.loop = asyncio.new_event_loop()
@@ -124,11 +124,12 @@ class ThreadedServer:
         """Run `work` on the server's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
-    def __enter__(self) -> LocalServer:
+    def __enter__(self) -> ThreadedServer:
         self._thread.start()
         started: asyncio.Future[LocalServer] = self.loop.create_future()
         self._serving = asyncio.run_coroutine_threadsafe(self._serve(started), self.loop)
-        return self.call(_wait(started))
+        self.server = self.call(_wait(started))
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.loop.call_soon_threadsafe(self._stop.set)
