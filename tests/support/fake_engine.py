@@ -4,9 +4,9 @@ Each reply is a `Reply` script: the text pieces and call events its generation y
 ends (or an exception, as a bug in an engine would raise). Tests queue scripts with `FakeEngine.script`; an
 unscripted reply is the engine's `default` (one that says `DEFAULT_TEXT`). Every request is recorded
 (`FakeEngine.calls`), and so is what became of each prefill and each session, unless `record=False` (a soak's
-engine holds nothing once a conversation ends). The engine interface's promises are kept: `cancel()` ends a generation as `cancelled`
-before its next event; closing a session cancels its generation; a prefill that a later request of the
-same session supersedes (another prefill, a `generate`) stops at its next step.
+engine holds nothing once a conversation ends). The engine interface's promises are kept: `cancel()` ends a
+generation as `cancelled` before its next event; closing a session cancels its generation; a prefill that a
+later request of the same session supersedes (another prefill, a `generate`) stops at its next step.
 """
 
 from __future__ import annotations
