@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from aural.runtime.logs import configure_logging
-from bench.local_server import ErrorRecords, LocalServer, load_engine, serving
+from bench.local_server import LocalServer, served, write_report
 from bench.wire import Conversation, Event, conversation, utterance_pcm
 from tests.support.sequence import check_response, responses_in
 
@@ -137,15 +138,11 @@ def _percentiles(seconds: list[float]) -> dict[str, float | None]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    engine = load_engine(args.engine)
-    try:
-        with ErrorRecords.installed() as errors:
-            async with serving(engine, max_sessions=max(64, args.conversations)) as server:
-                report = await load(server, args.conversations, args.turns)
-        report["error_logs"] = errors.lines()
-    finally:
-        await engine.close()
-    report = {"engine": args.engine, "reply_tokens": REPLY_TOKENS, **report}
+    def work(server: LocalServer) -> Awaitable[dict[str, Any]]:
+        return load(server, args.conversations, args.turns)
+
+    report = await served(args.engine, work, max_sessions=max(64, args.conversations))
+    report = {"reply_tokens": REPLY_TOKENS, **report}
     report["passed"] = not report["failures"] and not report["error_logs"]
     return report
 
@@ -159,8 +156,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("warning")
     report = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print(json.dumps(report, indent=2))
 
 

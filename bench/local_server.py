@@ -7,7 +7,8 @@ and what the process holds while it runs.
   (the client's work is then not the server loop's stall).
 - `aural_serve(preset)`: `aural serve` in its own process, for timings in which the client must not compete
   with the server for one interpreter lock.
-- `load_engine("tiny" | "fake")`: the built-in tiny model on the CPU, or the scripted fake engine.
+- `load_engine("tiny" | "fake")`: the built-in tiny model on the CPU, or the scripted fake engine; `served` runs a
+  bench's work against a server for one and adds what was logged at error level to its report.
 - `ErrorRecords`: counts the records logged at error level (structlog's go through the standard library's root
   logger once `configure_logging` ran; aiohttp and asyncio log uncaught exceptions there too).
 """
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +148,27 @@ class ThreadedServer:
 
 async def _wait(future: asyncio.Future[T]) -> T:
     return await future
+
+
+async def served(
+    engine_name: EngineName, work: Callable[[LocalServer], Awaitable[dict[str, Any]]], **options: Any
+) -> dict[str, Any]:
+    """Load the engine, serve it (`serving` with `options`) while `work` runs against it, and close it; returns
+    `work`'s report with the engine's name and the lines logged at error level meanwhile (`error_logs`)."""
+    engine = load_engine(engine_name)
+    try:
+        with ErrorRecords.installed() as errors:
+            async with serving(engine, **options) as server:
+                report = await work(server)
+    finally:
+        await engine.close()
+    return {"engine": engine_name, **report, "error_logs": errors.lines()}
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """`report` as indented JSON at `path` (its folder made if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 @asynccontextmanager

@@ -28,13 +28,14 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from aural.runtime.logs import configure_logging
 from aural.runtime.server.timeouts import Timeouts
-from bench.local_server import ErrorRecords, Footprint, LocalServer, load_engine, serving
+from bench.local_server import Footprint, LocalServer, served, write_report
 from bench.wire import conversation, utterance_pcm
 from tests.support.sequence import check_response
 
@@ -169,15 +170,11 @@ def passed(report: dict[str, Any]) -> bool:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    engine = load_engine(args.engine)
-    try:
-        with ErrorRecords.installed() as errors:
-            async with serving(engine, timeouts=Timeouts(resume_grace=args.resume_grace)) as server:
-                report = await soak(server, args.cycles, args.warm_up, args.resume_grace)
-        report["error_logs"] = errors.lines()
-    finally:
-        await engine.close()
-    report = {"engine": args.engine, "resume_grace_s": args.resume_grace, **report}
+    def work(server: LocalServer) -> Awaitable[dict[str, Any]]:
+        return soak(server, args.cycles, args.warm_up, args.resume_grace)
+
+    report = await served(args.engine, work, timeouts=Timeouts(resume_grace=args.resume_grace))
+    report = {"resume_grace_s": args.resume_grace, **report}
     report["passed"] = passed(report)
     return report
 
@@ -192,8 +189,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("warning")
     report = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.out)
     print(json.dumps({key: value for key, value in report.items() if key != "series"}, indent=2))
 
 

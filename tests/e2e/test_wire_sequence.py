@@ -12,6 +12,7 @@ from itertools import groupby
 import pytest
 
 from tests.support.client import Event, RawClient, b64, output_text
+from tests.support.sequence import ITEM_PHASES
 
 from .conftest import MODEL
 
@@ -22,14 +23,7 @@ REFERENCE_TURN = [
     "conversation.item.added",
     "conversation.item.done",
     "response.created",
-    "response.output_item.added",
-    "conversation.item.added",
-    "response.content_part.added",
-    "response.output_text.delta",
-    "response.output_text.done",
-    "response.content_part.done",
-    "response.output_item.done",
-    "conversation.item.done",
+    *ITEM_PHASES,
     "response.done",
 ]
 MAX_TOKENS = 12
