@@ -27,7 +27,7 @@ import websockets
 
 from aural.protocols import decode_client_event
 from bench.conversation import median
-from bench.turns import serving
+from bench.local_server import aural_serve
 
 RATE = 24000
 CHUNK = 2 * RATE // 50  # 20 ms of PCM16
@@ -81,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "binary_bytes_per_s": sum(len(c) for c in second),
     }
     times: dict[str, list[float]] = {"json": [], "binary": []}
-    async with serving("tiny") as url:
+    async with aural_serve("tiny") as url:
         await push(url, frames[:50], binary=False)  # warm up
         for _ in range(args.repeats):
             times["json"].append(await push(url, frames, binary=False))

@@ -54,8 +54,8 @@ from aural.protocols.server_events import (
 from aural.runtime.engine.base import SAMPLE_RATE
 from aural.runtime.logs import configure_logging
 from bench.conversation import INSTRUCTIONS, speech_like
+from bench.local_server import aural_serve
 from bench.turn_latency import PHRASES
-from bench.turns import serving
 from tests.support.speech import speak
 
 WIRE_RATE = 24000
@@ -222,7 +222,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(count) for count in args.counts.split(",")]
-    async with serving(args.preset) as url:
+    async with aural_serve(args.preset) as url:
         warm_up = argparse.Namespace(**{**vars(args), "turns": 1, "pacing": "saturated"})
         await run_count(url, args.preset, 1, warm_up)  # first-use costs of every layer
         samples: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}

@@ -3,11 +3,11 @@ at the limits.
 
     python -m bench.fuzz [--messages 10000] [--engine fake|tiny] [--out bench/results/fuzz.json]
 
-The server (`create_app`, default `Limits`) runs on a loopback port in a thread of this process, with the
-scripted fake engine (`tests.support.fake_engine`, the default) or the tiny model on the CPU. Connections of
-10 frames each, drawn by hypothesis from `tests.support.hostile` (events generated from the protocol's JSON
-Schema, the same with one hostile change, frames no event can be), each followed by a probe that marks the
-end of the server's answers to it (as the wire fuzz test does). Counted: the server's errors by code, frames
+The server (`create_app`, default `Limits`) runs on a loopback port in a thread of this process
+(`bench.local_server.ThreadedServer`), with the scripted fake engine (the default) or the tiny model on the CPU.
+Connections of 10 frames each, drawn by hypothesis from `tests.support.hostile` (events generated from the
+protocol's JSON Schema, the same with one hostile change, frames no event can be), each followed by a probe that
+marks the end of the server's answers to it (as the wire fuzz test does). Counted: the server's errors by code, frames
 that had to be refused and were not, `server_error` answers, records logged at error level (tracebacks),
 connections lost, and whether a text turn works at the end of each connection.
 
@@ -21,74 +21,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import web
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from aural.protocols.limits import DEFAULT_LIMITS
-from aural.runtime.engine.base import Engine
-from aural.runtime.server.app import create_app
+from aural.runtime.logs import configure_logging
+from bench.local_server import ErrorRecords, ThreadedServer, load_engine
 from tests.support.hostile import Frame, hostile_frames
 
 FRAMES_PER_CONNECTION = 10
+MODEL = "fuzz"
 OUT = Path(__file__).with_name("results") / "fuzz.json"
 T = TypeVar("T")
-
-
-class Server:
-    """The app on a loopback port, its loop in a thread of its own (so the client's work is not its stall)."""
-
-    def __init__(self, engine_name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._engine_name = engine_name
-        self.port = 0
-
-    def call(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
-
-    @contextmanager
-    def running(self) -> Iterator[Server]:
-        self._thread.start()
-        runner = self.call(self._start())
-        try:
-            yield self
-        finally:
-            self.call(runner.cleanup())
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-    async def _start(self) -> web.AppRunner:
-        runner = web.AppRunner(create_app(_engine(self._engine_name), model_names=["fuzz"]))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.port = runner.addresses[0][1]
-        return runner
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/realtime?model=fuzz"
-
-
-def _engine(name: str) -> Engine:
-    if name == "tiny":
-        from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
-
-        return TransformersEngine.load("tiny", device="cpu")
-    from tests.support.fake_engine import FakeEngine
-
-    return FakeEngine()
 
 
 # --- hostile messages ------------------------------------------------------------------------------
@@ -153,7 +105,7 @@ class Tally:
         self.turns["worked" if event["response"]["status"] in ("completed", "incomplete") else "failed"] += 1
 
 
-def fuzz(server: Server, messages: int) -> Tally:
+def fuzz(url: str, messages: int) -> Tally:
     tally = Tally()
 
     @settings(
@@ -166,7 +118,7 @@ def fuzz(server: Server, messages: int) -> Tally:
     @given(st.lists(hostile_frames(), min_size=FRAMES_PER_CONNECTION, max_size=FRAMES_PER_CONNECTION))
     def one_connection(frames: list[Frame]) -> None:
         try:
-            with connect(server.url, max_size=None, open_timeout=30) as ws:
+            with connect(url, max_size=None, open_timeout=30) as ws:
                 json.loads(ws.recv(timeout=30))  # session.created
                 for index, frame in enumerate(frames):
                     tally.answers(ws, frame, index)
@@ -221,10 +173,10 @@ async def _watch(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append(loop.time() - asked - 0.001)
 
 
-def stalls(server: Server, repeats: int = 5) -> dict[str, Any]:
+def stalls(server: ThreadedServer, repeats: int = 5) -> dict[str, Any]:
     """The worst lag of the server's loop while each case's `session.update` is handled, and its answer."""
     results: dict[str, Any] = {}
-    with connect(server.url, max_size=None) as ws:
+    with connect(server.server.url(MODEL), max_size=None) as ws:
         json.loads(ws.recv(timeout=30))
         for name, tools in STALL_CASES.items():
             update = json.dumps({"type": "session.update", "session": {"tools": tools()}})
@@ -245,30 +197,19 @@ def stalls(server: Server, repeats: int = 5) -> dict[str, Any]:
     return results
 
 
-class _Records(logging.Handler):
-    """Keeps the standard library's records (aiohttp logs a handler's uncaught exception there)."""
-
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--engine", choices=["fake", "tiny"], default="fake")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    logged = _Records(logging.ERROR)
-    logging.getLogger().addHandler(logged)
+    configure_logging("error")
     started = time.perf_counter()
-    with capture_logs() as entries, Server(args.engine).running() as server:
-        tally = fuzz(server, args.messages)
+    engine = load_engine(args.engine)
+    with ErrorRecords.installed() as logged, ThreadedServer(engine, model_names=[MODEL]) as server:
+        tally = fuzz(server.server.url(MODEL), args.messages)
         stall = stalls(server)
-    tracebacks = [e for e in entries if e["log_level"] in ("error", "exception", "critical")]
+    asyncio.run(engine.close())
     report = {
         "engine": args.engine,
         "messages": sum(tally.frames.values()),
@@ -277,8 +218,8 @@ def main() -> None:
         "errors_by_code": dict(tally.errors.most_common()),
         "server_error_answers": tally.errors["server_error"],
         "refused_frames_without_one_error": dict(tally.unrefused),
-        "tracebacks": len(tracebacks) + sum(1 for record in logged.records if record.exc_info),
-        "error_log_records": len(tracebacks) + len(logged.records),
+        "tracebacks": logged.tracebacks,
+        "error_log_records": len(logged.records),
         "connections_lost": tally.connections_lost,
         "turn_after": dict(tally.turns),
         "loop_stall_at_limits": stall,

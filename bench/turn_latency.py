@@ -31,7 +31,7 @@ import numpy.typing as npt
 import websockets
 
 from bench.conversation import median
-from bench.turns import serving
+from bench.local_server import aural_serve
 from tests.support.speech import speak
 
 RATE = 24000
@@ -111,7 +111,7 @@ async def one_turn(url: str, audio: npt.NDArray[np.float32], mode: str, pace: fl
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    async with serving(args.preset) as url:
+    async with aural_serve(args.preset) as url:
         await one_turn(url, speech(2), "vad", args.pace)  # warm up
         for seconds in args.lengths:
             audio = speech(seconds)

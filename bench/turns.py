@@ -32,19 +32,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import matplotlib
 import numpy as np
 import torch
@@ -73,6 +69,7 @@ from bench.conversation import (
     run_naive,
     timed_reply,
 )
+from bench.local_server import aural_serve
 
 TARGET_VS_NAIVE = 40.0  # turn 10's TTFT at least this many times faster than naive
 TARGET_GROWTH = 1.3  # turn 10's TTFT at most this many times turn 1's
@@ -85,34 +82,6 @@ def as_served(samples: AudioSamples) -> AudioSamples:
     decoder = PcmDecoder(PcmFormat())
     served: AudioSamples = np.concatenate([decoder.feed(aural.sdk.encode_audio(samples, SAMPLE_RATE)), decoder.flush()])
     return served
-
-
-@asynccontextmanager
-async def serving(preset: str) -> AsyncIterator[str]:
-    """Run `aural serve` for `preset` in its own process, as users do; yield its realtime URL.
-
-    A separate process keeps the client's work (JSON, validation) from competing with the server for
-    one interpreter lock, which would charge the client's costs to streaming.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "aural.cli.main", "serve", "--model", preset, "--port", str(port)]
-    server = await asyncio.create_subprocess_exec(*command, "--log-level", "warning")
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(240):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{port}/healthz") as health:
-                        if health.status == 200:
-                            break
-                await asyncio.sleep(0.25)
-            else:
-                raise RuntimeError("the server did not start within 60 s")
-        yield f"ws://127.0.0.1:{port}/v1/realtime"
-    finally:
-        server.terminate()
-        await server.wait()
 
 
 class ServedConversation:
@@ -300,7 +269,7 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     engine = TransformersEngine.load(args.preset, device="cpu", dtype="float32")
     turns = conversation_turns(args.turns)
     try:
-        async with serving(args.preset) as url:
+        async with aural_serve(args.preset) as url:
             await run_both(engine, url, turns[:1], args.tokens)  # warm-up: first-use costs of every layer
             served, direct, naive, host = [], [], [], []
             for _ in range(args.repeats):

@@ -157,8 +157,6 @@ class CommandRunner:
         try:
             async for event in generation:
                 await self._deliver(Generated(response_id, event))
-        except ConnectionResetError:
-            self._log.info("client gone while streaming", response=response_id)
         except Exception:
             self._log.exception("streaming failed", response=response_id)
             failed = GenerationDone("error", error=ModelFailure("The response failed."))
@@ -170,8 +168,7 @@ class CommandRunner:
 
     async def _run_tool(self, call: FunctionCallItem) -> None:
         output = await self._tools.run(call.name, call.arguments, logger=self._log.bind(call_id=call.call_id))
-        with contextlib.suppress(ConnectionResetError):
-            await self._deliver(ToolReturned(call.call_id, output))
+        await self._deliver(ToolReturned(call.call_id, output))
 
     async def _detect_speech(self) -> None:
         """Run the voice activity model over new audio in order, off the event loop; audio that piled up
@@ -200,7 +197,5 @@ class CommandRunner:
             async for event in engine_session.generate(command.conversation, key, command.params):
                 if isinstance(event, TextDelta | GenerationDone):  # a transcription has no tools: no call events
                     await self._deliver(Transcribed(command.item_id, command.content_index, event))
-        except ConnectionResetError:
-            pass
         finally:
             await asyncio.shield(engine_session.close())

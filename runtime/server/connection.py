@@ -306,6 +306,9 @@ class ConnectionDriver:
         await self._send(error_event(error))
 
     async def _send(self, event: ServerEventBase) -> None:
+        """Send one event to the socket that holds the conversation; with none, or one whose connection is lost,
+        the event is not kept (nobody reads it). A lost connection is the read loop's to notice (it waits for a
+        resume), so a send to it raises nothing: the work that made the event (a response streaming) goes on."""
         async with self._send_lock:
             if self._ws is None:  # dropped and not resumed yet: nobody reads it
                 return

@@ -34,10 +34,13 @@ class WebsocketTransport:
     async def send(self, frame: Frame) -> None:
         if self._ws.closed:
             raise TransportClosed(self._ws.close_code or WSCloseCode.ABNORMAL_CLOSURE)
-        if isinstance(frame, str):
-            await self._ws.send_str(frame)
-        else:
-            await self._ws.send_bytes(frame)
+        try:
+            if isinstance(frame, str):
+                await self._ws.send_str(frame)
+            else:
+                await self._ws.send_bytes(frame)
+        except ConnectionResetError:  # lost before the read loop saw it (aiohttp: "closing transport")
+            raise TransportClosed() from None
 
     async def recv(self) -> Frame:
         message = await self._ws.receive()

@@ -2,10 +2,11 @@
 
 Each reply is a `Reply` script: the text pieces and call events its generation yields, in order, then how it
 ends (or an exception, as a bug in an engine would raise). Tests queue scripts with `FakeEngine.script`; an
-unscripted reply says `DEFAULT_TEXT`. Every request is recorded (`FakeEngine.calls`), and so is what became
-of each prefill. The engine interface's promises are kept: `cancel()` ends a generation as `cancelled`
-before its next event; closing a session cancels its generation; a prefill that a later request of the
-same session supersedes (another prefill, a `generate`) stops at its next step.
+unscripted reply is the engine's `default` (one that says `DEFAULT_TEXT`). Every request is recorded
+(`FakeEngine.calls`), and so is what became of each prefill and each session, unless `record=False` (a soak's
+engine holds nothing once a conversation ends). The engine interface's promises are kept: `cancel()` ends a
+generation as `cancelled` before its next event; closing a session cancels its generation; a prefill that a
+later request of the same session supersedes (another prefill, a `generate`) stops at its next step.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class FakeEngine(Engine):
         model_name: str = "fake",
         capabilities: ModelCapabilities = CAPABILITIES,
         health: EngineHealth | None = None,
+        default: Reply | None = None,
+        record: bool = True,
     ) -> None:
         self.model_name = model_name
         self.max_context = capabilities.context_window
@@ -93,6 +96,9 @@ class FakeEngine(Engine):
         self.prefills: list[tuple[Call, Literal["done", "superseded"]]] = []
         self.sessions: list[FakeSession] = []
         self.closed = False
+        self.record = record
+        self._default = default or Reply()
+        self._opened = 0
         self._replies: deque[Reply] = deque()
 
     def script(self, *replies: Reply) -> None:
@@ -104,15 +110,25 @@ class FakeEngine(Engine):
         return [call for call in self.calls if call.kind == kind]
 
     def next_reply(self) -> Reply:
-        return self._replies.popleft() if self._replies else Reply()
+        return self._replies.popleft() if self._replies else self._default
+
+    def recorded(self, call: Call) -> None:
+        if self.record:
+            self.calls.append(call)
+
+    def settled(self, prefill: Call, outcome: Literal["done", "superseded"]) -> None:
+        if self.record:
+            self.prefills.append((prefill, outcome))
 
     def health(self) -> EngineHealth:
         return self.state
 
     async def open_session(self) -> FakeSession:
-        session = FakeSession(self, len(self.sessions))
-        self.sessions.append(session)
-        self.calls.append(Call("open", session.index))
+        session = FakeSession(self, self._opened)
+        self._opened += 1
+        if self.record:
+            self.sessions.append(session)
+        self.recorded(Call("open", session.index))
         return session
 
     async def close(self) -> None:
@@ -134,7 +150,7 @@ class FakeSession(EngineSession):
 
     def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> FakeGeneration:
         self.wanted += 1
-        self.engine.calls.append(Call("generate", self.index, tuple(conversation), reply_key, params))
+        self.engine.recorded(Call("generate", self.index, tuple(conversation), reply_key, params))
         generation = FakeGeneration(self, self.engine.next_reply(), len(conversation))
         self.generations.append(generation)
         return generation
@@ -145,17 +161,17 @@ class FakeSession(EngineSession):
         self.wanted += 1
         ticket = self.wanted
         call = Call("prefill", self.index, tuple(conversation), tools=tuple(tools))
-        self.engine.calls.append(call)
+        self.engine.recorded(call)
         for _ in range(self.PREFILL_STEPS):
             await asyncio.sleep(0)
             if self.closed or self.wanted != ticket:
-                self.engine.prefills.append((call, "superseded"))
+                self.engine.settled(call, "superseded")
                 return
-        self.engine.prefills.append((call, "done"))
+        self.engine.settled(call, "done")
 
     async def close(self) -> None:
         self.closed = True
-        self.engine.calls.append(Call("close", self.index))
+        self.engine.recorded(Call("close", self.index))
         for generation in self.generations:
             generation.cancel()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -98,6 +99,29 @@ async def test_a_response_running_at_the_drop_goes_on_and_ends_on_the_new_connec
     done = (await until_type(second, "response.done"))[-1]
     assert done["response"]["id"] == response_id and done["response"]["status"] == "cancelled"
     await second.close()
+
+
+async def test_a_send_to_a_socket_lost_mid_stream_leaves_the_response_running_for_the_resume(
+    serve: Serve, fake: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deltas back to back: the next send after the drop meets aiohttp's closing transport (ConnectionResetError)
+    before the read loop sees the loss. Found by `bench.soak`: the stream stopped there, so the resumed client
+    waited for a `response.done` that never came."""
+    http = await serve(timeouts=Timeouts(resume_grace=30))
+    fake.script(Reply(("a",), endless=True))
+    first = await connect(url(http))
+    session_id = (await recv(first))["session"]["id"]
+    await first.send(json.dumps({"type": "response.create"}))
+    await until_type(first, "response.output_text.delta")
+    first.transport.abort()
+
+    second = await connect(url(http, session_id))
+    assert [(await recv(second))["type"], (await recv(second))["type"]] == ["session.created", "aural.session.resumed"]
+    await until_type(second, "response.output_text.delta")
+    await second.send(json.dumps({"type": "response.cancel"}))
+    assert (await until_type(second, "response.done"))[-1]["response"]["status"] == "cancelled"
+    await second.close()
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 async def test_a_clean_close_or_the_end_of_the_grace_ends_the_conversation(serve: Serve, fake: FakeEngine) -> None:
