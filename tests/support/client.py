@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from openai.types.realtime import RealtimeServerEvent
 from pipecat.services.openai.realtime.events import parse_server_event as pipecat_parse
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 from websockets.asyncio.client import ClientConnection
 
 Event = dict[str, Any]
@@ -33,9 +33,14 @@ OPENAI_SERVER_EVENT: TypeAdapter[RealtimeServerEvent] = TypeAdapter(RealtimeServ
 
 def validate_openai(raw: str | bytes) -> RealtimeServerEvent:
     """Validate one raw frame strictly against the `openai` package's server event union, and parse
-    it as Pipecat does (Pipecat skips types it has no model for; others must parse)."""
-    pipecat_parse(raw)
-    return OPENAI_SERVER_EVENT.validate_json(raw, strict=True)
+    it as Pipecat does (Pipecat skips types it has no model for; others must parse), except a session
+    whose `tool_choice` names a function: Pipecat's types know only the string choices, all that a
+    Pipecat client can set."""
+    event = OPENAI_SERVER_EVENT.validate_json(raw, strict=True)
+    session = getattr(event, "session", None)
+    if not isinstance(getattr(session, "tool_choice", None), BaseModel):
+        pipecat_parse(raw)
+    return event
 
 
 def b64(data: bytes) -> str:
