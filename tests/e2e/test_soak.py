@@ -37,7 +37,7 @@ async def test_conversations_at_once_get_their_own_events_in_order(engine: Trans
     with ErrorRecords.installed() as errors:
         async with serving(engine) as server:
             report = await load(server, conversations=10, turns=2)
-            left = await settled(server, GRACE)
+            left = (await settled(server, GRACE)).footprint
     assert report["failures"] == []
     assert report["responses_checked"] == 20
     assert left.conversations == 0 and left.kv_blocks_used == 0
