@@ -30,7 +30,7 @@ from aural.runtime.server.timeouts import Timeouts
 from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
-from . import access, checks, models
+from . import access, checks, models, ray_serve
 
 RUNTIME_EXTRA = "pip install 'aural[runtime]'"
 
@@ -126,6 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"rate_limit_exceeded (default: {DEFAULT_LIMITS.events_per_second:g})",
     )
     access.add_arguments(parser)
+    ray_serve.add_arguments(parser)
     parser.add_argument(
         "--log-level", default="info", type=str.lower, choices=checks.LOG_LEVELS, help="the least severe record logged"
     )
@@ -254,6 +255,17 @@ def serve(args: argparse.Namespace) -> None:
     policy = access.access_policy(args)
     models.check_model(args.model)
     tools = server_tools(args.tools, args.tool_timeout or None)
+    timeouts = Timeouts(
+        heartbeat=args.heartbeat or None,
+        first_event=args.first_event_timeout or None,
+        idle=args.idle_timeout or None,
+        resume_grace=args.resume_grace or None,
+    )
+    if args.ray:
+        if args.tls_self_signed:
+            checks.fail("--tls-self-signed is not served by --ray: give --tls-cert and --tls-key")
+        ray_serve.serve_ray(args, policy, tools, limits(args), timeouts)
+        return
     sockets = checks.bind(args.host, args.port)
     try:
         from . import loading  # torch and transformers take seconds to import: after every check
@@ -263,12 +275,6 @@ def serve(args: argparse.Namespace) -> None:
         for sock in sockets:
             sock.close()
         raise
-    timeouts = Timeouts(
-        heartbeat=args.heartbeat or None,
-        first_event=args.first_event_timeout or None,
-        idle=args.idle_timeout or None,
-        resume_grace=args.resume_grace or None,
-    )
     app = create_app(
         engine,
         model_names=args.alias,

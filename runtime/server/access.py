@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import ipaddress
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
@@ -141,26 +141,50 @@ async def guard(
     """Refuse a foreign origin (403) or a missing or wrong key (401); else note the `Caller` and go on."""
     if request.path not in GUARDED:
         return await handler(request)
-    access = request.app[ACCESS]
-    origin = request.headers.get(hdrs.ORIGIN)
-    if origin is not None and not origin_allowed(origin, request, access.allowed_origins):
-        log.info("refused", path=request.path, reason="origin not allowed", origin=origin)
-        message = f"Origin '{origin}' is not allowed here (the server's --allowed-origins lists those it takes)."
-        return error_response(403, "origin_not_allowed", message)
-    caller, problem = authenticate(access, credential(request))
-    if caller is None:
-        log.info("refused", path=request.path, reason=problem)
-        return error_response(401, "invalid_api_key", problem)
-    request[CALLER] = caller
+    admitted = admit(request.app[ACCESS], request.path, request.headers, request.host, _on_loopback(request))
+    if isinstance(admitted, Refusal):
+        return error_response(admitted.status, admitted.code, admitted.message)
+    request[CALLER] = admitted
     return await handler(request)
 
 
-def credential(request: web.Request) -> str | None:
-    """The key a request presents: its Bearer token, else its `openai-insecure-api-key.` subprotocol."""
-    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is refused before any upgrade: its HTTP status, OpenAI-style code and message."""
+
+    status: int
+    code: str
+    message: str
+
+
+def admit(access: Access, path: str, headers: Mapping[str, str], host: str, on_loopback: bool) -> Caller | Refusal:
+    """The caller a guarded request makes, or why it is refused: the whole check of `guard`, for any web framework.
+
+    Args:
+        access: the server's policy.
+        path: the request's path (for the log).
+        headers: the request's headers (case-insensitive lookup).
+        host: its `Host` header.
+        on_loopback: whether it reached a socket on a loopback address.
+    """
+    origin = headers.get(hdrs.ORIGIN)
+    if origin is not None and not origin_allowed(origin, host, on_loopback, access.allowed_origins):
+        log.info("refused", path=path, reason="origin not allowed", origin=origin)
+        message = f"Origin '{origin}' is not allowed here (the server's --allowed-origins lists those it takes)."
+        return Refusal(403, "origin_not_allowed", message)
+    caller, problem = authenticate(access, credential(headers))
+    if caller is None:
+        log.info("refused", path=path, reason=problem)
+        return Refusal(401, "invalid_api_key", problem)
+    return caller
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """The key a request's headers present: its Bearer token, else its `openai-insecure-api-key.` subprotocol."""
+    scheme, _, token = headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    for offered in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(","):
+    for offered in headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(","):
         if offered.strip().startswith(KEY_PROTOCOL):
             return offered.strip().removeprefix(KEY_PROTOCOL)
     return None
@@ -190,18 +214,19 @@ def authenticate(access: Access, presented: str | None) -> tuple[Caller | None, 
     return None, "Incorrect API key provided."
 
 
-def origin_allowed(origin: str, request: web.Request, allowed: tuple[str, ...] | None) -> bool:
-    """Whether a browser page of `origin` may use the server (see the module's docstring)."""
+def origin_allowed(origin: str, host: str, on_loopback: bool, allowed: tuple[str, ...] | None) -> bool:
+    """Whether a browser page of `origin` may use a server reached at `host` (its `Host` header), on a loopback
+    socket or not (see the module's docstring)."""
     if allowed is not None:
         return "*" in allowed or origin.rstrip("/").lower() in {entry.rstrip("/").lower() for entry in allowed}
     parts = urlsplit(origin.lower())
-    if _on_loopback(request):
+    if on_loopback:
         return parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK_NAMES
     port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    host = urlsplit(f"//{request.host.lower()}")
+    served = urlsplit(f"//{host.lower()}")
     return parts.hostname is not None and (parts.hostname, port) == (
-        host.hostname,
-        host.port or _DEFAULT_PORTS.get(parts.scheme),
+        served.hostname,
+        served.port or _DEFAULT_PORTS.get(parts.scheme),
     )
 
 

@@ -198,10 +198,15 @@ def _resumable(app: web.Application, session_id: str, key_id: str | None) -> Con
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz` (see `health_report`)."""
+    report, status = health_report(request.app)
+    return web.json_response(report, status=status)
+
+
+def health_report(app: web.Application) -> tuple[dict[str, object], int]:
     """The engine's health (a reason when degraded), the model's name, the live conversations and, when the
     engine has one, its KV pool: blocks used and free, conversations resident in it and offloaded to host.
-    While the server drains, "draining" with 503, so that load balancers stop routing to it."""
-    app = request.app
+    While the server drains, "draining" with 503, so that load balancers stop routing to it. With its HTTP status."""
     engine = app[ENGINE]
     health = engine.health()
     draining = app[LIFECYCLE].draining
@@ -220,9 +225,14 @@ async def healthz(request: web.Request) -> web.Response:
             "conversations_resident": stats.conversations_resident,
             "conversations_offloaded": stats.conversations_offloaded,
         }
-    return web.json_response(report, status=503 if draining else 200)
+    return report, 503 if draining else 200
 
 
 async def models(request: web.Request) -> web.Response:
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "aural"} for name in request.app[MODEL_NAMES]]
-    return web.json_response({"object": "list", "data": data})
+    return web.json_response(model_list(request.app))
+
+
+def model_list(app: web.Application) -> dict[str, object]:
+    """`GET /v1/models`' body: the served model names, OpenAI style."""
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": "aural"} for name in app[MODEL_NAMES]]
+    return {"object": "list", "data": data}

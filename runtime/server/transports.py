@@ -117,7 +117,7 @@ class PipeEnd:
 
     async def recv(self) -> Frame:
         frame = await self._inbox.get()
-        if self._max_bytes is not None and _size(frame, self._max_bytes) > self._max_bytes:
+        if self._max_bytes is not None and frame_size(frame, self._max_bytes) > self._max_bytes:
             await self.close(WSCloseCode.MESSAGE_TOO_BIG, f"Message size exceeds the limit of {self._max_bytes} bytes")
             raise TransportClosed(WSCloseCode.MESSAGE_TOO_BIG)
         return frame
@@ -127,7 +127,7 @@ class PipeEnd:
         self._inbox.close(code, reason)
 
 
-def _size(frame: Frame, limit: int) -> int:
+def frame_size(frame: Frame, limit: int) -> int:
     """The frame's size on a websocket (UTF-8 bytes for text), counted only as far as `limit` needs."""
     if isinstance(frame, bytes) or len(frame) * 4 <= limit:  # UTF-8 takes at most 4 bytes a character
         return len(frame)
