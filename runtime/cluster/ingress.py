@@ -80,6 +80,7 @@ class Ingress:
         self._view = FleetView()
         self._app: web.Application | None = None
         self._starting = asyncio.Lock()
+        self._conversations: set[asyncio.Future[None]] = set()
 
     async def runtime(self) -> web.Application:
         """The runtime's state, made at the first request (the engine's model described by a replica)."""
@@ -119,7 +120,12 @@ class Ingress:
         subprotocol = next((name for name in offered if name in SUBPROTOCOLS), None)
         await websocket.accept(subprotocol=subprotocol)
         transport = StarletteTransport(websocket, subprotocol, app[LIMITS].max_message_bytes)
-        await converse(app, transport, websocket.query_params, admitted)
+        # Serve cancels the handler when the client goes, close frame or not: the conversation must still read that
+        # close (a clean end frees its cache at once; a lost connection waits for a resume), so it runs on.
+        conversation = asyncio.ensure_future(converse(app, transport, websocket.query_params, admitted))
+        self._conversations.add(conversation)
+        conversation.add_done_callback(self._conversations.discard)
+        await asyncio.shield(conversation)
 
     async def healthz(self) -> Response:
         report, status = health_report(await self.runtime())

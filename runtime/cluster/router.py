@@ -4,8 +4,9 @@ The replicas' calls take the conversation id as their first argument (`replica.p
 conversation picks its home: the replica with the most free KV blocks, as the replicas last reported them
 (`record_routing_stats`, every `STATS_PERIOD` seconds), less a reserve for each conversation placed there since
 that report, so that a burst of new conversations spreads instead of piling onto the replica that looked emptiest;
-fewer conversations break ties. Later calls go home. A home that is no longer a candidate (its replica died or
-is draining) is replaced as a new conversation's would be: the call carries what rebuilds the cache there.
+fewer conversations break ties. Later calls go home (and wait there while it is busy: the cache is there). A home
+that is no longer a candidate (its replica died or is draining) is replaced as a new conversation's would be: the
+call carries what rebuilds the cache there.
 
 Model multiplexing (`serve.multiplexed`) was the other way to key routing by conversation: it routes to a
 replica holding the model id but falls back to any replica after a timeout, and picks new ids by fewest models,
@@ -18,7 +19,6 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from ray.serve._private.replica_result import ReplicaResult
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
 STATS_PERIOD = 1.0
@@ -43,22 +43,18 @@ class ConversationRouter(RequestRouter):
         conversation = _conversation(pending_request)
         if conversation is None or not candidate_replicas:
             return [candidate_replicas]
-        home = self._homes.get(conversation)
+        assert pending_request is not None
+        closing = pending_request.metadata.call_method == "close"
+        home = self._homes.pop(conversation, None) if closing else self._homes.get(conversation)
         for replica in candidate_replicas:
             if replica.replica_id == home:
                 return [[replica]]
-        ranked = sorted(candidate_replicas, key=self._room, reverse=True)
-        return [[replica] for replica in ranked]
-
-    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: ReplicaResult) -> None:
-        conversation = _conversation(pending_request)
-        if conversation is None:
-            return
-        if pending_request.metadata.call_method == "close":
-            self._homes.pop(conversation, None)
-        elif self._homes.get(conversation) != replica_id:
-            self._homes[conversation] = replica_id
-            self._placed[replica_id].append(time.time())
+        if closing:  # its home is gone, and with it what there was to free
+            return [candidate_replicas]
+        chosen = max(candidate_replicas, key=self._room)
+        self._homes[conversation] = chosen.replica_id
+        self._placed[chosen.replica_id].append(time.time())
+        return [[chosen]]
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
