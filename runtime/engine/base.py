@@ -100,11 +100,11 @@ Part = str | AudioPart
 class Message:
     """One turn of the conversation, in order of its parts.
 
-    `key` is the conversation item id. For an assistant message that this engine session generated
-    under the same key, the session reuses the exact token ids it produced (decoded text does not
-    round-trip through a tokenizer), as far as their text agrees with the message's: a reply cut
-    since (barge-in, truncation) keeps the ids of the text it still holds. An assistant message may
-    end with function calls; a `tool` message holds one call's result as its text.
+    `key` is the conversation item id. For an assistant message that this engine session generated under the
+    same key (or that the `SessionMemory` it was opened from holds), the session reuses the exact token ids
+    produced (decoded text does not round-trip through a tokenizer), as far as their text agrees with the
+    message's: a reply cut since (barge-in, truncation) keeps the ids of the text it still holds. An assistant
+    message may end with function calls; a `tool` message holds one call's result as its text.
     """
 
     role: Literal["system", "user", "assistant", "tool"]
@@ -185,9 +185,41 @@ class GenerationDone:
     unnamed_call: bool = False
     """The reply ended inside a function call whose name was not complete: no event announced the call, which
     was dropped with its tokens."""
+    reply_ids: tuple[int, ...] | None = None
+    """The token ids the session keeps for this reply (a call cut off dropped): what an assistant message under
+    the reply's key renders as. None when it keeps none (the reply failed before it began, or the engine keeps
+    no ids)."""
+    window: str | None = None
+    """The key of the first message the session keeps after a truncation, as of the reply's end (None: the
+    conversation was never cut)."""
 
 
 GenerationEvent = TextDelta | ToolCallDelta | ToolCallDone | GenerationDone
+
+
+@dataclass(frozen=True)
+class SessionMemory:
+    """What an engine session knows of its conversation besides the messages: with it, a session opened on
+    another engine (another process, another replica) renders the same messages to the same token ids as the
+    session it was kept from, so its replies are the same tokens (greedy; the same model and dtype).
+
+    A caller keeps it from the event stream alone: `after` folds each generation's `GenerationDone` in. A
+    speculative prefill that cuts the conversation moves the window too, which the next reply's end reports:
+    a memory taken between the two starts from the window as of the last reply.
+    """
+
+    replies: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Reply key → the token ids the session keeps for that reply (see `GenerationDone.reply_ids`). A plain
+    dict, so that the memory pickles (a read-only proxy would not). Only the keys of the conversation's
+    assistant messages are looked up: a reply whose message is gone for good can be dropped."""
+    window: str | None = None
+    """The key of the first message kept after a truncation (see `Truncation`), or None."""
+
+    def after(self, reply_key: str, done: GenerationDone) -> SessionMemory:
+        """The memory once the generation of `reply_key` ended with `done`."""
+        if done.reply_ids is None:
+            return SessionMemory(self.replies, done.window)
+        return SessionMemory({**self.replies, reply_key: done.reply_ids}, done.window)
 
 
 class Generation(ABC):
@@ -305,7 +337,10 @@ class Engine(ABC):
     capabilities: ModelCapabilities
 
     @abstractmethod
-    async def open_session(self) -> EngineSession: ...
+    async def open_session(self, memory: SessionMemory | None = None) -> EngineSession:
+        """A new conversation's session; with `memory`, one that continues a conversation another session
+        (of this engine or another) held: its cache starts empty, but it renders the conversation as that
+        session did."""
 
     def stats(self) -> EngineStats | None:
         """The KV pool's figures, if the engine has one (approximate while the device works)."""

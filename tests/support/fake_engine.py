@@ -30,6 +30,7 @@ from aural.runtime.engine.base import (
     Message,
     ModelCapabilities,
     SamplingParams,
+    SessionMemory,
     TextDelta,
     TokenUsage,
     ToolCallDelta,
@@ -123,8 +124,8 @@ class FakeEngine(Engine):
     def health(self) -> EngineHealth:
         return self.state
 
-    async def open_session(self) -> FakeSession:
-        session = FakeSession(self, self._opened)
+    async def open_session(self, memory: SessionMemory | None = None) -> FakeSession:
+        session = FakeSession(self, self._opened, memory or SessionMemory())
         self._opened += 1
         if self.record:
             self.sessions.append(session)
@@ -136,14 +137,15 @@ class FakeEngine(Engine):
 
 
 class FakeSession(EngineSession):
-    """One conversation on the fake engine."""
+    """One conversation on the fake engine; `memory` is the one it was opened with."""
 
     PREFILL_STEPS = 3
     """Steps of a prefill (an audio clip each, in the real engine); a newer request stops it between two."""
 
-    def __init__(self, engine: FakeEngine, index: int) -> None:
+    def __init__(self, engine: FakeEngine, index: int, memory: SessionMemory) -> None:
         self.engine = engine
         self.index = index
+        self.memory = memory
         self.closed = False
         self.wanted = 0  # requests so far: a prefill runs only while it is the latest
         self.generations: list[FakeGeneration] = []
@@ -211,4 +213,5 @@ class FakeGeneration(Generation):
 
     def _end(self, reason: FinishReason, error: EngineError | None = None) -> GenerationDone:
         usage = TokenUsage(input_tokens=10 * self.prompt, output_tokens=len(self.yielded))
-        return GenerationDone(reason, usage, error)
+        ids = tuple(token for event in self.yielded if isinstance(event, TextDelta) for token in event.token_ids)
+        return GenerationDone(reason, usage, error, reply_ids=ids, window=self.session.memory.window)

@@ -30,6 +30,7 @@ from ..base import (
     Message,
     ModelCapabilities,
     SamplingParams,
+    SessionMemory,
     Truncation,
 )
 from ..batching.kv_pool import KVPool, PoolGeometry, default_budget
@@ -174,8 +175,8 @@ class TransformersEngine(Engine):
             trace=trace,
         )
 
-    async def open_session(self) -> TransformersSession:
-        session = TransformersSession(self)
+    async def open_session(self, memory: SessionMemory | None = None) -> TransformersSession:
+        session = TransformersSession(self, memory or SessionMemory())
         await self.scheduler.call(lambda: self.scheduler.add(session.resident))
         return session
 
@@ -209,16 +210,17 @@ class TransformersEngine(Engine):
 
 
 class TransformersSession(EngineSession):
-    """One conversation's cache and what it was rendered from. Its state is touched on the device thread
-    only, by one job at a time (the scheduler runs a session's jobs in order)."""
+    """One conversation's cache and what it was rendered from, starting from `memory` (an empty cache either
+    way). Its state is touched on the device thread only, by one job at a time (the scheduler runs a session's
+    jobs in order)."""
 
-    def __init__(self, engine: TransformersEngine) -> None:
+    def __init__(self, engine: TransformersEngine, memory: SessionMemory) -> None:
         self.engine = engine
         self.resident = Resident()
-        self.generated: dict[str, list[int]] = {}
+        self.generated: dict[str, list[int]] = {key: list(ids) for key, ids in memory.replies.items()}
         self.wanted = 0  # requests for this cache so far: a speculative prefill runs only while it is the latest
         self._renderer = Renderer(engine.chat_format)
-        self._window: str | None = None  # the key of the first message kept after a truncation
+        self.window: str | None = memory.window  # the key of the first message kept after a truncation
 
     def generate(self, conversation: Sequence[Message], reply_key: str, params: SamplingParams) -> Generation:
         self.wanted += 1
@@ -273,7 +275,7 @@ class TransformersSession(EngineSession):
         body = list(conversation[len(head) :])
         limit = self.engine.max_context - room
         keys = [message.key for message in body]
-        start = keys.index(self._window) if self._window in keys else 0
+        start = keys.index(self.window) if self.window in keys else 0
         rendered = self._render([*head, *body[start:]], tools)
         post_limit = min(limit - rendered.system_tokens, truncation.post_instructions or limit)
         if len(rendered.ids) - rendered.system_tokens <= post_limit:
@@ -291,7 +293,7 @@ class TransformersSession(EngineSession):
                 continue
             candidate = self._render([*head, *body[cut:]], tools)
             if len(candidate.ids) - candidate.system_tokens <= post_limit:
-                self._window = body[cut].key
+                self.window = body[cut].key
                 log.info("conversation truncated", dropped=cut, kept=len(body) - cut, tokens=len(candidate.ids))
                 return candidate
         raise ContextExceeded(

@@ -180,6 +180,7 @@ class ReplyJob(Job):
         self.chunk: Chunk | None = None
         self.reply: ReplyReader | None = None
         self.usage = TokenUsage()
+        self.ids: list[int] = []  # the reply's, kept by the session under its key once the reply begins
         self.pending: list[int] = []  # sampled (and then forced by the grammar), not fed yet
         self.count = 0
         self.generator: torch.Generator | None = None
@@ -252,7 +253,7 @@ class ReplyJob(Job):
             )
         engine.pool.check_fits(len(rendered.ids) + 1)
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
-        session.generated[self.reply_key] = []
+        session.generated[self.reply_key] = self.ids
         self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
         cached = self.prefill.cached
         self.usage = TokenUsage(
@@ -305,7 +306,7 @@ class ReplyJob(Job):
     def _take(self, token: int) -> bool:
         """Add a token to the reply (fed with the next step); False when the reply is at a limit."""
         assert self.reply is not None
-        self.session.generated[self.reply_key].append(token)
+        self.ids.append(token)
         self.count += 1
         self.pending.append(token)
         for event in self.reply.push(token):
@@ -336,10 +337,17 @@ class ReplyJob(Job):
             events, keep = self.reply.finish()
             for event in events:
                 self.out.push_threadsafe(event)
-            reply_ids = self.session.generated.get(self.reply_key)
-            if reply_ids is not None:
-                del reply_ids[keep:]  # a call cut off is no part of the reply
+            del self.ids[keep:]  # a call cut off is no part of the reply
         usage = dataclasses.replace(self.usage, output_tokens=self.count)
         pool, cache = self.session.engine.pool, self.resident.cache
         room = pool.free_blocks * pool.block_size + len(cache.blocks) * pool.block_size - cache.length
-        self.out.push_threadsafe(GenerationDone(reason, usage, error, kv_room=room, unnamed_call=unnamed_call))
+        done = GenerationDone(
+            reason,
+            usage,
+            error,
+            kv_room=room,
+            unnamed_call=unnamed_call,
+            reply_ids=None if self.reply is None else tuple(self.ids),
+            window=self.session.window,
+        )
+        self.out.push_threadsafe(done)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, TextDelta, TokenUsage
+from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, SessionMemory, TextDelta, TokenUsage
 from tests.support.fake_engine import FakeEngine, Reply
 
 HELLO = [Message("user", ("Hello.",), key="u0")]
@@ -42,4 +42,16 @@ async def test_closing_a_session_cancels_its_generation() -> None:
     session = await engine.open_session()
     generation = session.generate(HELLO, "r0", SamplingParams())
     await session.close()
-    assert [event async for event in generation] == [GenerationDone("cancelled", TokenUsage(input_tokens=10))]
+    done = GenerationDone("cancelled", TokenUsage(input_tokens=10), reply_ids=())
+    assert [event async for event in generation] == [done]
+
+
+async def test_a_memory_folded_from_the_events_opens_a_session_with_it() -> None:
+    engine = FakeEngine()
+    session = await engine.open_session()
+    *_, done = [event async for event in session.generate(HELLO, "r0", SamplingParams())]
+    assert isinstance(done, GenerationDone)
+    failed = GenerationDone("error", window="u0")  # before the reply began: the session kept no ids for it
+    memory = SessionMemory().after("r0", done).after("r1", failed)
+    assert memory == SessionMemory({"r0": (0,)}, window="u0")
+    assert (await engine.open_session(memory)).memory is memory

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from websockets.asyncio.client import connect as ws_connect
 
-from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, TextDelta, TokenUsage
+from aural.runtime.engine.base import GenerationDone, Message, SamplingParams, SessionMemory, TextDelta, TokenUsage
 from aural.runtime.engine.generation import StreamedGeneration
 from aural.runtime.server.app import create_app
 from tests.support.client import RawClient, add_text, create_response
@@ -67,8 +67,8 @@ class FloodEngine(FakeEngine):
         super().__init__()
         self.pushed = threading.Event()
 
-    async def open_session(self) -> FloodSession:
-        session = FloodSession(self, len(self.sessions))
+    async def open_session(self, memory: SessionMemory | None = None) -> FloodSession:
+        session = FloodSession(self, len(self.sessions), memory or SessionMemory())
         self.sessions.append(session)
         return session
 
