@@ -191,7 +191,7 @@ class RemoteGeneration(Generation):
             except LOST as exc:
                 if received or self._cancelled or attempt == RETRIES - 1:
                     log.warning("reply lost with its replica", conversation=session.conversation_id, error=str(exc))
-                    done = GenerationDone("error", error=ModelFailure(LOST_MESSAGE))
+                    done = GenerationDone("error", error=ModelFailure(LOST_MESSAGE), window=session.memory.window)
                     session._ended(self._reply_key, done)
                     yield done
                     return
