@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,7 +99,7 @@ class EngineReplica:
         idle_close: seconds without a call after which a conversation's session is closed.
     """
 
-    def __init__(self, loader: EngineLoader, idle_close: float = IDLE_CLOSE) -> None:
+    def __init__(self, loader: Callable[[], Engine], idle_close: float = IDLE_CLOSE) -> None:
         self._engine = loader()
         self._idle_close = idle_close
         self._held: dict[str, _Held] = {}
