@@ -3,83 +3,18 @@ configuration, and answers the next events as the original does."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import numpy as np
 import pytest
 
-from aural.runtime.engine.base import AudioPart, GenerationDone, Message, ToolCallDelta, ToolCallDone
+from aural.runtime.engine.base import AudioPart, GenerationDone, Message
 from aural.runtime.session.commands import StartResponse
 from aural.runtime.session.items import StoredItem
 from aural.runtime.session.session import ConversationSession
 from aural.runtime.session.snapshot import Snapshot
+from tests.support.conversations import conversation_of_every_kind
 from tests.support.fake_engine import CAPABILITIES
 from tests.support.session import generated, of, send
-
-WEATHER = {
-    "type": "function",
-    "name": "weather",
-    "description": "The weather in a city.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}
-
-
-def pcm16(seconds: float, pitch: float = 300.0) -> str:
-    """A tone as the session's default input format holds it: base64 of 24 kHz pcm16."""
-    t = np.arange(int(seconds * 24000)) / 24000
-    return base64.b64encode((np.sin(2 * np.pi * pitch * t) * 8000).astype("<i2").tobytes()).decode()
-
-
-def respond(session: ConversationSession, *events: str | ToolCallDelta | ToolCallDone) -> StartResponse:
-    """A response of the session that the engine answers with `events`, to its end."""
-    (start,) = of(send(session, type="response.create"), StartResponse)
-    for event in events:
-        generated(session, start.response_id, event)
-    generated(session, start.response_id, GenerationDone("stop"))
-    return start
-
-
-def conversation_of_every_kind() -> ConversationSession:
-    """Items with audio (committed, and several parts in one item), a turn of text and a function call, the call's
-    output, a truncated assistant reply and a truncated audio part, after a `session.update`."""
-    session = ConversationSession("tiny", CAPABILITIES)
-    send(
-        session,
-        type="session.update",
-        session={
-            "instructions": "Answer briefly.",
-            "tools": [WEATHER],
-            "temperature": 0.7,
-            "max_output_tokens": 256,
-            "truncation": {"type": "retention_ratio", "retention_ratio": 0.5},
-            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}}},
-        },
-    )
-    send(session, type="input_audio_buffer.append", audio=pcm16(0.5))
-    (committed,) = [e for e in send(session, type="input_audio_buffer.commit") if e.type == "conversation.item.done"]
-    content = [
-        {"type": "input_audio", "audio": pcm16(0.3, 440)},
-        {"type": "input_text", "text": "and this"},
-        {"type": "input_audio", "audio": pcm16(0.2, 550)},
-    ]
-    send(session, type="conversation.item.create", item={"type": "message", "role": "user", "content": content})
-    arguments = '{"city": "Oslo"}'
-    respond(session, "Let me check.", ToolCallDelta(0, "weather", arguments), ToolCallDone(0, "weather", arguments))
-    call = next(s.item for s in session.items if s.item.type == "function_call")
-    output = {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "clear"}'}
-    send(session, type="conversation.item.create", item=output)
-    reply = respond(session, "It is clear in Oslo today.")
-    send(
-        session,
-        type="conversation.item.truncate",
-        item_id=reply.reply_key,
-        content_index=0,
-        audio_end_ms=0,
-        text_end=11,
-    )
-    send(session, type="conversation.item.truncate", item_id=committed.item.id, content_index=0, audio_end_ms=300)
-    return session
 
 
 def items_of(items: Any) -> list[tuple[Any, ...]]:
