@@ -20,6 +20,7 @@ from ..session.snapshot import Snapshot
 from .base import Changes, ConversationMoved
 
 TTL = 3600.0
+PING_TIMEOUT = 5.0
 
 
 class RedisStore:
@@ -95,6 +96,19 @@ class RedisStore:
                 await pipe.execute()
             except WatchError:  # another writer took it over meanwhile: it is theirs
                 return
+
+
+async def ping(url: str) -> None:
+    """Ask the Redis server at `url` for an answer, on a connection of its own.
+
+    Raises:
+        redis.exceptions.RedisError: no answer; ValueError: a URL redis-py cannot read.
+    """
+    client = Redis.from_url(url, socket_connect_timeout=PING_TIMEOUT)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
 
 
 def _fields(values: Mapping[str, EncodableT]) -> dict[EncodableT, EncodableT]:
