@@ -3,11 +3,11 @@ keeps conversations in this process's memory (`MemoryStore`).
 
 A store keeps each conversation as records (`aural.runtime.session.snapshot`): a head, one record per item and one
 audio blob per item with audio. A server saves a conversation after each change of its durable state: the first
-save of a server's copy is whole (`Changes.whole`: it replaces whatever the store held, so that a server that takes a
-conversation over owns its stored copy from then on); the next ones carry the head, the records of the items that
-changed and the audio of the items whose audio changed, written once per item. Each copy saves as its own `writer`:
-a save or a delete by a writer that another has since replaced changes nothing (`ConversationMoved`), so that a
-server still holding a conversation that was resumed elsewhere cannot overwrite, nor delete, the new one's.
+save is whole, the next ones carry the head, the records of the items that changed and the audio of the items whose
+audio changed, written once per item. Each server's copy of a conversation saves as its own `writer`, and its first
+save takes the conversation over (`Changes.takeover`: whoever wrote it before); any other save, and a delete, by a
+writer that another has since replaced changes nothing (`ConversationMoved`), so that a server still holding a
+conversation that was resumed elsewhere can neither overwrite nor delete the new copy.
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ class Changes:
 
     Args:
         writer: the server copy that saves (one id for the life of a `ConnectionDriver`).
-        whole: the changes hold the whole conversation: they replace what the store held, whoever wrote it.
+        whole: the changes hold the whole conversation: they replace what the store held.
         head: the conversation's head record (written by every save).
         items: the records of the items added or changed, by item id.
         audio: the audio blobs of the items whose audio is new, by item id.
         deleted: the ids of items gone, whose records and blobs go.
+        takeover: whole changes that make `writer` the conversation's, whoever wrote it before.
     """
 
     writer: str
@@ -42,6 +43,7 @@ class Changes:
     items: Mapping[str, bytes] = field(default_factory=dict)
     audio: Mapping[str, Blob] = field(default_factory=dict)
     deleted: frozenset[str] = frozenset()
+    takeover: bool = False
 
     @property
     def size(self) -> int:
@@ -57,7 +59,7 @@ class ConversationStore(Protocol):
         """Apply `changes` to the stored conversation (see `Changes`).
 
         Raises:
-            ConversationMoved: changes that are not whole, from a writer that no longer writes the conversation
+            ConversationMoved: changes that are no takeover, from a writer that no longer writes the conversation
                 (nothing changed).
         """
         ...
@@ -91,10 +93,10 @@ def apply(stored: Records | None, changes: Changes) -> Records:
     Raises:
         ConversationMoved: as `ConversationStore.save` says.
     """
-    if changes.whole:
-        return Records(changes.writer, changes.head, dict(changes.items), dict(changes.audio))
-    if stored is None or stored.writer != changes.writer:
+    if not changes.takeover and (stored is None or stored.writer != changes.writer):
         raise ConversationMoved(f"another writer holds the conversation than {changes.writer}")
+    if changes.whole or stored is None:
+        return Records(changes.writer, changes.head, dict(changes.items), dict(changes.audio))
     stored.head = changes.head
     for item_id in changes.deleted:
         stored.items.pop(item_id, None)

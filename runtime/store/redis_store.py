@@ -1,8 +1,8 @@
 """A conversation store in Redis (`RedisStore`; `pip install 'aural[redis]'`), shared by every server that names it.
 
 Three keys per conversation, under `prefix` + session id: `:meta`, a hash of the writer and the head; `:items`, a hash
-of item records by item id; `:audio`, a hash of audio blobs by item id. A whole save replaces the three in one
-transaction; a later save checks its writer under `WATCH` and applies in one transaction, so that a conversation
+of item records by item id; `:audio`, a hash of audio blobs by item id. A save is one transaction (a whole one
+replaces the three keys); unless it is a takeover, it checks its writer under `WATCH` first, so that a conversation
 another server took over meanwhile is left alone (`ConversationMoved`). Every save sets the keys to expire `ttl`
 seconds later: a conversation whose server died without ending it is forgotten then, so `ttl` must outlast the
 longest time a live conversation goes without a change (the default is six times the default idle timeout).
@@ -48,17 +48,16 @@ class RedisStore:
     async def save(self, session_id: str, changes: Changes) -> None:
         keys = meta, items, audio = self._keys(session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            if changes.whole:
-                pipe.multi()  # type: ignore[no-untyped-call]
-                pipe.delete(*keys)
-            else:
+            if not changes.takeover:
                 await pipe.watch(meta)
                 if await pipe.hget(meta, "writer") != changes.writer.encode():
                     raise ConversationMoved(f"another writer holds {session_id} than {changes.writer}")
-                pipe.multi()  # type: ignore[no-untyped-call]
-                if changes.deleted:
-                    pipe.hdel(items, *changes.deleted)
-                    pipe.hdel(audio, *changes.deleted)
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if changes.whole:
+                pipe.delete(*keys)
+            elif changes.deleted:
+                pipe.hdel(items, *changes.deleted)
+                pipe.hdel(audio, *changes.deleted)
             pipe.hset(meta, mapping=_fields({"writer": changes.writer, "head": changes.head}))
             if changes.items:
                 pipe.hset(items, mapping=_fields(changes.items))

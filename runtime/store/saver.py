@@ -13,7 +13,8 @@ from .tracker import ChangeTracker
 class Saver:
     """Saves a conversation after its changes: `changed()` after each input the session took; saves run one at a
     time, each writing what changed since the one before, so that a slow store delays the stored copy (changes
-    coalesce) and never the conversation. The first save is whole: it makes this server the conversation's writer.
+    coalesce) and never the conversation. The first save takes the conversation over: this server writes it from
+    then on, wherever it was before.
 
     A failed save is logged, and the next one is whole. Once another server took the conversation over
     (`ConversationMoved`), nothing more is saved.
@@ -76,5 +77,5 @@ class Saver:
             self._moved = True
             self._log.warning("conversation taken over by another server: no longer saved here")
         except Exception:
-            self._tracker.forget()
+            self._tracker.forget(changes)
             self._log.exception("saving the conversation failed")

@@ -34,13 +34,17 @@ class ChangeTracker:
         self._saved: dict[str, dict[int, AudioSamples]] | None = None  # item id → audio saved; None: nothing saved
         self._order: list[str] = []
         self._config: SessionConfig | None = None
+        self._takeover = True  # until changes reached the store
 
-    def forget(self) -> None:
-        """The last changes did not reach the store: the next ones are whole."""
+    def forget(self, failed: Changes) -> None:
+        """`failed`, the last changes, did not reach the store: the next ones are whole (and a takeover if those
+        were)."""
         self._saved = None
+        self._takeover = failed.takeover
 
     def changes(self, last_event_id: str | None) -> Changes | None:
-        """What changed since the last call (None: nothing durable); whole at the first call and after `forget`.
+        """What changed since the last call (None: nothing durable); whole at the first call and after `forget`, a
+        takeover at the first call (this writer takes the conversation over, wherever it was before).
 
         Args:
             last_event_id: the `event_id` of the last client event the session took.
@@ -66,7 +70,8 @@ class ChangeTracker:
         snapshot = Snapshot(session.id, session.conversation_id, self._owner, session.config, items, last_event_id)
         self._order, self._config = order, session.config
         records = {stored.id: item_record(stored) for stored in written}
-        return Changes(self.writer, whole, head_record(snapshot), records, audio, deleted)
+        takeover, self._takeover = self._takeover, False
+        return Changes(self.writer, whole, head_record(snapshot), records, audio, deleted, takeover)
 
     def _new_audio(self, stored: StoredItem) -> bool:
         """Whether the item's audio differs from what was saved of it; it is saved from now on."""

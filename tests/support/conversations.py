@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from aural.protocols.server_events import ConversationItemDone
 from aural.runtime.engine.base import GenerationDone, ToolCallDelta, ToolCallDone
 from aural.runtime.session.commands import StartResponse
 from aural.runtime.session.session import ConversationSession
@@ -31,6 +32,7 @@ def pcm16(seconds: float, pitch: float = 300.0) -> str:
 
 def respond(session: ConversationSession, *events: str | ToolCallDelta | ToolCallDone) -> StartResponse:
     """A response of the session that the engine answers with `events`, to its end."""
+    start: StartResponse
     (start,) = of(send_event(session, type="response.create"), StartResponse)
     for event in events:
         generated(session, start.response_id, event)
@@ -63,7 +65,7 @@ def conversation_of_every_kind(
         },
     )
     send(type="input_audio_buffer.append", audio=pcm16(0.5))
-    (committed,) = [e for e in send(type="input_audio_buffer.commit") if e.type == "conversation.item.done"]
+    (committed,) = of(send(type="input_audio_buffer.commit"), ConversationItemDone)
     content = [
         {"type": "input_audio", "audio": pcm16(0.3, 440)},
         {"type": "input_text", "text": "and this"},

@@ -87,6 +87,7 @@ async def test_saves_after_each_change_rebuild_the_conversation(store: Conversat
     last = f"evt_{len(recorded) - 1}"
     assert values(await store.load(session.id)) == values(Snapshot.of(session, OWNER, last))
     assert [changes.whole for changes in recorded] == [True] + [False] * (len(recorded) - 1)
+    assert [changes.takeover for changes in recorded] == [True] + [False] * (len(recorded) - 1)
 
 
 async def test_audio_is_written_once_per_item_and_again_only_when_cut(store: ConversationStore) -> None:
@@ -137,8 +138,12 @@ async def test_a_writer_taken_over_can_neither_save_nor_delete(store: Conversati
 
     send(session, type="session.update", session={"instructions": "Stale."})
     old.after(session)
-    with pytest.raises(ConversationMoved):
-        await old.flush(store, session.id)
+    old.tracker.forget(old.changes[-1])  # and a save that failed: the next is whole
+    old.after(session)
+    assert [(changes.whole, changes.takeover) for changes in old.changes] == [(False, False), (True, False)]
+    for changes in old.changes:
+        with pytest.raises(ConversationMoved):
+            await store.save(session.id, changes)
     await store.delete(session.id, old.tracker.writer)
     loaded = await store.load(session.id)
     assert loaded is not None and loaded.config.instructions == "Answer briefly."
