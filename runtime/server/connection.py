@@ -115,6 +115,7 @@ class ConnectionDriver:
         self._closing = False  # the server ends the conversation: its socket's close is no drop
         self._last_event_id = last_event_id  # of the last client event taken: a resuming client resends after it
         self._handled_event_id = last_event_id  # of the last client event handled: the store keeps it with its effect
+        self._handling = asyncio.Lock()  # held while a client event is handled: a save waits for all its effect
         self._store = store
         self._saver: Saver | None = None
         self._restored = restored
@@ -171,7 +172,7 @@ class ConnectionDriver:
         )
         if self._store is not None:
             tracker = ChangeTracker(self._session, self.owner)
-            self._saver = Saver(self._store, tracker, lambda: self._handled_event_id, self._log)
+            self._saver = Saver(self._store, tracker, lambda: self._handled_event_id, self._handling, self._log)
         self._log.info("session opened", restored=self._restored)
         try:
             opened = False
@@ -315,8 +316,9 @@ class ConnectionDriver:
             await self._send(error_event(exc))
             return
         self._last_event_id = event.event_id or self._last_event_id
-        await self.receive(ClientSent(event))
-        self._handled_event_id = event.event_id or self._handled_event_id
+        async with self._handling:  # its effect may come in steps (audio decoded off the loop first)
+            await self.receive(ClientSent(event))
+            self._handled_event_id = event.event_id or self._handled_event_id
 
     async def _binary(self, gate: Gate, data: bytes, audio: bool) -> None:
         try:

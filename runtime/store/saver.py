@@ -22,16 +22,24 @@ class Saver:
     Args:
         store: where the conversation is kept.
         tracker: the conversation's changes.
-        last_event_id: the `event_id` of the last client event the session took, when a save starts.
+        last_event_id: the `event_id` of the last client event the session handled, when a save starts.
+        handling: held while a client event is handled (its effect may come in steps): a save's changes are taken
+            between two events, so that the stored state holds exactly the effects of the events up to `last_event_id`.
         logger: the connection's logger.
     """
 
     def __init__(
-        self, store: ConversationStore, tracker: ChangeTracker, last_event_id: Callable[[], str | None], logger: Any
+        self,
+        store: ConversationStore,
+        tracker: ChangeTracker,
+        last_event_id: Callable[[], str | None],
+        handling: asyncio.Lock,
+        logger: Any,
     ) -> None:
         self._store = store
         self._tracker = tracker
         self._last_event_id = last_event_id
+        self._handling = handling
         self._log = logger
         self._session_id = tracker.session_id
         self._wake = asyncio.Event()
@@ -69,7 +77,11 @@ class Saver:
                 return
 
     async def _save(self) -> None:
-        if self._moved or (changes := self._tracker.changes(self._last_event_id())) is None:
+        if self._moved:
+            return
+        async with self._handling:
+            changes = self._tracker.changes(self._last_event_id())
+        if changes is None:
             return
         try:
             await self._store.save(self._session_id, changes)

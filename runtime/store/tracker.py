@@ -58,7 +58,7 @@ class ChangeTracker:
         whole = saved is None
         saved = self._saved = {} if saved is None else saved
         written = [stored for stored in items if whole or stored.id in touched]
-        deleted = frozenset(item_id for item_id in touched if item_id in saved and item_id not in order)
+        deleted = frozenset(item_id for item_id in touched if item_id in saved) - set(order)
         if not (whole or written or deleted or order != self._order or session.config is not self._config):
             return None  # only a response in flight changed
         for item_id in deleted:
