@@ -17,7 +17,7 @@ text rather than from the token ids the first engine produced).
 Stores keep a snapshot as records, so that a change rewrites only what it touched (`aural.runtime.store`): a head
 (`head_record`: ids, owner, configuration, the items' order), one record per item (`item_record`: the item, its
 turn, its audio parts' lengths) and one audio blob per item with audio (`audio_blob`: its parts' samples end to
-end), written when the item's audio is.
+end), written once per item (again only when a truncation cuts its audio).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ SAMPLE = np.dtype("<f4")
 _ITEM: TypeAdapter[Item] = TypeAdapter(Item)
 
 Blob = bytes | memoryview
-"""Raw bytes: a store may hold an audio blob as a read-only view of the live samples, or as the bytes it read."""
+"""Raw bytes: an audio blob is a read-only view of the live samples (no copy) until a store copies it; a view does not
+pickle, so a store in another process sends `bytes(blob)`."""
 
 
 @dataclass(frozen=True)

@@ -229,7 +229,7 @@ async def test_a_store_that_answers_is_the_apps(tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
         store = await asyncio.to_thread(serve_module.conversation_store, url)  # it pings on a loop of its own
         assert store is not None
-        await store.save("sess_1", Changes("writer_1", True, b"{}"))
+        await store.save("sess_1", Changes("writer_1", True, b"{}", takeover=True))
         await store.delete("sess_1", "writer_1")
         await store.close()
     assert serve_module.conversation_store(None) is None
