@@ -14,7 +14,7 @@ $(BIN)/aural: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[runtime,dev,frameworks,ray]'
+	$(BIN)/python -m pip install -q -e '.[runtime,dev,frameworks,ray,redis]'
 	touch $@
 
 install: $(BIN)/aural

@@ -112,6 +112,7 @@ def serve_ray(args: argparse.Namespace, access: Access, tools: ToolRunner, limit
             limits=limits,
             timeouts=timeouts,
             drain_timeout=args.drain_timeout,
+            store_url=args.store,
         ),
         replicas=args.replicas,
         max_replicas=args.max_replicas,

@@ -9,6 +9,7 @@ checked by the runtime (`check_server_tools`) before the model loads, and handed
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import logging
 import os
@@ -16,6 +17,7 @@ import re
 import ssl
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -31,6 +33,9 @@ from aural.runtime.tools import check_server_tools
 from aural.sdk.tools import DEFAULT_TIMEOUT, ToolLoadError, Tools, load_tools
 
 from . import access, checks, models, ray_serve
+
+if TYPE_CHECKING:
+    from aural.runtime.store.redis_store import RedisStore
 
 RUNTIME_EXTRA = "pip install 'aural[runtime]'"
 
@@ -153,6 +158,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, default, what in silence:
         what = f"{what}; 0: never (default: {default:g})"
         parser.add_argument(flag, type=float, default=default, metavar="SECONDS", help=what)
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="save conversations in Redis (redis://HOST:PORT/DB, rediss://..., unix://PATH) so that another server "
+        "sharing it resumes them once this one is gone (pip install 'aural[redis]')",
+    )
 
 
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -240,6 +251,26 @@ def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     return checks.tls(str(files.cert), str(files.key))
 
 
+def conversation_store(url: str | None) -> RedisStore | None:
+    """The Redis store of `--store`, once its server answered (None: no `--store`).
+
+    Raises:
+        SystemExit: status 2 after one line: no Redis client installed, or no answer (the URL is not echoed: it may
+            hold a password).
+    """
+    if url is None:
+        return None
+    try:
+        from aural.runtime.store.redis_store import RedisStore, ping
+    except ImportError:
+        checks.fail("--store needs the Redis client: pip install 'aural[redis]'")
+    try:
+        asyncio.run(ping(url))
+    except Exception as exc:
+        checks.fail(f"--store: Redis did not answer: {exc}")
+    return RedisStore(url)
+
+
 def serve(args: argparse.Namespace) -> None:
     """Run the runtime with parsed `aural serve` options: every check, then the model, then the server.
 
@@ -261,7 +292,8 @@ def serve(args: argparse.Namespace) -> None:
         idle=args.idle_timeout or None,
         resume_grace=args.resume_grace or None,
     )
-    if args.ray:
+    store = conversation_store(args.store)  # Redis answers (its client connects at its first command)
+    if args.ray:  # the ingress replicas open their own store from the URL
         if args.tls_self_signed:
             checks.fail("--tls-self-signed is not served by --ray: give --tls-cert and --tls-key")
         ray_serve.serve_ray(args, policy, tools, limits(args), timeouts)
@@ -283,5 +315,8 @@ def serve(args: argparse.Namespace) -> None:
         access=policy,
         limits=limits(args),
         timeouts=timeouts,
+        store=store,
     )
+    if store is not None:
+        app.on_cleanup.append(lambda _: store.close())
     run_app(app, host=args.host, port=args.port, sockets=sockets, ssl_context=context, drain_timeout=args.drain_timeout)

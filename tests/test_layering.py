@@ -78,6 +78,7 @@ def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None =
         ("runtime", ("onnxruntime",), {"vad.py"}),  # the voice activity model runner alone
         ("runtime", ("llguidance",), {"tool_grammar.py"}),  # the grammar engine behind one module
         ("runtime/engine", ("av", "aiohttp", "onnxruntime"), None),
+        ("runtime/store", ("torch", "transformers", "aiohttp", "aural.runtime.server"), None),
     ],
 )
 def test_dependency_rules(folder: str, forbidden: tuple[str, ...], skip: set[str] | None) -> None:
@@ -109,6 +110,7 @@ def _loaded(script: str) -> set[str]:
         ("aural.runtime.engine.base", ("torch", "transformers", "llguidance", "onnxruntime", "av", "aiohttp")),
         ("aural.runtime.audio", ("torch", "transformers", "llguidance", "aiohttp")),
         ("aural.runtime.server", ("torch", "transformers", "llguidance")),  # it serves any engine
+        ("aural.runtime.store", ("torch", "transformers", "aiohttp", "aural.runtime.server")),  # Redis's store too
     ],
 )
 def test_importing_a_package_loads_nothing_it_must_not(package: str, forbidden: tuple[str, ...]) -> None:

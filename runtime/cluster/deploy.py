@@ -32,6 +32,10 @@ from .scaling import ConversationScaling
 
 ENGINE_REQUESTS = 4096
 """Calls one engine replica takes at once: its scheduler batches them, so Serve should not hold them back."""
+ROUTER_ENV = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0"}
+"""The ingress' router asks a replica for its queue length before each call and, by default, gives up after 0.1 s and
+backs off: a replica whose host is busy (a model decoding on every core) then delays turns for seconds. Ours never
+fill their queue (`ENGINE_REQUESTS`), so a slow answer costs nothing."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def application(settings: ClusterSettings) -> Application:
         name="AuralIngress",
         num_replicas=settings.ingress_replicas,
         max_ongoing_requests=settings.ingress.max_sessions + 64,  # a websocket is a request for its whole life
-        ray_actor_options={"num_cpus": 0},
+        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": ROUTER_ENV}},
         graceful_shutdown_timeout_s=settings.ingress.drain_timeout + 5,
     )(serve.ingress(api)(IngressDeployment))
     return ingress.bind(engine.bind(settings.loader, settings.idle_close), settings.ingress)

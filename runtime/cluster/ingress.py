@@ -39,9 +39,11 @@ from ..server.drain import DRAIN_TIMEOUT, LIFECYCLE, drain
 from ..server.metrics import METRICS
 from ..server.timeouts import Timeouts
 from ..server.transports import frame_size
+from ..store.base import ConversationStore
 from ..tools import ToolRunner
 from .fleet import FleetView, ReplicaMetrics
 from .remote import RemoteEngine
+from .store import ActorStore
 
 api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -64,6 +66,9 @@ class IngressSettings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     drain_timeout: float = DRAIN_TIMEOUT
     """Seconds a stopping replica's running responses (ingress) or replies (engine) get to end."""
+    store_url: str | None = None
+    """Where conversations are saved for a resume on another ingress replica: a Redis URL, or None for the cluster's
+    store actor (`store.py`)."""
 
 
 class Ingress:
@@ -96,6 +101,7 @@ class Ingress:
                 )
                 app = create_app(
                     engine,
+                    store=_store(settings.store_url),
                     model_names=settings.model_names,
                     max_sessions=settings.max_sessions,
                     server_tools=settings.server_tools,
@@ -148,6 +154,14 @@ class Ingress:
         if self._app is not None:
             conversations = self._app[SESSIONS]
             await drain(self._app[LIFECYCLE], conversations, grace)
+
+
+def _store(url: str | None) -> ConversationStore:
+    if url is None:
+        return ActorStore()
+    from ..store.redis_store import RedisStore  # the `redis` extra, only when asked for
+
+    return RedisStore(url)
 
 
 def _ingress() -> Ingress:

@@ -1,7 +1,8 @@
 """The aiohttp application: the realtime websocket, health and model listing.
 
     GET /v1/realtime?model=NAME   websocket speaking the OpenAI Realtime (GA) events
-        &aural.resume=SESSION_ID  takes over a conversation whose connection dropped (`ConnectionDriver`)
+        &aural.resume=SESSION_ID  takes over a conversation whose connection dropped (`ConnectionDriver`), live
+                                  here or, with a conversation store, saved by another server (`aural.runtime.store`)
     GET /healthz                  {"status": "ok", "degraded" or "draining" (503), "model": ..., "sessions": n}
     GET /v1/models                the served model names, OpenAI style
     POST /v1/realtime/client_secrets   a short-lived key for a browser, OpenAI style (`client_secrets.py`)
@@ -34,7 +35,9 @@ from ..audio.vad import SileroVad
 from ..engine.base import Engine
 from ..session.items import ConversationBounds
 from ..session.session import ConversationSession
+from ..session.snapshot import Snapshot
 from ..session.wire_errors import error_event
+from ..store.base import ConversationStore
 from ..tools import NO_TOOLS, ToolRunner, check_server_tools
 from .access import CALLER, Access, Caller, install_access, key_slots
 from .commands import SpeechModel
@@ -55,6 +58,7 @@ VAD: web.AppKey[SpeechModel] = web.AppKey("vad", SpeechModel)
 SERVER_TOOLS: web.AppKey[ToolRunner] = web.AppKey("server_tools")
 LIMITS: web.AppKey[Limits] = web.AppKey("limits", Limits)
 BOUNDS: web.AppKey[ConversationBounds] = web.AppKey("bounds", ConversationBounds)
+STORE: web.AppKey[ConversationStore | None] = web.AppKey("store")
 
 
 def create_app(
@@ -68,6 +72,7 @@ def create_app(
     limits: Limits = DEFAULT_LIMITS,
     bounds: ConversationBounds | None = None,
     timeouts: Timeouts | None = None,
+    store: ConversationStore | None = None,
 ) -> web.Application:
     """The runtime's web application.
 
@@ -82,6 +87,8 @@ def create_app(
         limits: what one client event may hold and how many a connection may send (`Limits`).
         bounds: what one conversation may hold (`ConversationBounds`' defaults when None).
         timeouts: how long a connection may stay silent (`Timeouts`' defaults when None).
+        store: where conversations are saved, so that another server sharing it resumes them by id once this one is
+            gone (None: resumes reach only conversations live here).
 
     Raises:
         ValueError: server tools the runtime cannot serve (see `check_server_tools`).
@@ -97,6 +104,7 @@ def create_app(
     app[BOUNDS] = bounds or ConversationBounds()
     check_server_tools(app[SERVER_TOOLS], engine.capabilities.check_schema)
     app[TIMEOUTS] = timeouts or Timeouts()
+    app[STORE] = store
     app[LIFECYCLE] = lifecycle = Lifecycle()
     app[METRICS] = Metrics(engine, conversations=lambda: len(app[SESSIONS]), draining=lambda: lifecycle.draining)
     app.router.add_get("/v1/realtime", realtime)
@@ -108,7 +116,9 @@ def create_app(
     return app
 
 
-def _conversation(app: web.Application, model: str, pinned: SessionConfig | None) -> ConversationSession:
+def _conversation(
+    app: web.Application, model: str, pinned: SessionConfig | None, restored: Snapshot | None = None
+) -> ConversationSession:
     server_tools = app[SERVER_TOOLS]
     return ConversationSession(
         model,
@@ -117,6 +127,7 @@ def _conversation(app: web.Application, model: str, pinned: SessionConfig | None
         max_tool_rounds=server_tools.max_rounds,
         bounds=app[BOUNDS],
         pinned=pinned,
+        restored=restored,
     )
 
 
@@ -155,11 +166,16 @@ async def converse(app: web.Application, ws: Transport, query: Mapping[str, str]
         await _refuse(app, ws, ErrorCode.MODEL_NOT_FOUND, f"Model '{shown}' is not served here; try {served}.", "model")
         return
     if (resumed := query.get(RESUME_QUERY)) is not None:
-        driver = _resumable(app, resumed, caller.key_id)
-        if driver is None or not await driver.serve(ws):
-            message = f"No conversation '{resumed[:40]}' to resume here: it ended, or its grace period passed."
-            await _refuse(app, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
+        await _resume(app, ws, resumed, caller)
         return
+    await _run(app, ws, caller, _conversation(app, requested or names[0], caller.session))
+
+
+async def _run(
+    app: web.Application, ws: Transport, caller: Caller, session: ConversationSession, restored: Snapshot | None = None
+) -> None:
+    """Run a conversation on `ws` within the server's and the caller's key's session caps: a new one, or one
+    `restored` from the store (whose first socket resumes it)."""
     if len(app[SESSIONS]) >= app[MAX_SESSIONS]:
         await _refuse(app, ws, ErrorCode.TOO_MANY_SESSIONS, "The server is at its session limit; try again later.")
         return
@@ -167,7 +183,6 @@ async def converse(app: web.Application, ws: Transport, query: Mapping[str, str]
     if not slots.take(caller):
         await _refuse(app, ws, ErrorCode.TOO_MANY_SESSIONS, "This key is at its session limit; try again later.")
         return
-    session = _conversation(app, requested or names[0], caller.session)
     driver = ConnectionDriver(
         app[ENGINE],
         session,
@@ -175,8 +190,11 @@ async def converse(app: web.Application, ws: Transport, query: Mapping[str, str]
         app[SERVER_TOOLS],
         metrics=app[METRICS],
         timeouts=app[TIMEOUTS],
-        limits=limits,
+        limits=app[LIMITS],
         owner=caller.key_id,
+        store=app[STORE],
+        restored=restored is not None,
+        last_event_id=restored.last_event_id if restored else None,
     )
     app[SESSIONS].add(driver)
 
@@ -186,6 +204,32 @@ async def converse(app: web.Application, ws: Transport, query: Mapping[str, str]
 
     driver.start(on_end=ended)
     await driver.serve(ws)
+
+
+async def _resume(app: web.Application, ws: Transport, session_id: str, caller: Caller) -> None:
+    """Hand `ws` the conversation `session_id`: live here, or else restored from the store; or refuse it."""
+    driver = _resumable(app, session_id, caller.key_id)
+    if driver is None and (snapshot := await _stored(app, session_id, caller.key_id)) is not None:
+        driver = _resumable(app, session_id, caller.key_id)  # another connection restored it meanwhile
+        if driver is None:
+            await _run(app, ws, caller, _conversation(app, snapshot.config.model or "", None, snapshot), snapshot)
+            return
+    if driver is None or not await driver.serve(ws):
+        message = f"No conversation '{session_id[:40]}' to resume here: it ended, or its grace period passed."
+        await _refuse(app, ws, ErrorCode.SESSION_NOT_FOUND, message, RESUME_QUERY)
+
+
+async def _stored(app: web.Application, session_id: str, key_id: str | None) -> Snapshot | None:
+    """The conversation `session_id` as the store keeps it, if the caller's key opened it (as `_resumable`)."""
+    store = app[STORE]
+    if store is None or len(session_id) > app[LIMITS].max_name_chars:
+        return None
+    try:
+        snapshot = await store.load(session_id)
+    except Exception:  # the store is unreachable, or holds what this runtime cannot read: as good as nothing
+        log.exception("loading a stored conversation failed", session=session_id)
+        return None
+    return snapshot if snapshot is not None and snapshot.owner == key_id else None
 
 
 def _resumable(app: web.Application, session_id: str, key_id: str | None) -> ConnectionDriver | None:

@@ -43,6 +43,9 @@ from ..engine.base import Engine
 from ..session.inputs import AudioFrame, ClientSent, Input, Opened
 from ..session.session import ConversationSession
 from ..session.wire_errors import error_event
+from ..store.base import ConversationStore
+from ..store.saver import Saver
+from ..store.tracker import ChangeTracker
 from ..tools import ToolRunner
 from .commands import CommandRunner, SpeechModel
 from .guard import Gate
@@ -68,8 +71,15 @@ class ConnectionDriver:
     socket holds it are not kept. A clean close, a server close (drain, idle timeout) or the grace's end
     ends it and frees its engine session.
 
+    With a `store`, the conversation's durable state is saved after every change (`aural.runtime.store.Saver`, in
+    the background) so that another server can resume it once this one is gone; it is deleted when the conversation
+    ends, and kept when the server goes away while the conversation waits for a resume (`close` with no socket).
+
     Args:
         owner: the `key_id` of the key that opened it (None without keys): only that key may resume it.
+        store: where the conversation is saved (None: nowhere).
+        restored: the session was restored from the store: its first socket resumes it, and its client took up to
+            `last_event_id`.
     """
 
     def __init__(
@@ -83,6 +93,9 @@ class ConnectionDriver:
         timeouts: Timeouts,
         limits: Limits = DEFAULT_LIMITS,
         owner: str | None = None,
+        store: ConversationStore | None = None,
+        restored: bool = False,
+        last_event_id: str | None = None,
     ) -> None:
         self.owner = owner
         self._ws: Transport | None = None
@@ -100,7 +113,13 @@ class ConnectionDriver:
         self._idle = IdleWatch(timeouts)
         self._progress = asyncio.Event()  # set after each input handled, and at the end
         self._closing = False  # the server ends the conversation: its socket's close is no drop
-        self._last_event_id: str | None = None  # of the last client event taken: a resuming client resends after it
+        self._last_event_id = last_event_id  # of the last client event taken: a resuming client resends after it
+        self._handled_event_id = last_event_id  # of the last client event handled: the store keeps it with its effect
+        self._handling = asyncio.Lock()  # held while a client event is handled: a save waits for all its effect
+        self._store = store
+        self._saver: Saver | None = None
+        self._restored = restored
+        self._keep_stored = False  # the server went away while the conversation waited for a resume
         self._ended = False
         self._lifetime: asyncio.Task[None] | None = None
 
@@ -151,14 +170,17 @@ class ConnectionDriver:
             self.receive,
             self._log,
         )
-        self._log.info("session opened")
+        if self._store is not None:
+            tracker = ChangeTracker(self._session, self.owner)
+            self._saver = Saver(self._store, tracker, lambda: self._handled_event_id, self._handling, self._log)
+        self._log.info("session opened", restored=self._restored)
         try:
             opened = False
             while (attached := await self._next_socket(opened)) is not None:
                 ws, done = attached
                 try:
-                    await self._attach(ws, resumed=opened)
-                    client_closed = await self._read(ws, resumed=opened)
+                    await self._attach(ws, resumed=opened or self._restored)
+                    client_closed = await self._read(ws, resumed=opened or self._restored)
                     opened = True
                 finally:
                     self._ws = None
@@ -166,11 +188,17 @@ class ConnectionDriver:
                 if self._closing or (client_closed and self._sockets.empty()):
                     break  # the client is done with the conversation (no other took it over), or the server ends it
                 self._log.info("connection dropped", grace_s=self._timeouts.resume_grace)
+        except asyncio.CancelledError:
+            self._keep_stored = True  # the server stops: the stored conversation stays for a resume elsewhere
+            raise
         finally:
             await self._commands.close()
             self._commands = None  # it holds `self.receive`: freed by reference counting, not the cycle collector
             # Shielded: the conversation's task may be cancelled (shutdown) and must still free the cache.
             await asyncio.shield(engine_session.close())
+            if self._saver is not None:
+                await self._saver.close(keep=self._keep_stored)
+                self._saver = None
             self._ended = True
             self._progress.set()
             while not self._sockets.empty():  # sockets that came too late: their handlers refuse them
@@ -244,6 +272,8 @@ class ConnectionDriver:
             await self._send(event)
         for command in step.commands:
             await self._commands.run(command)
+        if self._saver is not None:
+            self._saver.changed()
         self._progress.set()
 
     async def settled(self) -> None:
@@ -267,6 +297,7 @@ class ConnectionDriver:
             if self._ws is not None:
                 await self._ws.close(code, reason)
         if self._ws is None:
+            self._keep_stored = True  # its client may resume it on another server
             self._sockets.put_nowait(None)  # no socket to close: end the wait for one
 
     async def _close_when_silent(self, idle: IdleWatch) -> None:
@@ -285,7 +316,9 @@ class ConnectionDriver:
             await self._send(error_event(exc))
             return
         self._last_event_id = event.event_id or self._last_event_id
-        await self.receive(ClientSent(event))
+        async with self._handling:  # its effect may come in steps (audio decoded off the loop first)
+            await self.receive(ClientSent(event))
+            self._handled_event_id = event.event_id or self._handled_event_id
 
     async def _binary(self, gate: Gate, data: bytes, audio: bool) -> None:
         try:

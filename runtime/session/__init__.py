@@ -9,5 +9,6 @@ commands out (`commands`); `session.ConversationSession` is its one entry, `rece
     responses      the running response (its wire state in `response_run`)
     tool_rounds    server tools' calls run and continued; `tool_calls` checks tools and streams calls
     transcription  input audio transcription in a side pass
+    snapshot       the conversation's durable state, restored on another server (`aural.runtime.store`)
     config, items, edits, wire_errors: the configuration, the items, client edits, the wire's error codes
 """

@@ -100,7 +100,8 @@ def added(stored: StoredItem, previous: str | None) -> tuple[se.ConversationItem
 
 
 class Conversation:
-    """Ordered items; ids are unique; `check_room` keeps what clients add within `bounds`."""
+    """Ordered items; ids are unique; `check_room` keeps what clients add within `bounds`; `take_touched` says
+    which items changed (what a conversation store saves)."""
 
     def __init__(self, bounds: ConversationBounds | None = None) -> None:
         self.bounds = bounds or ConversationBounds()
@@ -108,12 +109,23 @@ class Conversation:
         self._ids: dict[str, StoredItem] = {}
         self._samples = 0
         self._chars = 0
+        self._touched: set[str] | None = None  # changed since the last `take_touched`; None: not asked yet
 
     def __iter__(self) -> Iterator[StoredItem]:
         return iter(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def take_touched(self) -> set[str]:
+        """The ids of the items inserted, replaced, edited or deleted since the last call (the first call: every
+        item's). Nothing is recorded before the first call, so that a conversation nobody saves keeps no record."""
+        touched, self._touched = self._touched, set()
+        return touched if touched is not None else set(self._ids)
+
+    def _touch(self, item_id: str) -> None:
+        if self._touched is not None:
+            self._touched.add(item_id)
 
     def last_id(self) -> str | None:
         return self._items[-1].id if self._items else None
@@ -162,6 +174,7 @@ class Conversation:
         samples, chars = stored.size()
         self._samples += sign * samples
         self._chars += sign * chars
+        self._touch(stored.id)
         if sign > 0:
             self._ids[stored.id] = stored
         else:
@@ -195,6 +208,7 @@ class Conversation:
         content = stored.item.content if stored is not None and isinstance(stored.item, MessageItem) else []
         if index < len(content) and isinstance(content[index], InputAudio):
             content[index] = InputAudio(transcript=transcript)
+            self._touch(item_id)
 
     def delete(self, item_id: str, *, detach: bool = True) -> None:
         """Delete an item. `detach` False: the engine dropped it from its turn's ids as well.
@@ -209,6 +223,7 @@ class Conversation:
             for other in self._items:
                 if other.turn == stored.turn:
                     other.turn = None
+                    self._touch(other.id)
 
     def find_call(self, call_id: str) -> StoredItem | None:
         """The function call item with `call_id`, if any."""

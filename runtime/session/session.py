@@ -68,6 +68,7 @@ from .inputs import (
 from .items import Conversation, ConversationBounds, StoredItem, added, public
 from .response_run import ResponseRun
 from .responses import Responses, with_instructions
+from .snapshot import Snapshot
 from .tool_calls import SchemaVerdicts, tools_for
 from .tool_rounds import ToolRounds
 from .transcription import Transcriptions
@@ -93,6 +94,8 @@ class ConversationSession:
             must answer (`tool_choice` "none").
         pinned: a configuration the session starts with (a client secret's, already checked), applied as a
             `session.update` would be before `session.created`; the client may still update it.
+        restored: a conversation to take over (`snapshot.py`): its ids, configuration and items, in place of a new
+            one's (`model` and `pinned` are then ignored).
     """
 
     def __init__(
@@ -105,14 +108,17 @@ class ConversationSession:
         server_tools: Sequence[FunctionTool] = (),
         max_tool_rounds: int = 8,
         pinned: SessionConfig | None = None,
+        restored: Snapshot | None = None,
     ) -> None:
         self.capabilities = capabilities
         self._verdicts = SchemaVerdicts(capabilities.check_schema)
         self._model = replace(capabilities, check_schema=self._verdicts)  # tools checked by lookups
-        self.id = new_id("sess")
-        self.conversation_id = new_id("conv")
-        self.config = initial_config(self.id, model)
+        self.id = restored.session_id if restored else new_id("sess")
+        self.conversation_id = restored.conversation_id if restored else new_id("conv")
+        self.config = restored.config.model_copy(deep=True) if restored else initial_config(self.id, model)
         self.items = Conversation(bounds)
+        for stored in restored.items if restored else ():  # copies: items change in place (transcripts, turns)
+            self.items.insert(StoredItem(public(stored.item), dict(stored.audio), stored.turn))
         self.max_samples = int(max_buffer_seconds * SAMPLE_RATE)
         self._audio = InputBuffer(self.max_samples)
         self._turns: TurnTaking | None = None
@@ -123,8 +129,9 @@ class ConversationSession:
         self._responses = Responses(self.items, capabilities.context_window, self.conversation_id)
         self._rounds = ToolRounds([tool.name for tool in server_tools], max_tool_rounds)
         self._shutting_down = False
-        if pinned is not None:
+        if pinned is not None and restored is None:
             self.config = updated_config(self.config, ce.SessionUpdate(session=pinned), self._model)
+        if pinned is not None or restored is not None:
             self._restart_turn_taking()
 
     @property

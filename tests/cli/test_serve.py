@@ -4,6 +4,7 @@ enforced, all before the model loads."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +16,9 @@ import structlog
 from aural.cli import access as access_module
 from aural.cli import serve as serve_module
 from aural.runtime.engine.qwen2_audio.engine import TransformersEngine
+from aural.runtime.store import Changes
 from aural.sdk.tools import DEFAULT_TIMEOUT
+from tests.support.redis import redis_server
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -210,3 +213,23 @@ def test_the_operations_options_default_to_kubernetes_friendly_limits() -> None:
     assert (args.drain_timeout, args.log_format) == (25.0, None)
     assert (args.first_event_timeout, args.idle_timeout, args.heartbeat) == (30.0, 600.0, 30.0)
     assert _args("--log-format", "json", "--idle-timeout", "0").idle_timeout == 0
+
+
+def test_a_store_that_does_not_answer_ends_serve_in_one_line_before_it_loads_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as ended:
+        serve_module.serve(_args("--store", f"unix://{tmp_path}/no-redis.sock"))
+    assert ended.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("aural serve: --store: Redis did not answer: ") and "no-redis.sock" in line
+
+
+async def test_a_store_that_answers_is_the_apps(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        store = await asyncio.to_thread(serve_module.conversation_store, url)  # it pings on a loop of its own
+        assert store is not None
+        await store.save("sess_1", Changes("writer_1", True, b"{}", takeover=True))
+        await store.delete("sess_1", "writer_1")
+        await store.close()
+    assert serve_module.conversation_store(None) is None

@@ -19,18 +19,22 @@ import ray
 from openai import AsyncOpenAI
 from ray import serve
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from aural.runtime.cluster.deploy import ClusterSettings, application
 from aural.runtime.cluster.ingress import IngressSettings
 from aural.runtime.cluster.replica import EngineLoader
+from tests.support import resume
 from tests.support.client import RawClient, Turn, assert_consistent, b64, read_response, text_turn, validate_openai
 
 pytestmark = [pytest.mark.model, pytest.mark.ray]
 
 MODEL = "gpt-realtime"
 TEXTS = ("Hello there.", "What can you do?", "Tell me more.")
-SETTLE = 30.0
-"""Seconds the replicas' reports may take to show a change (they are posted every second)."""
+SETTLE = 60.0
+"""Seconds the replicas' reports may take to show a change (posted every second; a session its ingress never closed
+waits for the idle sweep)."""
+IDLE_CLOSE = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,10 @@ def cluster() -> Iterator[str]:
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         settings = ClusterSettings(
-            EngineLoader("tiny", {"kv_budget": 64 << 20}), IngressSettings(model_names=(MODEL,)), replicas=2
+            EngineLoader("tiny", {"kv_budget": 64 << 20}),
+            IngressSettings(model_names=(MODEL,)),
+            replicas=2,
+            idle_close=IDLE_CLOSE,
         )
         serve.run(application(settings), name="aural", route_prefix="/")
         yield f"127.0.0.1:{port}"
@@ -132,6 +139,37 @@ def test_health_and_models_cover_the_fleet(cluster: str) -> None:
     assert [model["id"] for model in json.loads(get(cluster, "/v1/models"))["data"]] == ["tiny", MODEL]
 
 
+async def test_a_conversation_outlives_its_ingress(cluster: str) -> None:
+    async with conversation(cluster) as client:
+        session_id = client.events[0]["session"]["id"]
+        await talk(client, TEXTS[:2])
+        [user_item, *_] = [
+            event["item"]["id"]
+            for event in client.events
+            if event["type"] == "conversation.item.added" and event["item"].get("role") == "user"
+        ]
+        ray.kill(replica_actor("", "AuralIngress"), no_restart=True)  # Serve starts another ingress replica
+        with pytest.raises(ConnectionClosed):
+            await client.recv()
+    url = f"ws://{cluster}/v1/realtime?model={MODEL}&aural.resume={session_id}"
+    async with asyncio.timeout(120):
+        while True:  # the proxy refuses the websocket until the new ingress replica runs
+            try:
+                async with ws_connect(url, subprotocols=["realtime"]) as ws:  # type: ignore[list-item]
+                    opened = [(await resume.recv(ws))["type"], (await resume.recv(ws))["type"]]
+                    await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": user_item}))
+                    retrieved = (await resume.until_type(ws, "conversation.item.retrieved"))[-1]
+                    await ws.send(json.dumps({"type": "response.create", "response": {"max_output_tokens": 12}}))
+                    done = (await resume.until_type(ws, "response.done"))[-1]
+                break
+            except (InvalidStatus, OSError):
+                await asyncio.sleep(1)
+    assert opened == ["session.created", "aural.session.resumed"]
+    assert retrieved["item"]["content"][0]["text"] == TEXTS[0], "the stored items came back on the new ingress"
+    assert done["response"]["status"] in ("completed", "incomplete")
+    assert done["response"]["usage"]["output_tokens"] > 0
+
+
 async def test_a_lost_replica_loses_no_conversation(cluster: str) -> None:
     async with conversation(cluster) as reference:
         expected = await talk(reference)
@@ -150,10 +188,12 @@ async def test_a_lost_replica_loses_no_conversation(cluster: str) -> None:
     assert after.response["usage"]["input_tokens"] == expected[2].response["usage"]["input_tokens"]
 
 
-def replica_actor(replica: str) -> ray.actor.ActorHandle[object]:
-    [name] = [
+def replica_actor(replica: str, deployment: str = "AuralEngine") -> ray.actor.ActorHandle[object]:
+    """A replica's actor, by its id (any replica of the deployment: "")."""
+    names = [
         actor["name"]
         for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["name"].startswith("SERVE_REPLICA::") and actor["name"].endswith(f"#{replica}")
+        if actor["name"].startswith(f"SERVE_REPLICA::aural#{deployment}#")
+        and actor["name"].endswith(f"#{replica}" if replica else "")
     ]
-    return ray.get_actor(name, namespace="serve")
+    return ray.get_actor(names[0], namespace="serve")

@@ -12,43 +12,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
 import aural.sdk
 from aural.protocols.limits import Limits
 from aural.runtime.server.timeouts import Timeouts
 from aural.sdk import AuralConnectionError, AuralServerError, AuralSessionResumed
 from tests.support.fake_engine import DEFAULT_TEXT, FakeEngine, Reply
+from tests.support.resume import recv, text_turn, until_type, url
 
 from .conftest import Serve
 
-Event = dict[str, Any]
 POLLS = 500  # a bound on waiting for background work, never a timing assertion
-
-
-def url(http: TestClient[Any, Any], resume: str | None = None) -> str:
-    query = "model=fake" + (f"&aural.resume={resume}" if resume else "")
-    return f"ws://{http.host}:{http.port}/v1/realtime?{query}"
-
-
-async def recv(ws: ClientConnection) -> Event:
-    async with asyncio.timeout(10):
-        event: Event = json.loads(await ws.recv())
-    return event
-
-
-async def until_type(ws: ClientConnection, event_type: str) -> list[Event]:
-    events = [await recv(ws)]
-    while events[-1]["type"] != event_type:
-        events.append(await recv(ws))
-    return events
-
-
-async def text_turn(ws: ClientConnection, text: str) -> list[Event]:
-    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-    await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
-    await ws.send(json.dumps({"type": "response.create"}))
-    return await until_type(ws, "response.done")
 
 
 async def sessions(http: TestClient[Any, Any]) -> int:
