@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ray import serve
+from ray.actor import ActorHandle
 from ray.serve.config import AutoscalingConfig, AutoscalingPolicy, RequestRouterConfig
 from ray.serve.deployment import Application
 
-from .fleet import board
+from .fleet import FleetBoard, board
 from .ingress import Ingress, IngressSettings, api
 from .replica import IDLE_CLOSE, EngineLoader, EngineReplica
 from .router import STATS_PERIOD, ConversationRouter
@@ -68,12 +69,17 @@ class ClusterSettings:
 class EngineDeployment(EngineReplica):
     """An engine replica that posts its report to the fleet board at each of Serve's routing-stats calls."""
 
+    _board: ActorHandle[FleetBoard] | None = None
+
     def record_routing_stats(self) -> dict[str, Any]:
-        board().post.remote(self.report())
+        if self._board is None:  # looked up once: a lookup is a blocking call to Ray's control store
+            self._board = board()
+        self._board.post.remote(self.report())
         return super().record_routing_stats()
 
     async def __del__(self) -> None:  # Serve awaits it when it stops the replica
-        board().withdraw.remote(self.report().replica)
+        if self._board is not None:
+            self._board.withdraw.remote(self.report().replica)
         await self.shutdown()
 
 
