@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
@@ -72,7 +73,7 @@ class RemoteEngine(Engine):
     @classmethod
     async def connect(cls, handle: DeploymentHandle[Any], reports: Reports) -> RemoteEngine:
         """The engine of a deployment, its model described by one of its replicas."""
-        info: EngineInfo = await _retrying(lambda: handle.describe.remote())
+        info: EngineInfo = await _retrying(lambda: _own_request(handle.describe))
         return cls(handle, info, reports)
 
     async def open_session(self, memory: SessionMemory | None = None) -> RemoteSession:
@@ -133,13 +134,13 @@ class RemoteSession(EngineSession):
     ) -> None:
         args = (self.conversation_id, self.epoch, self.memory, list(conversation), tuple(tools), truncation)
         try:
-            await _retrying(lambda: self._handle.prefill.remote(*args))
+            await _retrying(lambda: _own_request(self._handle.prefill, *args))
         except Exception:  # a prefill never fails: the reply computes what it lacks
             log.warning("speculative prefill lost", conversation=self.conversation_id, exc_info=True)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):  # a lost replica holds nothing to free
-            await self._handle.close.remote(self.conversation_id)
+            await _own_request(self._handle.close, self.conversation_id)
 
     def cancel(self) -> None:
         task = asyncio.get_running_loop().create_task(self._cancel())
@@ -148,7 +149,7 @@ class RemoteSession(EngineSession):
 
     async def _cancel(self) -> None:
         with contextlib.suppress(Exception):
-            await self._handle.cancel.remote(self.conversation_id)
+            await _own_request(self._handle.cancel, self.conversation_id)
 
     def _ended(self, reply_key: str, done: GenerationDone) -> None:
         self.memory = self.memory.after(reply_key, done)
@@ -177,7 +178,7 @@ class RemoteGeneration(Generation):
             received = False
             try:
                 stream = cast(
-                    DeploymentResponseGenerator[GenerationEvent], session._stream.generate.remote(*self._args)
+                    DeploymentResponseGenerator[GenerationEvent], _own_request(session._stream.generate, *self._args)
                 )
                 async for event in stream:
                     received = True
@@ -222,3 +223,10 @@ async def _retrying(call: Callable[[], Any]) -> Any:
                 raise
             await asyncio.sleep(delay)
             delay *= 2
+
+
+def _own_request(method: Any, *args: Any) -> Any:
+    """`method.remote(*args)` outside the websocket request's Serve context, so that the call gets a request id of
+    its own: Serve's router hands a chosen replica to the pending request of that id, so two calls of one
+    conversation routed at once under the websocket's id would leave one of them unrouted forever."""
+    return contextvars.Context().run(method.remote, *args)
