@@ -6,7 +6,7 @@ and what the process holds while it runs.
 - `ThreadedServer(engine)`: the same on a loop in a thread of its own, for benches whose clients block
   (the client's work is then not the server loop's stall).
 - `aural_serve(preset)`: `aural serve` in its own process, for timings in which the client must not compete
-  with the server for one interpreter lock.
+  with the server for one interpreter lock; `free_port()` picks a loopback port for such a server.
 - `load_engine("tiny" | "fake")`: the built-in tiny model on the CPU, or the scripted fake engine; `served` runs a
   bench's work against a server for one and adds what was logged at error level to its report.
 - `ErrorRecords`: counts the records logged at error level (structlog's go through the standard library's root
@@ -24,7 +24,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,17 +183,24 @@ def write_report(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @asynccontextmanager
-async def aural_serve(preset: str) -> AsyncIterator[str]:
-    """Run `aural serve` for `preset` in its own process, as users do; yield its realtime URL.
+async def aural_serve(preset: str, options: Sequence[str] = ()) -> AsyncIterator[str]:
+    """Run `aural serve` for `preset` (with the further command-line `options`) in its own process, as users
+    do; yield its realtime URL.
 
     A separate process keeps the client's work (JSON, validation) from competing with the server for
     one interpreter lock, which would charge the client's costs to streaming.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "aural.cli.main", "serve", "--model", preset, "--port", str(port)]
+    port = free_port()
+    command = [sys.executable, "-m", "aural.cli.main", "serve", "--model", preset, "--port", str(port), *options]
     server = await asyncio.create_subprocess_exec(*command, "--log-level", "warning")
     try:
         async with aiohttp.ClientSession() as http:
