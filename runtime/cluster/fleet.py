@@ -16,13 +16,14 @@ import ray
 import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from ray import serve
 
 from .replica import ReplicaReport
 
 log = structlog.get_logger(__name__)
 
 BOARD = "aural-fleet"
-"""The board actor's name, in the Serve application's namespace."""
+"""The board actor's name, followed by the Serve application's (two applications keep apart)."""
 REPORT_PERIOD = 1.0
 """Seconds between two reports of a replica, and two reads of an ingress."""
 STALE = 5 * REPORT_PERIOD
@@ -51,8 +52,10 @@ class FleetBoard:
 
 
 def board() -> ray.actor.ActorHandle[FleetBoard]:
-    """The fleet board, created by whoever asks first; it lives as long as the Ray cluster."""
-    return FleetBoard.options(name=BOARD, lifetime="detached", get_if_exists=True).remote()  # type: ignore[attr-defined,no-any-return]
+    """The fleet board of this replica's Serve application, created by whoever asks first; it lives as long as the Ray
+    cluster."""
+    name = f"{BOARD}:{serve.get_replica_context().app_name}"
+    return FleetBoard.options(name=name, lifetime="detached", get_if_exists=True).remote()  # type: ignore[attr-defined,no-any-return]
 
 
 class FleetView:

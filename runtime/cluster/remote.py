@@ -170,6 +170,7 @@ class RemoteGeneration(Generation):
         self._reply_key = reply_key
         self._cancelled = False
         self._recancelled = False
+        self._done = False
 
     async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         session = self._session
@@ -183,16 +184,19 @@ class RemoteGeneration(Generation):
                 async for event in stream:
                     received = True
                     if isinstance(event, GenerationDone):
+                        self._done = True
                         session._ended(self._reply_key, event)
                     yield event
-                    if self._cancelled and not self._recancelled:  # a cancel sent before the stream reached its
-                        self._recancelled = True  # replica found nothing to cancel there: send it once more
+                    # A cancel sent before the stream reached its replica found nothing to stop there: once more.
+                    if self._cancelled and not self._recancelled and not self._done:
+                        self._recancelled = True
                         session.cancel()
                 return
             except LOST as exc:
                 if received or self._cancelled or attempt == RETRIES - 1:
                     log.warning("reply lost with its replica", conversation=session.conversation_id, error=str(exc))
                     done = GenerationDone("error", error=ModelFailure(LOST_MESSAGE), window=session.memory.window)
+                    self._done = True
                     session._ended(self._reply_key, done)
                     yield done
                     return
@@ -201,7 +205,7 @@ class RemoteGeneration(Generation):
                 delay *= 2
 
     def cancel(self) -> None:
-        if not self._cancelled:
+        if not (self._cancelled or self._done):  # an ended reply has nothing to stop: no call
             self._cancelled = True
             self._session.cancel()
 

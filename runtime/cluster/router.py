@@ -41,6 +41,8 @@ class ConversationRouter(RequestRouter):
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
     ) -> list[list[RunningReplica]]:
         conversation = _conversation(pending_request)
+        if pending_request is not None:  # a choice that no replica takes is tried again after a backoff, not at once
+            pending_request.routing_context.should_backoff = True
         if conversation is None or not candidate_replicas:
             return [candidate_replicas]
         assert pending_request is not None

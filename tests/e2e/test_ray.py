@@ -35,6 +35,8 @@ SETTLE = 60.0
 """Seconds the replicas' reports may take to show a change (posted every second; a session its ingress never closed
 waits for the idle sweep)."""
 IDLE_CLOSE = 10.0
+RESTART = 300.0
+"""Seconds Serve may take to replace a killed ingress replica (it imports the runtime and loads the VAD model)."""
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +154,7 @@ async def test_a_conversation_outlives_its_ingress(cluster: str) -> None:
         with pytest.raises(ConnectionClosed):
             await client.recv()
     url = f"ws://{cluster}/v1/realtime?model={MODEL}&aural.resume={session_id}"
-    async with asyncio.timeout(120):
+    async with asyncio.timeout(RESTART):
         while True:  # the proxy refuses the websocket until the new ingress replica runs
             try:
                 async with ws_connect(url, subprotocols=["realtime"]) as ws:  # type: ignore[list-item]
