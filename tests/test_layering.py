@@ -79,6 +79,9 @@ def _violations(folder: str, forbidden: tuple[str, ...], skip: set[str] | None =
         ("runtime", ("llguidance",), {"tool_grammar.py"}),  # the grammar engine behind one module
         ("runtime/engine", ("av", "aiohttp", "onnxruntime"), None),
         ("runtime/store", ("torch", "transformers", "aiohttp", "aural.runtime.server"), None),
+        ("runtime/server", ("ray", "fastapi", "starlette", "aural.runtime.cluster"), None),  # Ray is the cluster's
+        ("runtime/engine", ("ray", "aural.runtime.cluster"), None),
+        ("runtime/session", ("ray",), None),
     ],
 )
 def test_dependency_rules(folder: str, forbidden: tuple[str, ...], skip: set[str] | None) -> None:
@@ -109,8 +112,9 @@ def _loaded(script: str) -> set[str]:
         ("aural.runtime.session", (*SESSION_FORBIDS, "aural.runtime.server", "aural.runtime.audio")),
         ("aural.runtime.engine.base", ("torch", "transformers", "llguidance", "onnxruntime", "av", "aiohttp")),
         ("aural.runtime.audio", ("torch", "transformers", "llguidance", "aiohttp")),
-        ("aural.runtime.server", ("torch", "transformers", "llguidance")),  # it serves any engine
-        ("aural.runtime.store", ("torch", "transformers", "aiohttp", "aural.runtime.server")),  # Redis's store too
+        ("aural.runtime.server", ("torch", "transformers", "llguidance", "ray")),  # it serves any engine
+        ("aural.runtime.engine.qwen2_audio.engine", ("ray", "fastapi", "aural.runtime.cluster")),
+        ("aural.runtime.store", ("torch", "transformers", "aiohttp", "aural.runtime.server", "ray")),  # Redis's too
     ],
 )
 def test_importing_a_package_loads_nothing_it_must_not(package: str, forbidden: tuple[str, ...]) -> None:
