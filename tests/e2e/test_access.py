@@ -33,12 +33,13 @@ def openai_client(server: Endpoint, key: str) -> AsyncOpenAI:
 
 
 async def test_the_openai_client_mints_a_secret_that_opens_conversations(server: Endpoint, connect: Connect) -> None:
-    secret = await openai_client(server, KEY).realtime.client_secrets.create(
-        session=PINNED,  # type: ignore[arg-type]  # openai's TypedDict, given as a dict literal
-        expires_after={"anchor": "created_at", "seconds": 120},
-    )
+    async with openai_client(server, KEY) as minting:
+        secret = await minting.realtime.client_secrets.create(
+            session=PINNED,  # type: ignore[arg-type]  # openai's TypedDict, given as a dict literal
+            expires_after={"anchor": "created_at", "seconds": 120},
+        )
     assert secret.value.startswith("ek_") and secret.session.type == "realtime"
-    async with openai_client(server, secret.value).realtime.connect(model=MODEL) as conn:
+    async with openai_client(server, secret.value) as client, client.realtime.connect(model=MODEL) as conn:
         created = await conn.recv()
         assert created.type == "session.created" and created.session.type == "realtime"
         assert created.session.instructions == PINNED["instructions"], "the pinned session is applied at connect"
@@ -50,8 +51,9 @@ async def test_the_openai_client_mints_a_secret_that_opens_conversations(server:
 
 
 async def test_a_wrong_key_is_refused_before_the_upgrade(server: Endpoint) -> None:
-    with pytest.raises(openai.AuthenticationError) as refused:
-        await openai_client(server, "sk-wrong").realtime.client_secrets.create()
+    async with openai_client(server, "sk-wrong") as client:
+        with pytest.raises(openai.AuthenticationError) as refused:
+            await client.realtime.client_secrets.create()
     assert refused.value.code == "invalid_api_key"
     with pytest.raises(aural.sdk.AuralServerError) as failed:
         await aural.sdk.connect(server.realtime_url, model=MODEL, api_key="sk-wrong")
