@@ -14,6 +14,11 @@ arrive in the same instant). Three pacings (`--pacing`):
 - `saturated`: each client sends its next turn the moment a reply ends (a stress test, with the device
   never idle); time to first token runs from `response.create`.
 
+The `1` row is each of the first `--alone` (8) conversations alone, one after another: the replies of the
+random-weight model differ from one conversation to the next (some begin with bytes that form no character
+and show no delta for several tokens), so the row that N at once are compared with holds the same
+conversations, with the same greedy replies.
+
 Per N: the aggregate output tokens/s (all replies' tokens over the wall time from the first request to
 the last reply), the time to first token (from `response.create` to the first delta) at p50 and p95 over
 every turn of every conversation, the median interval between tokens within a reply, and the longest
@@ -21,7 +26,7 @@ gap any stream saw between two of its deltas (a prefill of someone else's long t
 The replies of the random-weight model may end early at a sampled end token; tokens are counted from
 each response's usage, so a short reply counts for what it produced.
 
-    python -m bench.concurrency [--preset medium] [--counts 1,2,4,8,16] [--turns 4] [--tokens 48]
+    python -m bench.concurrency [--preset medium] [--counts 1,2,4,8,16] [--turns 4] [--tokens 48] [--alone 8]
 """
 
 from __future__ import annotations
@@ -146,10 +151,16 @@ def _pcm16(samples: npt.NDArray[np.float32]) -> bytes:
 
 
 async def run_count(url: str, model: str, count: int, args: argparse.Namespace) -> dict[str, Any]:
+    """N conversations at once; for N = 1, each of the first `--alone` conversations alone, one after another
+    (so that the `1` row times the same conversations, and the same replies, as the rows it is compared with)."""
     talk = voice_call if args.pacing == "vad" else conversation
-    runs = await asyncio.gather(*(talk(url, model, i, args, i * args.stagger) for i in range(count)))
+    if count == 1:
+        runs = [await talk(url, model, i, args, 0.0) for i in range(args.alone)]
+        wall = sum(_wall(run) for run in runs if run)
+    else:
+        runs = await asyncio.gather(*(talk(url, model, i, args, i * args.stagger) for i in range(count)))
+        wall = _wall([turn for run in runs for turn in run])
     turns = [turn for run in runs for turn in run]
-    wall = max(turn.ended for turn in turns) - min(turn.started for turn in turns)
     produced = sum(turn.tokens for turn in turns)
     ttfts = [turn.ttft_s for turn in turns]
     intervals = [gap for turn in turns for gap in turn.intervals_s]
@@ -166,6 +177,11 @@ async def run_count(url: str, model: str, count: int, args: argparse.Namespace) 
     }
 
 
+def _wall(turns: list[TurnResult]) -> float:
+    """From the first request to the last reply's end."""
+    return max(turn.ended for turn in turns) - min(turn.started for turn in turns)
+
+
 def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_count = {row["conversations"]: row for row in rows}
     report: dict[str, Any] = {
@@ -176,7 +192,9 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str,
             "python": platform.python_version(),
             "processor": platform.processor() or platform.machine(),
         },
-        "config": {key: getattr(args, key) for key in ("preset", "pacing", "turns", "tokens", "stagger", "repeats")},
+        "config": {
+            key: getattr(args, key) for key in ("preset", "pacing", "turns", "tokens", "stagger", "repeats", "alone")
+        },
         "rows": rows,
     }
     if 1 in by_count and 8 in by_count:
@@ -223,7 +241,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(count) for count in args.counts.split(",")]
     async with aural_serve(args.preset) as url:
-        warm_up = argparse.Namespace(**{**vars(args), "turns": 1, "pacing": "saturated"})
+        warm_up = argparse.Namespace(**{**vars(args), "turns": 1, "pacing": "saturated", "alone": 1})
         await run_count(url, args.preset, 1, warm_up)  # first-use costs of every layer
         samples: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
         for _ in range(args.repeats):  # the counts in turn, so that drifting machine speed hits all alike
@@ -245,6 +263,9 @@ def main() -> None:
     parser.add_argument("--stagger", type=float, default=0.25, help="seconds between the clients' starts")
     parser.add_argument("--pacing", choices=["vad", "speech", "saturated"], default="vad")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--alone", type=int, default=8, help="the `1` row: this many conversations, each alone, one after another"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     configure_logging("warning")
