@@ -54,7 +54,7 @@ def measure(engine: TransformersEngine, rows: int, context: int, steps: int) -> 
     for _ in range(rows):
         cache = SequenceCache()
         pool.ensure(cache, context + 1)
-        runner.step([], [], Chunk(cache, 0, runner.embed(ids)))
+        runner.step([], [], [Chunk(cache, 0, runner.embed(ids))])
         cache.keys.extend(ids)
         caches.append(cache)
     tokens = [65] * rows

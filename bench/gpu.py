@@ -115,7 +115,7 @@ def prefill_fn(engine: TransformersEngine, count: int) -> Callable[[], object]:
     def prefill() -> object:
         cache = SequenceCache()
         engine.pool.ensure(cache, count)
-        _, logits = engine.runner.step([], [], Chunk(cache, 0, engine.runner.embed(ids)))
+        _, logits = engine.runner.step([], [], [Chunk(cache, 0, engine.runner.embed(ids))])
         engine.pool.clear(cache)
         return logits
 

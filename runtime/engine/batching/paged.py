@@ -1,13 +1,13 @@
-"""One forward pass over the paged pool: any mix of decode rows and one prefill chunk.
+"""One forward pass over the paged pool: any mix of decode rows and prefill chunks.
 
 The model's own classes run unchanged. The new positions of every conversation in the step are laid out
-as one flat sequence (the chunk's positions first, then one position per decoding conversation), so its
-linear layers read the weights once for all of them. Two things stand in for the model's own cache and
-attention: `PagedAttentionCache.update` writes each layer's new keys and values into their pool slots,
-and `paged_attention` (registered with transformers as the attention implementation "aural_paged") splits
-the flat sequence into `Segment`s and attends each over its own blocks: the chunk causally over its
-conversation's cache, the decode rows in one batch, each over its own blocks (gathered block by block,
-padded to the longest row and masked). Attention itself is PyTorch's SDPA.
+as one flat sequence (the chunks' positions first, one after another, then one position per decoding
+conversation), so its linear layers read the weights once for all of them. Two things stand in for the
+model's own cache and attention: `PagedAttentionCache.update` writes each layer's new keys and values into
+their pool slots, and `paged_attention` (registered with transformers as the attention implementation
+"aural_paged") splits the flat sequence into `Segment`s and attends each over its own blocks: each chunk
+causally over its conversation's cache, the decode rows in one batch, each over its own blocks (gathered
+block by block, padded to the longest row and masked). Attention itself is PyTorch's SDPA.
 
 A conversation decoded or prefilled alone gathers exactly its length and needs no mask for one
 position, so it computes exactly what a contiguous cache would (the fidelity tests compare tokens
@@ -59,15 +59,18 @@ class StepInputs:
         return int(self.positions.shape[1])
 
 
-def chunk_segment(pool: KVPool, cache: SequenceCache, start: int, stop: int, device: torch.device) -> Segment:
-    """Positions `start:stop` of one cache (blocks reserved), attending causally over `:stop`; first in the step."""
+def chunk_segment(
+    pool: KVPool, cache: SequenceCache, start: int, stop: int, offset: int, device: torch.device
+) -> Segment:
+    """Positions `start:stop` of one cache (blocks reserved), attending causally over `:stop`, at `offset` of the
+    flat sequence."""
     width = stop - start
     blocks = torch.tensor([cache.blocks[: pool.blocks_for(stop)]], device=device)
     mask = None
     if width > 1:
         seen = torch.arange(stop, device=device)
         mask = (seen[None, :] <= torch.arange(start, stop, device=device)[:, None])[None, None]
-    return Segment(0, 1, width, blocks, stop, mask)
+    return Segment(offset, 1, width, blocks, stop, mask)
 
 
 def decode_segment(pool: KVPool, caches: Sequence[SequenceCache], start: int, device: torch.device) -> Segment:
@@ -85,19 +88,19 @@ def decode_segment(pool: KVPool, caches: Sequence[SequenceCache], start: int, de
 
 def step_inputs(
     pool: KVPool,
-    chunk: tuple[SequenceCache, int, int] | None,
+    chunks: Sequence[tuple[SequenceCache, int, int]],
     decoding: Sequence[SequenceCache],
     device: torch.device,
 ) -> StepInputs:
-    """The inputs of a step: the positions `start:stop` of `chunk`'s cache, then one position per decoding cache."""
+    """The inputs of a step: the positions `start:stop` of each chunk's cache, in order, then one position per
+    decoding cache."""
     positions: list[int] = []
     slots: list[int] = []
     segments = []
-    if chunk is not None:
-        cache, start, stop = chunk
+    for cache, start, stop in chunks:
+        segments.append(chunk_segment(pool, cache, start, stop, len(positions), device))
         positions += range(start, stop)
         slots += pool.slots(cache, start, stop)
-        segments.append(chunk_segment(pool, cache, start, stop, device))
     if decoding:
         segments.append(decode_segment(pool, decoding, len(positions), device))
         for cache in decoding:

@@ -1,8 +1,8 @@
 """Steps of a transformers decoder language model over the paged KV pool.
 
-A step feeds one token to each decoding conversation and, at most, one prefill chunk of another, in one
-forward (`paged`): the weights are read once for all of them, and a chunk never leaves the decoding
-conversations waiting for a step of their own. The model's own classes run unchanged, with the attention
+A step feeds one token to each decoding conversation and the prefill chunks of others, in one forward
+(`paged`): the weights are read once for all of them, and a chunk never leaves the decoding conversations
+waiting for a step of their own. The model's own classes run unchanged, with the attention
 implementation `paged.ATTENTION`. A step with decode rows only replays a captured CUDA graph of the bucket
 that fits it on CUDA (`DecodeGraphs`), so that it costs the device's time rather than Python's; steps
 with a chunk, and every step on the CPU, run eagerly.
@@ -10,6 +10,7 @@ with a chunk, and every step on the CPU, run eagerly.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,27 +92,27 @@ class ModelRunner:
 
     @torch.inference_mode()
     def step(
-        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunk: Chunk | None = None
+        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunks: Sequence[Chunk] = ()
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Feed `tokens[i]` after the last position of `caches[i]`, and `chunk`, in one forward (blocks reserved).
+        """Feed `tokens[i]` after the last position of `caches[i]`, and `chunks` (each a different cache's), in
+        one forward (blocks reserved).
 
         Returns:
-            The decode rows' next-token logits (`[rows, vocab]`, None without rows), and the logits after
-            the chunk's last position (None without a chunk).
+            The decode rows' next-token logits (`[rows, vocab]`, None without rows), and the logits after each
+            chunk's last position (`[chunks, vocab]`, None without chunks).
         """
-        if chunk is None and not tokens:
+        if not chunks and not tokens:
             return None, None
-        if chunk is None and self.graphs is not None:
+        if not chunks and self.graphs is not None:
             logits = self.graphs.decode(list(tokens), list(caches))
             if logits is not None:
                 return logits, None
-        span = (chunk.cache, chunk.start, chunk.stop) if chunk is not None else None
-        inputs = step_inputs(self.pool, span, caches, self.device)
-        parts = ([chunk.embeds] if chunk is not None else []) + ([self.embed(tokens)] if tokens else [])
+        spans = [(chunk.cache, chunk.start, chunk.stop) for chunk in chunks]
+        inputs = step_inputs(self.pool, spans, caches, self.device)
+        parts = [chunk.embeds for chunk in chunks] + ([self.embed(tokens)] if tokens else [])
         hidden = self.forward(torch.cat(parts) if len(parts) > 1 else parts[0], inputs)
-        width = len(chunk.embeds) if chunk is not None else 0
-        rows = [width - 1] if chunk is not None else []
-        logits = self.logits(hidden[rows + list(range(width, width + len(tokens)))])
-        if chunk is None:
-            return logits, None
-        return (logits[1:] if tokens else None), logits[0]
+        ends = list(itertools.accumulate(len(chunk.embeds) for chunk in chunks))
+        width = ends[-1] if ends else 0
+        logits = self.logits(hidden[[end - 1 for end in ends] + list(range(width, width + len(tokens)))])
+        rows, last = logits[len(chunks) :], logits[: len(chunks)]
+        return (rows if tokens else None), (last if chunks else None)

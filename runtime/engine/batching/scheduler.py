@@ -4,14 +4,16 @@ Each conversation resident on the device (`Resident`) has a queue of jobs (a rep
 prefill) that run one after another, in the order they were asked for; only the first is active. An
 active job is in one of two phases. In its *chunk* phase it needs a prefill chunk: the host work of a
 unit (rendering the conversation and planning the prefill, encoding the audio clips the chunk holds)
-and then up to `prefill_chunk` positions through the model, or the tokens a grammar forced. In its
-*decode* phase it has one token to feed and wants the next token's logits.
+and then some of its positions through the model, or the tokens a grammar forced. In its *decode*
+phase it has one token to feed and wants the next token's logits.
 
-Every step is one forward (`ModelRunner.step`): one row for each decoding job, and at most one chunk —
-a live grammar feed first, then the oldest reply's, then speculative work. So a long prefill never
-freezes the other streams:
-they advance by a token with every chunk of it, and no step holds more than one chunk. Conversations
-join the decode rows when their prefill ends and leave them when their reply does.
+Every step is one forward (`ModelRunner.step`): one row for each decoding job, and chunks of at most
+`prefill_budget` positions in all — a live grammar feed first, then the replies' prefills, oldest
+first, then speculative work; each job's chunk takes what the budget has left. So a long prefill never
+freezes the other streams: they advance by a token with every chunk of it, and no step holds more than
+one budget of prefill. Prefills that arrive together share steps (the weights are read once for all of
+them, which a burst of new turns feels most). Conversations join the decode rows when their prefill
+ends and leave them when their reply does.
 
 Memory: every position lives in the paged pool. When a chunk or a decode row needs blocks that are not
 free, idle conversations' caches leave the pool first (`Residency`); if that is not enough the job
@@ -52,9 +54,9 @@ _TICK = 0.5  # seconds between idle checks while nothing runs
 
 class StepFn(Protocol):
     def __call__(
-        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunk: Chunk | None = None
+        self, tokens: Sequence[int], caches: Sequence[SequenceCache], chunks: Sequence[Chunk] = ()
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """One forward: a token after each cache's last position, and the chunk (see `ModelRunner.step`)."""
+        """One forward: a token after each cache's last position, and the chunks (see `ModelRunner.step`)."""
         ...
 
 
@@ -70,9 +72,9 @@ class Job(ABC):
         """What the job needs next: a chunk, a decode row, or nothing (finished)."""
 
     @abstractmethod
-    def prepare_chunk(self) -> Chunk | None:
-        """The chunk phase's host work (render, plan, encode) and the chunk it yields (its blocks reserved),
-        or None when the job needs no forward this time (it ended, say).
+    def prepare_chunk(self, budget: int) -> Chunk | None:
+        """The chunk phase's host work (render, plan, encode) and the chunk it yields, of at most `budget`
+        positions (its blocks reserved), or None when the job needs no forward this time (it ended, say).
 
         Raises:
             PoolFull: the chunk's positions need blocks that are not free (retried as it is).
@@ -108,10 +110,12 @@ class Job(ABC):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    """One step: the conversations that decoded a token in it, and the one whose chunk it ran (if any)."""
+    """One step: the conversations that decoded a token in it, those whose chunks it ran, and how many prefill
+    positions those chunks held."""
 
     decoded: tuple[int, ...]
-    chunk: int | None
+    chunks: tuple[int, ...]
+    prefill: int
 
 
 class Scheduler:
@@ -120,6 +124,8 @@ class Scheduler:
     Args:
         pool: the paged KV pool every conversation's cache lives in.
         step: the forward of a step.
+        prefill_budget: prefill positions a step holds at most, from one conversation or several (the longest
+            a live stream waits between two of its steps is one step of this many).
         on_full: what a job that needs blocks that are not free does: wait, or fail.
         idle_offload: seconds after which an idle conversation's cache moves to host memory (None: never).
         host_budget: bytes of offloaded caches kept in host memory; past it, victims are dropped.
@@ -131,6 +137,7 @@ class Scheduler:
         pool: KVPool,
         step: StepFn,
         *,
+        prefill_budget: int,
         on_full: OnFull = "wait",
         idle_offload: float | None = None,
         host_budget: int | None = None,
@@ -139,6 +146,7 @@ class Scheduler:
     ) -> None:
         self.pool = pool
         self.step = step
+        self.prefill_budget = prefill_budget
         self.on_full = on_full
         self.residency = Residency(pool, idle_offload=idle_offload, host_budget=host_budget)
         self.schedule: deque[ScheduleEntry] = deque(maxlen=trace or 1)
@@ -239,17 +247,20 @@ class Scheduler:
         heads = self._heads()
         rows = [job for job in heads if job.phase() == "decode" and self._reserve(job)]
         chunking = sorted((job for job in heads if job.phase() == "chunk"), key=lambda job: (job.urgency(), job.order))
-        progressed, chunk_job, chunk = False, None, None
+        progressed, chunks, budget = False, [], self.prefill_budget
         for job in chunking:
-            outcome = self._prepare(job)
-            if isinstance(outcome, Chunk):
-                chunk_job, chunk = job, outcome
+            if budget <= 0:
                 break
+            outcome = self._prepare(job, budget)
+            if isinstance(outcome, Chunk):
+                chunks.append((job, outcome))
+                budget -= outcome.stop - outcome.start
+                continue
             progressed |= outcome == "done"
             if outcome == "waits" and job.urgency() > 0:
                 break  # first come, first served: a younger prefill does not overtake a waiting one
-        if rows or chunk is not None:
-            self._forward(rows, chunk_job, chunk)
+        if rows or chunks:
+            self._forward(rows, chunks)
             progressed = True
         if not progressed and self._waiting:
             self._unblock()
@@ -270,16 +281,17 @@ class Scheduler:
                 self._waiting.discard(resident)
         return heads
 
-    def _prepare(self, job: Job) -> Chunk | Literal["done", "waits", "nothing"]:
-        """A job's chunk, or what came of trying: host work only ("done"), no room ("waits"), nothing."""
+    def _prepare(self, job: Job, budget: int) -> Chunk | Literal["done", "waits", "nothing"]:
+        """A job's chunk of at most `budget` positions, or what came of trying: host work only ("done"), no room
+        ("waits"), nothing."""
         resident = job.resident
         try:
             self.residency.restore(resident)
-            chunk = job.prepare_chunk()
+            chunk = job.prepare_chunk(budget)
         except PoolFull as exc:
             if not self._short(job, exc.needed):
                 return "waits"
-            return self._prepare(job)  # room was made: the retry finds the blocks free
+            return self._prepare(job, budget)  # room was made: the retry finds the blocks free
         except KVBudgetExceeded as exc:
             job.fail(exc)
             return "done"
@@ -289,13 +301,15 @@ class Scheduler:
         self._waiting.discard(resident)
         return chunk if chunk is not None else "done"
 
-    def _forward(self, rows: list[Job], chunk_job: Job | None, chunk: Chunk | None) -> None:
+    def _forward(self, rows: list[Job], chunks: list[tuple[Job, Chunk]]) -> None:
         tokens = [job.next_token() for job in rows]
         try:
-            logits, chunk_logits = self.step(tokens, [job.resident.cache for job in rows], chunk)
+            logits, chunk_logits = self.step(
+                tokens, [job.resident.cache for job in rows], [chunk for _, chunk in chunks]
+            )
         except Exception as exc:
             log.exception("model step failed")
-            self._fail([*rows, *([chunk_job] if chunk_job else [])], exc)
+            self._fail([*rows, *(job for job, _ in chunks)], exc)
             return
         now = time.monotonic()
         for row, (job, token) in enumerate(zip(rows, tokens, strict=True)):
@@ -304,13 +318,14 @@ class Scheduler:
             job.resident.last_used = now
             self._waiting.discard(job.resident)
             job.take_logits(logits[row])
-        if chunk_job is not None:
+        for index, (job, _) in enumerate(chunks):
             assert chunk_logits is not None
-            chunk_job.resident.last_used = now
-            chunk_job.take_chunk(chunk_logits)
+            job.resident.last_used = now
+            job.take_chunk(chunk_logits[index])
         if self._trace:
             decoded = tuple(job.resident.id for job in rows)
-            self.schedule.append(ScheduleEntry(decoded, chunk_job.resident.id if chunk_job else None))
+            chunked = tuple(job.resident.id for job, _ in chunks)
+            self.schedule.append(ScheduleEntry(decoded, chunked, sum(chunk.stop - chunk.start for _, chunk in chunks)))
 
     def _fail(self, jobs: Sequence[Job], error: Exception) -> None:
         """The model failed mid-forward for these jobs: their caches cannot be trusted."""

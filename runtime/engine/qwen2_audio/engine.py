@@ -72,7 +72,7 @@ class TransformersEngine(Engine):
         idle_offload: seconds after which an idle conversation's cache moves to host memory (None: never).
         host_budget: bytes of offloaded caches kept in host memory (None: as much as the KV budget); past it,
             an evicted conversation's cache is dropped and recomputed at its next turn.
-        prefill_chunk: positions per prefill unit.
+        prefill_chunk: prefill positions a step holds at most, of one conversation or several.
         block_size: positions per pool block.
         cuda_graphs: capture decode steps as CUDA graphs (CUDA only).
         trace: keep this many schedule entries (`scheduler.schedule`), for tests.
@@ -123,6 +123,7 @@ class TransformersEngine(Engine):
         self.scheduler = Scheduler(
             self.pool,
             self.runner.step,
+            prefill_budget=prefill_chunk,
             on_full=on_full,
             idle_offload=idle_offload,
             host_budget=host_budget if host_budget is not None else budget,

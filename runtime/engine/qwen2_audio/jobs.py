@@ -2,11 +2,11 @@
 
 Both bring the session's cache to a rendering of the conversation through a `Prefill`: the longest
 prefix the cache already holds is kept, the rest is cropped, and what remains goes through the model in
-chunks of up to `prefill_chunk` positions (the audio clips a chunk holds encoded on their real frames
-first), each in a step shared with the other conversations' decode rows. A reply then samples its first
-token from the prefill's last logits and joins the decode rows; tokens a tools' grammar forces after a
-sampled one are fed as a chunk of their own. The last sampled token of a reply is never fed: the next
-rendering, which contains it, prefills it.
+chunks as long as the step's prefill budget leaves room for (the audio clips a chunk holds encoded on their
+real frames first), each in a step shared with the other conversations' decode rows and chunks. A reply
+then samples its first token from the prefill's last logits and joins the decode rows; tokens a tools'
+grammar forces after a sampled one are fed as chunks of their own. The last sampled token of a reply is
+never fed: the next rendering, which contains it, prefills it.
 """
 
 from __future__ import annotations
@@ -53,16 +53,16 @@ class Prefill:
     def done(self) -> bool:
         return self.position >= self.stop
 
-    def prepare(self) -> Chunk:
-        """The next chunk: up to `prefill_chunk` positions, the audio clips they hold encoded first (a clip is
-        encoded whole, by the chunk that reaches its first position), their blocks reserved.
+    def prepare(self, budget: int) -> Chunk:
+        """The next chunk: up to `budget` positions, the audio clips they hold encoded first (a clip is encoded
+        whole, by the chunk that reaches its first position), their blocks reserved.
 
         Raises:
             PoolFull: the chunk's positions need blocks that are not free (nothing was computed).
         """
         engine, cache = self.session.engine, self.session.resident.cache
         start = self.position
-        end = min(self.stop, start + engine.prefill_chunk)
+        end = min(self.stop, start + budget)
         engine.pool.ensure(cache, end)
         embeds = engine.runner.embed(self.rendered.ids[start:end])
         for index, clip in enumerate(self.rendered.clips):
@@ -120,7 +120,7 @@ class SpeculationJob(Job):
         if not self.finished and (self.resident.closed or self.session.wanted != self.ticket):
             self._end()
 
-    def prepare_chunk(self) -> Chunk | None:
+    def prepare_chunk(self, budget: int) -> Chunk | None:
         session = self.session
         if self.prefill is None:
             try:
@@ -135,7 +135,7 @@ class SpeculationJob(Job):
         if self.prefill.done:
             self._end()
             return None
-        self.chunk = self.prefill.prepare()
+        self.chunk = self.prefill.prepare(budget)
         return self.chunk
 
     def take_chunk(self, logits: torch.Tensor) -> None:
@@ -200,18 +200,19 @@ class ReplyJob(Job):
         if not self.finished and (self.out.cancelled.is_set() or self.resident.closed):
             self._finish("cancelled")
 
-    def prepare_chunk(self) -> Chunk | None:
+    def prepare_chunk(self, budget: int) -> Chunk | None:
         try:
             prefill = self.prefill or self._start()
         except (ContextExceeded, GrammarError, KVBudgetExceeded) as exc:
             self._finish("error", exc)
             return None
         if not prefill.done:
-            self.chunk = prefill.prepare()
-        else:  # tokens the grammar forced
+            self.chunk = prefill.prepare(budget)
+        else:  # tokens the grammar forced, as many as the budget takes (the rest in the next steps)
             engine, cache = self.session.engine, self.resident.cache
-            engine.pool.ensure(cache, cache.length + len(self.pending))
-            self.chunk = Chunk(cache, cache.length, engine.runner.embed(self.pending))
+            feed = self.pending[:budget]
+            engine.pool.ensure(cache, cache.length + len(feed))
+            self.chunk = Chunk(cache, cache.length, engine.runner.embed(feed))
         return self.chunk
 
     def take_chunk(self, logits: torch.Tensor) -> None:
@@ -221,7 +222,11 @@ class ReplyJob(Job):
             if not self.prefill.done:
                 return
         else:
-            self.resident.cache.keys.extend(self.pending)
+            fed = self.chunk.stop - self.chunk.start
+            self.resident.cache.keys.extend(self.pending[:fed])
+            del self.pending[:fed]
+            if self.pending:  # more forced tokens: the next steps feed them (the last one, a decode row)
+                return
         self.take_logits(logits)
 
     def next_token(self) -> int:

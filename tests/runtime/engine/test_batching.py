@@ -183,8 +183,8 @@ async def _decoding(session: TransformersSession, key: str) -> tuple[asyncio.Tas
 
 async def test_a_long_prefill_goes_in_chunks_that_ride_with_the_decode_steps(fleet):
     """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its prefill goes
-    in chunks of 64 positions, each in a step with a token for every live stream; no step holds two chunks,
-    and no live stream ever misses a step."""
+    in chunks of 64 positions, each in a step with a token for every live stream; no step holds more than 64
+    prefill positions, and no live stream ever misses a step."""
     engine = fleet
     streams = [await engine.open_session() for _ in range(4)]
     running = [await _decoding(session, f"s{i}") for i, session in enumerate(streams)]
@@ -199,19 +199,57 @@ async def test_a_long_prefill_goes_in_chunks_that_ride_with_the_decode_steps(fle
 
     schedule = list(engine.scheduler.schedule)[mark:]
     live = {session.resident.id for session in streams}
-    chunks = [entry for entry in schedule if entry.chunk == long.resident.id]
+    chunks = [entry for entry in schedule if long.resident.id in entry.chunks]
     assert len(chunks) >= done.usage.input_tokens // 64, "the prefill went in chunks of 64 positions"
     assert all(live <= set(entry.decoded) for entry in chunks), "each chunk rode with every live stream's step"
+    assert max(entry.prefill for entry in schedule) <= 64, "a step held more than one budget of prefill"
     for stream in live:
         between = 0
         for entry in schedule:
             if stream in entry.decoded:
-                assert between <= 1, "two chunks between two decode steps of a live stream"
+                assert between <= 1, "two steps of prefill between two decode steps of a live stream"
                 between = 0
-            elif entry.chunk is not None:
+            elif entry.chunks:
                 between += 1
     for session in [*streams, long]:
         await session.close()
+
+
+async def test_prefills_that_arrive_together_share_steps(fleet, gaps):
+    """Three short new turns asked for at once while a reply decodes: their prefills go
+    through the model together, several in a step within the budget of 64 positions, and every reply is the
+    one that conversation gets alone (or parts from it at a near tie)."""
+    engine = fleet
+    prompts = [_prompt(tag, length) for tag, length in (("a", 20), ("b", 5), ("c", 30))]
+    alone = []
+    for index, prompt in enumerate(prompts):
+        session = await engine.open_session()
+        alone.append((await reply(session, prompt, f"alone{index}", 12))[0])
+        gaps[(0, f"alone{index}")] = gaps.pop((id(session), f"alone{index}"))
+        await session.close()
+    stream = await engine.open_session()
+    running, first = await _decoding(stream, "together")
+    await first.wait()
+    sessions = [await engine.open_session() for _ in prompts]
+    mark = len(engine.scheduler.schedule)
+    together = await asyncio.gather(
+        *(
+            reply(session, prompt, f"together{i}", 12)
+            for i, (session, prompt) in enumerate(zip(sessions, prompts, strict=True))
+        )
+    )
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    schedule = list(engine.scheduler.schedule)[mark:]
+    ids = {session.resident.id for session in sessions}
+    shared = [entry for entry in schedule if len(ids & set(entry.chunks)) >= 2]
+    assert shared, "no step held two of the new turns' prefills"
+    assert all(entry.prefill <= 64 and stream.resident.id in entry.decoded for entry in shared)
+    for index, (session, (tokens, _)) in enumerate(zip(sessions, together, strict=True)):
+        assert same_or_near_tie(tokens, alone[index], gaps[(id(session), f"together{index}")]), index
+        await session.close()
+    await stream.close()
 
 
 def _small(engine: TransformersEngine, **options: Any) -> AbstractContextManager[TransformersEngine]:

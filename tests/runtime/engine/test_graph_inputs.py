@@ -23,7 +23,7 @@ def _cached(engine, lengths: list[int]) -> list[SequenceCache]:
             cache = SequenceCache()
             ids = [(7 * index + k) % 200 + 20 for k in range(length)]
             pool.ensure(cache, length + 1)
-            runner.step([], [], Chunk(cache, 0, runner.embed(ids)))
+            runner.step([], [], [Chunk(cache, 0, runner.embed(ids))])
             cache.keys.extend(ids)
             caches.append(cache)
     return caches

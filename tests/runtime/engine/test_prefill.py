@@ -120,10 +120,11 @@ async def test_a_superseded_prefill_stops_at_its_next_chunk(engine):
     )
     first_clip = None
     while first_clip is None or len(session.keys) < first_clip:  # the device loop is idle: run the steps here
-        chunk = job.prepare_chunk()
+        chunk = job.prepare_chunk(engine.prefill_chunk)
         assert chunk is not None
-        _, logits = engine.runner.step([], [], chunk)
-        job.take_chunk(logits)
+        _, logits = engine.runner.step([], [], [chunk])
+        assert logits is not None
+        job.take_chunk(logits[0])
         assert job.prefill is not None
         first_clip = job.prefill.rendered.clips[0].start + job.prefill.rendered.clips[0].length
     done_so_far = len(session.keys)

@@ -130,11 +130,10 @@ async def test_forced_tokens_are_fed_in_one_pass(engine, monkeypatch):
     scheduler = engine.scheduler
     step = scheduler.step
 
-    def counting_step(tokens, caches, chunk=None):
+    def counting_step(tokens, caches, chunks=()):
         passes.extend((cache.length, 1) for cache in caches)
-        if chunk is not None:
-            passes.append((chunk.start, len(chunk.embeds)))
-        return step(tokens, caches, chunk)
+        passes.extend((chunk.start, len(chunk.embeds)) for chunk in chunks)
+        return step(tokens, caches, chunks)
 
     monkeypatch.setattr(scheduler, "step", counting_step)
     session = await engine.open_session()
