@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PREFILL_CHUNK = 256  # positions per prefill unit: the longest a live stream waits between two of its steps
+PREFILL_CHUNK = 256  # prefill positions per step: the longest a live stream waits between two of its steps
 
 
 @dataclass(frozen=True)
