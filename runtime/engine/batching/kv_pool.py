@@ -1,10 +1,15 @@
 """The paged KV pool: every conversation's cache lives in fixed-size blocks of one preallocated tensor.
 
-Storage is one tensor `[layers, 2 (key, value), blocks, block_size, kv_heads, head_dim]` on the device,
+Storage is one tensor `[layers, 2 (key, value), kv_heads, blocks, block_size, head_dim]` on the device,
 allocated once, so memory is accounted exactly and a batch reads any mix of conversations without
 copying or padding whole caches. Block 0 is never handed out: padding rows of a batch read and write
-it. A conversation owns a `SequenceCache`: its blocks in order, how many positions they hold, and the
-key of every position (token id for text, clip key and index for audio), so that a new rendering of
+it. Blocks are handed out in runs: a conversation grows into the blocks right after its last one, and a
+new one starts in the middle of a free stretch, leaving room to grow on both sides. A conversation whose
+blocks are one run is, for each head, one stretch of memory that attention reads in place (`paged`);
+when the pool is too fragmented for a run, any free blocks serve.
+
+A conversation owns a `SequenceCache`: its blocks in order, how many positions they hold, and the key of
+every position (token id for text, clip key and index for audio), so that a new rendering of
 the conversation reuses exactly the prefix whose tokens *and* audio are unchanged.
 
 A conversation's blocks can move to host memory (`offload`) and back (`restore`) bit for bit, or be
@@ -22,6 +27,7 @@ import torch
 from ...errors import KVBudgetExceeded
 
 GIB = 2**30
+GROWTH = 64  # free blocks left on each side of a new run, where it and the run before it can grow
 
 
 class PoolFull(Exception):
@@ -56,7 +62,7 @@ class SequenceCache:
     blocks: list[int] = field(default_factory=list)
     keys: list[Hashable] = field(default_factory=list)
     host: torch.Tensor | None = None
-    """The blocks' contents while offloaded: `[layers, 2, blocks, block_size, heads, dim]` in host memory."""
+    """The blocks' contents while offloaded: `[layers, 2, heads, blocks, block_size, dim]` in host memory."""
 
     @property
     def length(self) -> int:
@@ -85,10 +91,11 @@ class KVPool:
         self.device = device
         self.bytes_per_block = geometry.bytes_per_token * block_size
         self.num_blocks = max(2, budget_bytes // self.bytes_per_block)
-        shape = (geometry.layers, 2, self.num_blocks, block_size, geometry.kv_heads, geometry.head_dim)
+        shape = (geometry.layers, 2, geometry.kv_heads, self.num_blocks, block_size, geometry.head_dim)
         # Uninitialised: a block is always written before it is read (padding reads are masked).
         self.data = torch.empty(shape, dtype=geometry.dtype, device=device)
-        self._free = list(range(self.num_blocks - 1, 0, -1))  # block 0: padding only
+        self._is_free = bytearray(b"\0" + b"\1" * (self.num_blocks - 1))  # block 0: padding only
+        self._free_count = self.num_blocks - 1
         self._pinned = device.type == "cuda"
         self._gather: torch.Tensor | None = None
 
@@ -101,7 +108,7 @@ class KVPool:
 
     @property
     def free_blocks(self) -> int:
-        return len(self._free)
+        return self._free_count
 
     def blocks_for(self, positions: int) -> int:
         return math.ceil(positions / self.block_size)
@@ -125,9 +132,9 @@ class KVPool:
         if needed <= 0:
             return
         self.check_fits(positions)
-        if needed > len(self._free):
+        if needed > self._free_count:
             raise PoolFull(needed)
-        cache.blocks += [self._free.pop() for _ in range(needed)]
+        cache.blocks += self._take(needed, after=cache.blocks[-1] if cache.blocks else None)
 
     def crop(self, cache: SequenceCache, length: int) -> None:
         """Keep the first `length` positions; blocks past them return to the pool."""
@@ -137,7 +144,39 @@ class KVPool:
         del cache.blocks[keep:]
 
     def release(self, blocks: Sequence[int]) -> None:
-        self._free.extend(reversed(blocks))
+        for block in blocks:
+            self._is_free[block] = 1
+        self._free_count += len(blocks)
+
+    def _take(self, count: int, *, after: int | None = None) -> list[int]:
+        """`count` free blocks (there are): those right after block `after` while free, then a run in the
+        middle of a free stretch with `GROWTH` blocks to spare on each side, else the first run that fits,
+        else the lowest free blocks."""
+        free = self._is_free
+        taken: list[int] = []
+        if after is not None:
+            block = after + 1
+            while len(taken) < count and block < self.num_blocks and free[block]:
+                taken.append(block)
+                block += 1
+        rest = count - len(taken)
+        if rest:
+            start = free.find(b"\1" * (rest + 2 * GROWTH))
+            start = start + GROWTH if start >= 0 else free.find(b"\1" * rest)
+            if start >= 0:
+                taken += range(start, start + rest)
+            else:
+                for block in taken:
+                    free[block] = 0
+                block = 0
+                while len(taken) < count:
+                    block = free.find(1, block + 1)
+                    free[block] = 0
+                    taken.append(block)
+        for block in taken:
+            free[block] = 0
+        self._free_count -= count
+        return taken
 
     def clear(self, cache: SequenceCache) -> None:
         """Forget the whole cache (its blocks, its host copy)."""
@@ -156,7 +195,7 @@ class KVPool:
         if cache.offloaded or not cache.blocks:
             return 0
         index = torch.tensor(cache.blocks, device=self.device)
-        host = self.data.index_select(2, index).to("cpu")
+        host = self.data.index_select(3, index).to("cpu")
         cache.host = host.pin_memory() if self._pinned else host
         self.release(cache.blocks)
         cache.blocks = []
@@ -170,22 +209,22 @@ class KVPool:
         """
         if cache.host is None:
             return
-        count = cache.host.shape[2]
-        if count > len(self._free):
+        count = cache.host.shape[3]
+        if count > self._free_count:
             raise PoolFull(count)
-        cache.blocks = [self._free.pop() for _ in range(count)]
+        cache.blocks = self._take(count)
         index = torch.tensor(cache.blocks, device=self.device)
-        self.data.index_copy_(2, index, cache.host.to(self.device, non_blocking=True))
+        self.data.index_copy_(3, index, cache.host.to(self.device, non_blocking=True))
         cache.host = None
 
     # --- views for the forward ---------------------------------------------------------------------
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer `index`'s keys and values, each `[blocks, block_size, heads, dim]`."""
+        """Layer `index`'s keys and values, each `[heads, blocks, block_size, dim]`."""
         return self.data[index, 0], self.data[index, 1]
 
     def gather_buffers(self, blocks: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Two reusable `[blocks, block_size, heads, dim]` buffers to gather keys and values into, on the CPU.
+        """Two reusable `[heads, blocks, block_size, dim]` buffers to gather keys and values into, on the CPU.
 
         A fresh tensor of a batch's keys, megabytes each layer, is a fresh mapping of memory whose every page
         faults when written (glibc maps large allocations anew): gathering into reused buffers ran 2-5x
@@ -194,10 +233,11 @@ class KVPool:
         """
         if self.device.type != "cpu":
             return None
-        shape = (blocks, self.block_size, self.geometry.kv_heads, self.geometry.head_dim)
-        if self._gather is None or self._gather.shape[1] < blocks:
-            self._gather = torch.empty((2, blocks, *shape[1:]), dtype=self.data.dtype)
-        return self._gather[0, :blocks], self._gather[1, :blocks]
+        shape = (self.geometry.kv_heads, blocks, self.block_size, self.geometry.head_dim)
+        count = math.prod(shape)
+        if self._gather is None or self._gather.numel() < 2 * count:
+            self._gather = torch.empty(2 * count, dtype=self.data.dtype)
+        return self._gather[:count].view(shape), self._gather[count : 2 * count].view(shape)
 
 
 def default_budget(device: torch.device, *, share: float = 0.8, cpu_bytes: int = 2 * GIB) -> int:

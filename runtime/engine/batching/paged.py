@@ -6,10 +6,15 @@ conversation), so its linear layers read the weights once for all of them. Two t
 model's own cache and attention: `PagedAttentionCache.update` writes each layer's new keys and values into
 their pool slots, and `paged_attention` (registered with transformers as the attention implementation
 "aural_paged") splits the flat sequence into `Segment`s and attends each over its own blocks: each chunk
-causally over its conversation's cache, the decode rows in one batch, each over its own blocks (gathered
-block by block, padded to the longest row and masked). Attention itself is PyTorch's SDPA.
+causally over its conversation's cache; the decode rows on the CPU each alone, on CUDA in one batch, each
+over its own blocks (gathered block by block, padded to the longest row and masked: one set of kernels
+for all rows). Attention itself is PyTorch's SDPA. A conversation's blocks are usually one run of the
+pool (`KVPool` hands them out so), and a segment of one such conversation reads its keys and values in
+place: gathering copied every cached position once more each step, which cost as much as attention
+itself on the CPU (8 conversations of ~700 positions, `medium`: 72 ms of attention per step gathered,
+33 in place).
 
-A conversation decoded or prefilled alone gathers exactly its length and needs no mask for one
+A conversation decoded or prefilled alone reads exactly its length and needs no mask for one
 position, so it computes exactly what a contiguous cache would (the fidelity tests compare tokens
 with transformers' `generate()`). Without a step (`aural_step` not passed, as in `generate()`), the
 registered attention is transformers' SDPA.
@@ -36,7 +41,8 @@ ATTENTION = "aural_paged"
 class Segment:
     """`rows` sequences of `width` new positions each, at `start` of the flat sequence, attending over
     `read_blocks` (`[rows, blocks]`; padding: block 0), cut to `read_length` positions (None: all), with
-    `mask` (`[rows, 1, width, read positions]`, True: attend; None: all of them)."""
+    `mask` (`[rows, 1, width, read positions]`, True: attend; None: all of them). `run_start`: the first
+    block when there is one row and its blocks are one run, read in place."""
 
     start: int
     rows: int
@@ -44,6 +50,7 @@ class Segment:
     read_blocks: torch.Tensor
     read_length: int | None
     mask: torch.Tensor | None
+    run_start: int | None = None
 
 
 @dataclass
@@ -65,12 +72,17 @@ def chunk_segment(
     """Positions `start:stop` of one cache (blocks reserved), attending causally over `:stop`, at `offset` of the
     flat sequence."""
     width = stop - start
-    blocks = torch.tensor([cache.blocks[: pool.blocks_for(stop)]], device=device)
+    owned = cache.blocks[: pool.blocks_for(stop)]
     mask = None
     if width > 1:
         seen = torch.arange(stop, device=device)
         mask = (seen[None, :] <= torch.arange(start, stop, device=device)[:, None])[None, None]
-    return Segment(offset, 1, width, blocks, stop, mask)
+    return Segment(offset, 1, width, torch.tensor([owned], device=device), stop, mask, _run_start(owned))
+
+
+def _run_start(blocks: list[int]) -> int | None:
+    """The first of `blocks` if they are consecutive."""
+    return blocks[0] if blocks == list(range(blocks[0], blocks[0] + len(blocks))) else None
 
 
 def decode_segment(pool: KVPool, caches: Sequence[SequenceCache], start: int, device: torch.device) -> Segment:
@@ -101,8 +113,15 @@ def step_inputs(
         segments.append(chunk_segment(pool, cache, start, stop, len(positions), device))
         positions += range(start, stop)
         slots += pool.slots(cache, start, stop)
-    if decoding:
+    if decoding and device.type == "cpu":
+        start = len(positions)
+        segments += [
+            chunk_segment(pool, cache, cache.length, cache.length + 1, start + row, device)
+            for row, cache in enumerate(decoding)
+        ]
+    elif decoding:
         segments.append(decode_segment(pool, decoding, len(positions), device))
+    if decoding:
         for cache in decoding:
             positions.append(cache.length)
             slots += pool.slots(cache, cache.length, cache.length + 1)
@@ -132,7 +151,7 @@ class PagedAttentionCache:
         pool, slots = self._step.pool, self._step.inputs.write_slots
         _, heads, _, dim = key_states.shape
         for pool_part, new in zip(pool.layer(layer_idx), (key_states, value_states), strict=True):
-            pool_part.view(-1, heads, dim).index_copy_(0, slots, new[0].transpose(0, 1))
+            pool_part.view(heads, -1, dim).index_copy_(1, slots, new[0])
         return key_states, value_states
 
 
@@ -162,7 +181,11 @@ def paged_attention(
     for segment in step.inputs.segments:
         length = segment.rows * segment.width
         q = query[0, :, segment.start : segment.start + length].view(heads, segment.rows, segment.width, dim)
-        k, v = _gather(step.pool, keys, values, segment)
+        k, v = (
+            _gather(step.pool, keys, values, segment)
+            if segment.run_start is None
+            else _in_place(step.pool, keys, values, segment)
+        )
         out = nn.functional.scaled_dot_product_attention(
             q.transpose(0, 1), k, v, attn_mask=segment.mask, dropout_p=0.0, scale=scaling, enable_gqa=grouped
         )
@@ -179,15 +202,31 @@ def _gather(
     gathered = []
     for part, pool_part in enumerate((keys, values)):
         read = (
-            pool_part.index_select(0, blocks)
+            pool_part.index_select(1, blocks)
             if buffers is None
-            else torch.index_select(pool_part, 0, blocks, out=buffers[part])
+            else torch.index_select(pool_part, 1, blocks, out=buffers[part])
         )
-        read = read.view(segment.rows, -1, *read.shape[2:])
+        heads, _, _, dim = read.shape
+        read = read.view(heads, segment.rows, -1, dim)
         if segment.read_length is not None:
-            read = read[:, : segment.read_length]
-        gathered.append(read.transpose(1, 2))
+            read = read[:, :, : segment.read_length]
+        gathered.append(read.transpose(0, 1))
     return gathered[0], gathered[1]
+
+
+def _in_place(
+    pool: KVPool, keys: torch.Tensor, values: torch.Tensor, segment: Segment
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys and values of a one-row segment whose blocks are one run, as views of the pool,
+    `[1, heads, read positions, dim]`."""
+    assert segment.run_start is not None and segment.read_length is not None
+    first, length = segment.run_start, segment.read_length
+    run = slice(first, first + pool.blocks_for(length))
+    heads, _, _, dim = keys.shape
+    return (
+        keys[:, run].reshape(heads, -1, dim)[None, :, :length],
+        values[:, run].reshape(heads, -1, dim)[None, :, :length],
+    )
 
 
 AttentionInterface.register(ATTENTION, paged_attention)
