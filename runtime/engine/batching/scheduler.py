@@ -9,9 +9,12 @@ phase it has one token to feed and wants the next token's logits.
 
 Every step is one forward (`ModelRunner.step`): one row for each decoding job, and chunks of at most
 `prefill_budget` positions in all — a live grammar feed first, then the replies' prefills, oldest
-first, then speculative work; each job's chunk takes what the budget has left. So a long prefill never
-freezes the other streams: they advance by a token with every chunk of it, and no step holds more than
-one budget of prefill. Prefills that arrive together share steps (the weights are read once for all of
+first, then speculative work; each job's chunk takes what the budget has left (a `Budget`). Encoding
+audio draws on the same budget, priced in positions of equal arithmetic, a part of the encoder at a
+time: a clip too long for one step is encoded over several, each with the others' decode rows. So a
+long prefill never freezes the other streams: they advance by a token with every step of it, and no
+step holds more than one budget of prefill work (plus, at most, one part of the encoder begun within
+it). Prefills that arrive together share steps (the weights are read once for all of
 them, which a burst of new turns feels most). Conversations join the decode rows when their prefill
 ends and leave them when their reply does.
 
@@ -60,6 +63,17 @@ class StepFn(Protocol):
         ...
 
 
+class Budget:
+    """The prefill work a step has left room for, in positions: chunk positions, and audio encoding priced in
+    positions of equal arithmetic. Work starts while any room is left, so it may end below zero."""
+
+    def __init__(self, positions: int) -> None:
+        self.left = positions
+
+    def spend(self, positions: int) -> None:
+        self.left -= positions
+
+
 class Job(ABC):
     """Model work for one conversation, run step by step on the device thread."""
 
@@ -72,9 +86,10 @@ class Job(ABC):
         """What the job needs next: a chunk, a decode row, or nothing (finished)."""
 
     @abstractmethod
-    def prepare_chunk(self, budget: int) -> Chunk | None:
-        """The chunk phase's host work (render, plan, encode) and the chunk it yields, of at most `budget`
-        positions (its blocks reserved), or None when the job needs no forward this time (it ended, say).
+    def prepare_chunk(self, budget: Budget) -> Chunk | None:
+        """The chunk phase's host work (render, plan, encode audio) and the chunk it yields, its blocks reserved;
+        both spend from `budget`, the chunk only what is left. None when the job needs no forward this time
+        (it ended, or the step's room went to encoding audio).
 
         Raises:
             PoolFull: the chunk's positions need blocks that are not free (retried as it is).
@@ -110,12 +125,13 @@ class Job(ABC):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    """One step: the conversations that decoded a token in it, those whose chunks it ran, and how many prefill
-    positions those chunks held."""
+    """One step: the conversations that decoded a token in it, those whose chunks it ran, how many prefill
+    positions those chunks held, and the audio encoded in it (in positions of equal arithmetic)."""
 
     decoded: tuple[int, ...]
     chunks: tuple[int, ...]
     prefill: int
+    audio: int = 0
 
 
 class Scheduler:
@@ -247,14 +263,13 @@ class Scheduler:
         heads = self._heads()
         rows = [job for job in heads if job.phase() == "decode" and self._reserve(job)]
         chunking = sorted((job for job in heads if job.phase() == "chunk"), key=lambda job: (job.urgency(), job.order))
-        progressed, chunks, budget = False, [], self.prefill_budget
+        progressed, chunks, budget = False, [], Budget(self.prefill_budget)
         for job in chunking:
-            if budget <= 0:
+            if budget.left <= 0:
                 break
             outcome = self._prepare(job, budget)
             if isinstance(outcome, Chunk):
                 chunks.append((job, outcome))
-                budget -= outcome.stop - outcome.start
                 continue
             progressed |= outcome == "done"
             if outcome == "waits" and job.urgency() > 0:
@@ -262,6 +277,16 @@ class Scheduler:
         if rows or chunks:
             self._forward(rows, chunks)
             progressed = True
+        if self._trace and (rows or budget.left < self.prefill_budget):
+            positions = sum(chunk.stop - chunk.start for _, chunk in chunks)
+            self.schedule.append(
+                ScheduleEntry(
+                    tuple(job.resident.id for job in rows),
+                    tuple(job.resident.id for job, _ in chunks),
+                    positions,
+                    self.prefill_budget - budget.left - positions,
+                )
+            )
         if not progressed and self._waiting:
             self._unblock()
         self.residency.offload_idle()
@@ -281,7 +306,7 @@ class Scheduler:
                 self._waiting.discard(resident)
         return heads
 
-    def _prepare(self, job: Job, budget: int) -> Chunk | Literal["done", "waits", "nothing"]:
+    def _prepare(self, job: Job, budget: Budget) -> Chunk | Literal["done", "waits", "nothing"]:
         """A job's chunk of at most `budget` positions, or what came of trying: host work only ("done"), no room
         ("waits"), nothing."""
         resident = job.resident
@@ -322,10 +347,6 @@ class Scheduler:
             assert chunk_logits is not None
             job.resident.last_used = now
             job.take_chunk(chunk_logits[index])
-        if self._trace:
-            decoded = tuple(job.resident.id for job in rows)
-            chunked = tuple(job.resident.id for job, _ in chunks)
-            self.schedule.append(ScheduleEntry(decoded, chunked, sum(chunk.stop - chunk.start for _, chunk in chunks)))
 
     def _fail(self, jobs: Sequence[Job], error: Exception) -> None:
         """The model failed mid-forward for these jobs: their caches cannot be trusted."""

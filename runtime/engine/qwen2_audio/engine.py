@@ -99,7 +99,9 @@ class TransformersEngine(Engine):
         self.tokenizer = processor.tokenizer
         self.device: torch.device = model.device
         self.chat_format = QwenAudioChatFormat(self.tokenizer)
-        self.encoder = AudioEncoder(model, processor.feature_extractor)
+        layers = model.model.language_model.layers
+        position_flops = 2 * sum(parameter.numel() for parameter in layers.parameters())
+        self.encoder = AudioEncoder(model, processor.feature_extractor, position_flops)
         text = model.config.text_config
         self.max_context: int = text.max_position_embeddings
         self.prefill_chunk = prefill_chunk

@@ -3,7 +3,8 @@
 Both bring the session's cache to a rendering of the conversation through a `Prefill`: the longest
 prefix the cache already holds is kept, the rest is cropped, and what remains goes through the model in
 chunks as long as the step's prefill budget leaves room for (the audio clips a chunk holds encoded on their
-real frames first), each in a step shared with the other conversations' decode rows and chunks. A reply
+real frames first, a part of the encoder at a time from the same budget, over several steps when a clip
+is long), each in a step shared with the other conversations' decode rows and chunks. A reply
 then samples its first token from the prefill's last logits and joins the decode rows; tokens a tools'
 grammar forces after a sampled one are fed as chunks of their own. The last sampled token of a reply is
 never fed: the next rendering, which contains it, prefills it.
@@ -22,9 +23,10 @@ import torch
 from ...errors import CallTooLong, ContextExceeded, EngineError, GrammarError, KVBudgetExceeded, ModelFailure
 from ..base import FinishReason, FunctionSpec, GenerationDone, Message, SamplingParams, TokenUsage, Truncation
 from ..batching.runner import Chunk
-from ..batching.scheduler import Job, Phase
+from ..batching.scheduler import Budget, Job, Phase
 from ..generation import StreamedGeneration
 from ..reply import ReplyReader
+from .audio_encoder import ClipEncoding
 from .chat_format import Rendered
 
 if TYPE_CHECKING:
@@ -47,31 +49,46 @@ class Prefill:
         self.stop = stop
         self.position = session.reuse(rendered.keys, limit=stop - 1 if logits else stop)
         self.cached = self.position
-        self._encoded: dict[int, torch.Tensor] = {}  # clip index → its embeddings
+        self._encoded: dict[int, ClipEncoding] = {}  # clip index → its encoding, begun
 
     @property
     def done(self) -> bool:
         return self.position >= self.stop
 
-    def prepare(self, budget: int) -> Chunk:
-        """The next chunk: up to `budget` positions, the audio clips they hold encoded first (a clip is encoded
-        whole, by the chunk that reaches its first position), their blocks reserved.
+    def prepare(self, budget: Budget) -> Chunk | None:
+        """The next chunk, as long as `budget` leaves room for once the audio clips it reaches are encoded (a part
+        of the encoder at a time, while room is left), its blocks reserved; None when the room went to
+        encoding (the next steps go on).
 
         Raises:
-            PoolFull: the chunk's positions need blocks that are not free (nothing was computed).
+            PoolFull: the chunk's positions need blocks that are not free (no position was computed).
         """
         engine, cache = self.session.engine, self.session.resident.cache
         start = self.position
-        end = min(self.stop, start + budget)
+        end = min(self.stop, start + budget.left)
+        for index, clip in enumerate(self.rendered.clips):
+            if clip.start + clip.length <= start or clip.start >= end:
+                continue
+            if index not in self._encoded:
+                self._encoded[index] = engine.encoder.start(clip.samples)
+            encoding = self._encoded[index]
+            while encoding.result is None and budget.left > 0:
+                budget.spend(encoding.cost())
+                encoding.advance()
+            end = min(end, start + max(budget.left, 0))
+            if encoding.result is None:
+                end = min(end, clip.start)  # the clip's positions wait for the rest of its encoding
+        if end <= start:
+            return None
         engine.pool.ensure(cache, end)
+        budget.spend(end - start)
         embeds = engine.runner.embed(self.rendered.ids[start:end])
         for index, clip in enumerate(self.rendered.clips):
             clip_end = clip.start + clip.length
             if clip_end <= start or clip.start >= end:
                 continue
-            if index not in self._encoded:
-                self._encoded[index] = engine.encoder.encode(clip.samples)
-            audio = self._encoded[index]
+            audio = self._encoded[index].result
+            assert audio is not None
             first, last = max(clip.start, start), min(clip_end, end)
             embeds[first - start : last - start] = audio[first - clip.start : last - clip.start].to(embeds.dtype)
         return Chunk(cache, start, embeds)
@@ -120,7 +137,7 @@ class SpeculationJob(Job):
         if not self.finished and (self.resident.closed or self.session.wanted != self.ticket):
             self._end()
 
-    def prepare_chunk(self, budget: int) -> Chunk | None:
+    def prepare_chunk(self, budget: Budget) -> Chunk | None:
         session = self.session
         if self.prefill is None:
             try:
@@ -200,7 +217,7 @@ class ReplyJob(Job):
         if not self.finished and (self.out.cancelled.is_set() or self.resident.closed):
             self._finish("cancelled")
 
-    def prepare_chunk(self, budget: int) -> Chunk | None:
+    def prepare_chunk(self, budget: Budget) -> Chunk | None:
         try:
             prefill = self.prefill or self._start()
         except (ContextExceeded, GrammarError, KVBudgetExceeded) as exc:
@@ -210,8 +227,9 @@ class ReplyJob(Job):
             self.chunk = prefill.prepare(budget)
         else:  # tokens the grammar forced, as many as the budget takes (the rest in the next steps)
             engine, cache = self.session.engine, self.resident.cache
-            feed = self.pending[:budget]
+            feed = self.pending[: budget.left]
             engine.pool.ensure(cache, cache.length + len(feed))
+            budget.spend(len(feed))
             self.chunk = Chunk(cache, cache.length, engine.runner.embed(feed))
         return self.chunk
 

@@ -182,9 +182,10 @@ async def _decoding(session: TransformersSession, key: str) -> tuple[asyncio.Tas
 
 
 async def test_a_long_prefill_goes_in_chunks_that_ride_with_the_decode_steps(fleet):
-    """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its prefill goes
-    in chunks of 64 positions, each in a step with a token for every live stream; no step holds more than 64
-    prefill positions, and no live stream ever misses a step."""
+    """A 31 s utterance (two clips, 778 audio positions) arrives while four replies decode: its audio is
+    encoded a part of the encoder at a time and its prefill goes in chunks of 64 positions, each in a step
+    with a token for every live stream; no step holds more than 64 positions of prefill work (audio priced in
+    positions) beyond the one encoder part it began, and no live stream ever misses a step."""
     engine = fleet
     streams = [await engine.open_session() for _ in range(4)]
     running = [await _decoding(session, f"s{i}") for i, session in enumerate(streams)]
@@ -203,13 +204,17 @@ async def test_a_long_prefill_goes_in_chunks_that_ride_with_the_decode_steps(fle
     assert len(chunks) >= done.usage.input_tokens // 64, "the prefill went in chunks of 64 positions"
     assert all(live <= set(entry.decoded) for entry in chunks), "each chunk rode with every live stream's step"
     assert max(entry.prefill for entry in schedule) <= 64, "a step held more than one budget of prefill"
+    encoding = [entry for entry in schedule if entry.audio]
+    assert len(encoding) >= 4, "the 30 s clip's encoder parts went over several steps"
+    assert all(live <= set(entry.decoded) for entry in encoding), "each part rode with every live stream's step"
+    assert all(entry.prefill + entry.audio <= 64 for entry in encoding if entry.prefill), "a chunk took room twice"
     for stream in live:
         between = 0
         for entry in schedule:
             if stream in entry.decoded:
                 assert between <= 1, "two steps of prefill between two decode steps of a live stream"
                 between = 0
-            elif entry.chunks:
+            elif entry.chunks or entry.audio:
                 between += 1
     for session in [*streams, long]:
         await session.close()
