@@ -105,7 +105,7 @@ async def run(preset: str, repeats: int) -> dict[str, Any]:
         free.append(interval(await timed(session, [ASK], f"free{repeat}", free_params))[0])
 
         # the grammar alone over the same call's tokens
-        reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+        reader = ReplyReader(engine.token_text, use, engine.chat_format.tool_format, engine.grammars)
         start = time.perf_counter()
         for token in session.generated[f"call{repeat}"]:
             reader.allowed()

@@ -20,6 +20,7 @@ MODEL_CODE = {
     "jobs.py",
     "presets.py",
     "audio_encoder.py",
+    "detokenizer.py",  # engine/: reads the tokenizer's byte table
     "kv_pool.py",  # engine/batching/
     "paged.py",
     "runner.py",

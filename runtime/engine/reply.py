@@ -14,7 +14,7 @@ from bisect import bisect_left
 
 from ..errors import GrammarError
 from .base import GenerationEvent, TextDelta, ToolCallDelta, ToolCallDone, ToolUse
-from .detokenizer import IncrementalDetokenizer, TokenDecoder
+from .detokenizer import TokenText
 from .tool_format import CallParser, ToolFormat
 from .tool_grammar import BoolMask, Constraint, Grammars
 
@@ -23,7 +23,7 @@ class ReplyReader:
     """Feed a reply's tokens one by one (stop tokens excluded); get its events back.
 
     Args:
-        tokenizer: decodes token ids.
+        token_text: turns the model's token ids into text.
         use: the reply's tools, or None.
         tool_format: how the model writes calls.
         grammars: compiles the call grammar.
@@ -32,10 +32,8 @@ class ReplyReader:
         GrammarError: the tools' grammar does not compile ("required" mode, at once).
     """
 
-    def __init__(
-        self, tokenizer: TokenDecoder, use: ToolUse | None, tool_format: ToolFormat, grammars: Grammars
-    ) -> None:
-        self._detokenizer = IncrementalDetokenizer(tokenizer)
+    def __init__(self, token_text: TokenText, use: ToolUse | None, tool_format: ToolFormat, grammars: Grammars) -> None:
+        self._detokenizer = token_text.detokenizer()
         self._use = use if use is not None and use.mode != "none" and use.callable else None
         self._format = tool_format
         self._grammars = grammars

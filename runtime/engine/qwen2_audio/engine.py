@@ -37,6 +37,7 @@ from ..batching.kv_pool import KVPool, PoolGeometry, default_budget
 from ..batching.residency import Resident
 from ..batching.runner import ModelRunner
 from ..batching.scheduler import OnFull, Scheduler
+from ..detokenizer import TokenText
 from ..generation import StreamedGeneration
 from ..tool_grammar import Grammars, schema_problem
 from .audio_encoder import AudioEncoder
@@ -99,6 +100,7 @@ class TransformersEngine(Engine):
         self.tokenizer = processor.tokenizer
         self.device: torch.device = model.device
         self.chat_format = QwenAudioChatFormat(self.tokenizer)
+        self.token_text = TokenText(self.tokenizer)
         layers = model.model.language_model.layers
         position_flops = 2 * sum(parameter.numel() for parameter in layers.parameters())
         self.encoder = AudioEncoder(model, processor.feature_extractor, position_flops)

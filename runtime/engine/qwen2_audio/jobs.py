@@ -277,7 +277,7 @@ class ReplyJob(Job):
         engine.pool.check_fits(len(rendered.ids) + 1)
         self.prefill = Prefill(session, rendered, len(rendered.ids), logits=True)
         session.generated[self.reply_key] = self.ids
-        self.reply = ReplyReader(engine.tokenizer, tools, engine.chat_format.tool_format, engine.grammars)
+        self.reply = ReplyReader(engine.token_text, tools, engine.chat_format.tool_format, engine.grammars)
         cached = self.prefill.cached
         self.usage = TokenUsage(
             input_tokens=len(rendered.ids),

@@ -29,7 +29,7 @@ class PresetSize:
 
 
 # Seeds whose greedy replies vary and complete UTF-8 characters (medium's seed 0 repeats one byte
-# that never does, so the detokenizer would hold its text back and streaming could not be seen).
+# that never does: its replies would read as a row of U+FFFD).
 PRESETS: dict[str, PresetSize] = {
     "tiny": PresetSize(64, 2, 2, 64, 2, 2, seed=0),
     "medium": PresetSize(384, 4, 6, 512, 8, 8, seed=10),

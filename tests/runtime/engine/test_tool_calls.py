@@ -92,7 +92,7 @@ def test_constrained_calls_parse_and_validate_for_100_seeds(engine):
     escaped = 0
     for seed in range(100):
         rng = np.random.default_rng(seed)
-        reader = ReplyReader(engine.tokenizer, _use(seed), engine.chat_format.tool_format, engine.grammars)
+        reader = ReplyReader(engine.token_text, _use(seed), engine.chat_format.tool_format, engine.grammars)
         events = []
         for _ in range(400):
             logits = rng.standard_normal(engine.grammars.vocab_size)
@@ -155,7 +155,7 @@ def test_auto_mode_switches_into_the_grammar_after_the_opener(engine):
     """A scripted reply: text, then a call. The text streams without the opener's start; from the
     opener on, the grammar constrains every token and the call comes out as call events."""
     use = ToolUse(TOOLS, "auto")
-    reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+    reader = ReplyReader(engine.token_text, use, engine.chat_format.tool_format, engine.grammars)
     before = "Let me see <tool.\n"
     call = HistoryCall("note", json.dumps({"text": 'a"b'}))
     script = _script(engine, before + "\n" + engine.chat_format.tool_format.call_text(call))
@@ -177,7 +177,7 @@ def test_auto_mode_switches_into_the_grammar_after_the_opener(engine):
 
 def test_a_call_cut_off_is_dropped_from_the_reply(engine):
     use = ToolUse(TOOLS, "auto")
-    reader = ReplyReader(engine.tokenizer, use, engine.chat_format.tool_format, engine.grammars)
+    reader = ReplyReader(engine.token_text, use, engine.chat_format.tool_format, engine.grammars)
     script = _script(engine, 'Sure.\n<tool_call>\n{"name": "note", "arguments": {"te')
     events = [event for token in script for event in reader.push(token)]
     tail, keep = reader.finish()
