@@ -261,7 +261,7 @@ class EngineSession(ABC):
         session's work runs in the order it was asked for: a prefill asked for while a generation
         of this session runs waits for that generation to end, never running between its steps; a
         prefill that a later request (another prefill, a `generate`) supersedes stops at its next
-        step (an audio clip), its work so far kept.
+        step (an audio clip), its work so far kept; so does one whose call is cancelled.
         """
 
     @abstractmethod

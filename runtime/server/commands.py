@@ -37,6 +37,7 @@ from ..session.commands import (
     Prefill,
     RunTools,
     StartResponse,
+    StopPrefill,
     Transcribe,
 )
 from ..session.inputs import Generated, Input, SpeechScored, ToolReturned, Transcribed
@@ -92,6 +93,7 @@ class CommandRunner:
         self._deliver = deliver
         self._log = logger
         self._generation: Generation | None = None
+        self._prefill: asyncio.Task[None] | None = None  # the latest speculative prefill
         self._speech: asyncio.Queue[DetectSpeech] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tool_calls: dict[asyncio.Task[None], str] = {}  # running server tool calls → their response's id
@@ -107,8 +109,13 @@ class CommandRunner:
                     self._generation.cancel()
             case DetectSpeech():
                 self._speech.put_nowait(command)
-            case Prefill():  # a stale one costs nothing: the engine drops a prefill a newer request superseded
-                self._spawn(self._engine_session.prefill(command.conversation, command.tools, command.truncation))
+            case Prefill():  # the engine stops a prefill that a newer request supersedes
+                self._prefill = self._spawn(
+                    self._engine_session.prefill(command.conversation, command.tools, command.truncation)
+                )
+            case StopPrefill():
+                if self._prefill is not None:
+                    self._prefill.cancel()
             case Transcribe():
                 self._spawn(self._transcribe(command))
             case RunTools():

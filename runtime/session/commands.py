@@ -58,6 +58,12 @@ class Prefill:
 
 
 @dataclass(frozen=True)
+class StopPrefill:
+    """Stop the conversation's running `Prefill` at its next step (what it computed is kept): it reads audio that
+    will not be the turn's."""
+
+
+@dataclass(frozen=True)
 class Transcribe:
     """Transcribe a user audio part in a side pass that never touches the conversation's cache, and report its
     events as `Transcribed` inputs."""
@@ -126,7 +132,9 @@ class CheckSchemas:
 Decode = DecodeAudio | EndAudio | DecodeClips | CheckSchemas
 """The commands of the ingest stage (client input prepared off the event loop), which the driver answers
 before it reads the next client event."""
-Command = StartResponse | CancelResponse | DetectSpeech | Prefill | Transcribe | RunTools | CancelTools | Decode
+Command = (
+    StartResponse | CancelResponse | DetectSpeech | Prefill | StopPrefill | Transcribe | RunTools | CancelTools | Decode
+)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE, AudioPart, AudioSamples, Message, ModelCapabilities
 from ..errors import AudioError
-from .commands import CheckSchemas, DecodeClips, DetectSpeech, EndAudio, Prefill, Step, emit, order
+from .commands import CheckSchemas, DecodeClips, DetectSpeech, EndAudio, Prefill, Step, StopPrefill, emit, order
 from .config import engine_truncation, initial_config, max_tokens_for, updated_config
 from .edits import audio_clips, b64decode, client_item, truncated
 from .input_audio import MIN_AUDIO, NO_CLIPS, ClipDecoder, Decoded, InputBuffer
@@ -72,7 +72,16 @@ from .snapshot import Snapshot
 from .tool_calls import SchemaVerdicts, tools_for
 from .tool_rounds import ToolRounds
 from .transcription import Transcriptions
-from .turn_taking import PER_MS, Forget, IdleTimedOut, ReadAhead, SpeechBegan, SpeechEnded, TurnTaking
+from .turn_taking import (
+    PER_MS,
+    Forget,
+    IdleTimedOut,
+    ReadAhead,
+    ReadAheadStale,
+    SpeechBegan,
+    SpeechEnded,
+    TurnTaking,
+)
 from .wire_errors import failure_event
 
 
@@ -311,6 +320,8 @@ class ConversationSession:
                         step += self._rounds.cancel()
                 case ReadAhead(item_id, start, end):
                     step += self._read_ahead(item_id, self._audio.peek(start, end))
+                case ReadAheadStale():
+                    step += order(StopPrefill())
                 case SpeechEnded(item_id, start, end, respond):
                     step += emit(se.InputAudioBufferSpeechStopped(audio_end_ms=end // PER_MS, item_id=item_id))
                     audio = self._audio.take(start, end)

@@ -8,7 +8,8 @@ start a turn; the event then reports when the speech truly began.
 
 When speech falls silent the detector says so at once (`SpeechEnding`, so that the model can start
 reading the turn during the silence); if the silence lasts `silence_duration_ms` the turn is over
-(`SpeechStopped`, with the same end time). Speech that resumes before then cancels the ending silently.
+(`SpeechStopped`, with the same end time). Speech that resumes before then cancels the ending
+(`SpeechResumed`: what was read during the silence is stale).
 
 Times are whole milliseconds from the first sample of the first window ever pushed; a window's time is
 its start. Speech starts at the first window at or above `threshold`. Its end is harder: the model's
@@ -43,13 +44,18 @@ class SpeechEnding:
 
 
 @dataclass(frozen=True)
+class SpeechResumed:
+    """Speech went on after a `SpeechEnding`: the turn did not end there."""
+
+
+@dataclass(frozen=True)
 class SpeechStopped:
     """The silence lasted `silence_duration_ms`: the turn ended at `end_ms` (the last `SpeechEnding`'s)."""
 
     end_ms: int
 
 
-TurnEvent = SpeechStarted | SpeechEnding | SpeechStopped
+TurnEvent = SpeechStarted | SpeechEnding | SpeechResumed | SpeechStopped
 
 
 class TurnDetector:
@@ -126,6 +132,8 @@ class TurnDetector:
             self._onset, self._speech_windows, self._last_peak = self._window, 0, None
         elif self._end_ms is not None:  # speech resumed
             self._end_ms = self._last_peak = None
+            if self._confirmed:
+                events.append(SpeechResumed())
         self._speech_windows += 1
         self._last_speech = self._window
         if probability >= max(self.threshold, self.PEAK):

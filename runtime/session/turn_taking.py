@@ -5,7 +5,8 @@ starts whenever detection is switched on or reconfigured) and reports one speech
 512-sample window. `TurnTaking.hear` turns them, through the `TurnDetector`, into intents placed at
 absolute positions of the session's stream, which the router acts on: speech began (and may interrupt
 the response), read the turn ahead (each completed audio clip while the user talks, the whole turn when
-silence begins), the turn ended (commit it, and answer it), the idle timeout fired, older audio can go.
+silence begins), stop that read-ahead (speech went on: what it reads is stale), the turn ended (commit
+it, and answer it), the idle timeout fired, older audio can go.
 It remembers the turn in progress: the item id it will become (announced in `speech_started`), where its
 committed audio begins (onset minus `prefix_padding_ms`) and how many of its clips were already read.
 """
@@ -20,7 +21,7 @@ from aural.protocols.server_events import new_id
 
 from ..engine.base import SAMPLE_RATE
 from .input_audio import MIN_AUDIO
-from .turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector
+from .turn_detector import SpeechEnding, SpeechResumed, SpeechStarted, SpeechStopped, TurnDetector
 
 DEFAULTS = ServerVad(
     threshold=0.5,
@@ -59,6 +60,14 @@ class ReadAhead:
 
 
 @dataclass(frozen=True)
+class ReadAheadStale:
+    """Speech went on after a pause of turn `item_id`: the read-ahead of the turn up to the pause is of audio
+    that will not be the turn's (the clip grows), so it should stop."""
+
+    item_id: str
+
+
+@dataclass(frozen=True)
 class SpeechEnded:
     """The silence lasted: turn `item_id` is the audio from `start` to `end`; `respond` to it when committed."""
 
@@ -84,7 +93,7 @@ class Forget:
     position: int
 
 
-TurnIntent = SpeechBegan | ReadAhead | SpeechEnded | IdleTimedOut | Forget
+TurnIntent = SpeechBegan | ReadAhead | ReadAheadStale | SpeechEnded | IdleTimedOut | Forget
 
 
 class TurnTaking:
@@ -135,6 +144,8 @@ class TurnTaking:
                 intents.append(SpeechBegan(self.item_id, start, bool(self.settings.interrupt_response)))
             elif isinstance(event, SpeechEnding) and self.item_id is not None and self.start is not None:
                 intents.append(ReadAhead(self.item_id, self.start, self._at(event.end_ms)))
+            elif isinstance(event, SpeechResumed) and self.item_id is not None:
+                intents.append(ReadAheadStale(self.item_id))
             elif isinstance(event, SpeechStopped) and self.item_id is not None and self.start is not None:
                 end = self._at(event.end_ms)
                 intents.append(SpeechEnded(self.item_id, self.start, end, self._respond))

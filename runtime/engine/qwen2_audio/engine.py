@@ -240,7 +240,12 @@ class TransformersSession(EngineSession):
         done = asyncio.get_running_loop().create_future()
         job = SpeculationJob(self, list(conversation), tuple(tools), truncation or Truncation(), self.wanted, done)
         self.engine.scheduler.submit(job)
-        await done
+        try:
+            await done
+        except asyncio.CancelledError:
+            if self.wanted == job.ticket:
+                self.wanted += 1  # superseded by nothing: it stops at its next step
+            raise
 
     async def close(self) -> None:
         await self.engine.scheduler.call(self._release)

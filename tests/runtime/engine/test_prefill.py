@@ -8,6 +8,7 @@ prefills only its last position, and its tokens are those of a reply without any
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -144,3 +145,26 @@ async def test_a_superseded_prefill_stops_at_its_next_chunk(engine):
     assert session.generated["r1"] == plain.generated["r1"]
     await session.close()
     await plain.close()
+
+
+async def test_a_cancelled_prefill_call_stops_its_work(engine, monkeypatch):
+    """Cancelling the call (speech went on: the turn's audio will change) supersedes the prefill: queued, it
+    computes nothing; the session's next request runs after it, unaffected."""
+    session, history = await _with_history(engine)
+    encoded: list[int] = []
+    start = engine.encoder.start
+    monkeypatch.setattr(engine.encoder, "start", lambda samples: encoded.append(samples.size) or start(samples))
+    device = threading.Event()
+    held = asyncio.ensure_future(engine.scheduler.call(device.wait))  # the device thread waits: nothing runs
+    prefill = asyncio.create_task(session.prefill([*history, _said(tone(3, 61.0))]))
+    await asyncio.sleep(0.05)  # the prefill is asked for, queued behind the wait
+    prefill.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await prefill
+    device.set()
+    await held
+    await session.prefill([*history, _said(tone(4, 2.0))])  # runs after the cancelled one's turn in line
+    assert encoded == [32000], "only the later prefill's audio was encoded"
+    _, done = await run_reply(session, [*history, _said(tone(4, 2.0))], "r1", 8)
+    assert done.usage.input_tokens - done.usage.cached_tokens == 1, "the later prefill's work is all there"
+    await session.close()

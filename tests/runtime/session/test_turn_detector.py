@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aural.runtime.session.turn_detector import SpeechEnding, SpeechStarted, SpeechStopped, TurnDetector, TurnEvent
+from aural.runtime.session.turn_detector import (
+    SpeechEnding,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    TurnEvent,
+)
 
 W = TurnDetector.WINDOW_MS
 
@@ -51,9 +58,12 @@ def test_hysteresis_between_the_two_thresholds_keeps_the_state() -> None:
 
 def test_speech_that_resumes_cancels_the_ending() -> None:
     probabilities = [0.9] * 5 + [0.0] * 5 + [0.9] * 5 + [0.0] * 20
-    assert [event for _, event in timeline(probabilities, silence_duration_ms=300)] == [
-        SpeechStarted(0),
-        SpeechEnding(5 * W),
+    assert timeline(probabilities, silence_duration_ms=300)[:3] == [
+        (3, SpeechStarted(0)),
+        (5, SpeechEnding(5 * W)),
+        (10, SpeechResumed()),  # at the first window of speech again
+    ]
+    assert [event for _, event in timeline(probabilities, silence_duration_ms=300)][3:] == [
         SpeechEnding(15 * W),
         SpeechStopped(15 * W),
     ]
@@ -102,8 +112,11 @@ def test_events_form_well_ordered_turns(probabilities: list[float], silence: int
             assert not in_turn and event.start_ms >= start
             in_turn, last_ending, start = True, None, event.start_ms
         elif isinstance(event, SpeechEnding):
-            assert in_turn and event.end_ms > start
+            assert in_turn and last_ending is None and event.end_ms > start
             last_ending = event
+        elif isinstance(event, SpeechResumed):
+            assert in_turn and last_ending is not None
+            last_ending = None
         else:
             assert in_turn and last_ending is not None and event.end_ms == last_ending.end_ms
             in_turn, start = False, event.end_ms
