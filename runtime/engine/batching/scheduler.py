@@ -9,7 +9,10 @@ phase it has one token to feed and wants the next token's logits.
 
 Every step is one forward (`ModelRunner.step`): one row for each decoding job, and chunks of at most
 `prefill_budget` positions in all — a live grammar feed first, then the replies' prefills, oldest
-first, then speculative work; each job's chunk takes what the budget has left (a `Budget`). Encoding
+first, then speculative work, which joins no step that runs a reply's prefill (it would delay that
+reply's first token) and, while the device has other work, waits `settle` seconds after it was asked for
+(speech that pauses briefly asks for a read-ahead that the words after the pause make stale); each job's
+chunk takes what the budget has left (a `Budget`). Encoding
 audio draws on the same budget, priced in positions of equal arithmetic, a part of the encoder at a
 time: a clip too long for one step is encoded over several, each with the others' decode rows. So a
 long prefill never freezes the other streams: they advance by a token with every step of it, and no
@@ -53,6 +56,7 @@ OnFull = Literal["wait", "error"]
 Phase = Literal["chunk", "decode", "done"]
 _orders = itertools.count(1)
 _TICK = 0.5  # seconds between idle checks while nothing runs
+SETTLE = 0.2  # seconds: pauses within a phrase are shorter (espeak-ng's measured 32-128 ms)
 
 
 class StepFn(Protocol):
@@ -80,6 +84,8 @@ class Job(ABC):
     resident: Resident
     order: int = 0
     """Set when the job is submitted: first come, first served."""
+    submitted: float = 0.0
+    """When the job was submitted (`time.monotonic()`)."""
 
     @abstractmethod
     def phase(self) -> Phase:
@@ -146,6 +152,7 @@ class Scheduler:
         idle_offload: seconds after which an idle conversation's cache moves to host memory (None: never).
         host_budget: bytes of offloaded caches kept in host memory; past it, victims are dropped.
         trace: keep the last `trace` schedule entries (for tests; 0: none).
+        settle: seconds speculative work waits after it was asked for while the device has other work.
     """
 
     def __init__(
@@ -158,9 +165,11 @@ class Scheduler:
         idle_offload: float | None = None,
         host_budget: int | None = None,
         trace: int = 0,
+        settle: float = SETTLE,
         name: str = "aural-device",
     ) -> None:
         self.pool = pool
+        self.settle = settle
         self.step = step
         self.prefill_budget = prefill_budget
         self.on_full = on_full
@@ -228,6 +237,7 @@ class Scheduler:
 
     def _admit(self, job: Job) -> None:
         job.order = next(_orders)
+        job.submitted = time.monotonic()
         if job.resident.closed:
             job.poll()
             return
@@ -263,11 +273,16 @@ class Scheduler:
         heads = self._heads()
         rows = [job for job in heads if job.phase() == "decode" and self._reserve(job)]
         chunking = sorted((job for job in heads if job.phase() == "chunk"), key=lambda job: (job.urgency(), job.order))
-        progressed, chunks, budget = False, [], Budget(self.prefill_budget)
+        chunks: list[tuple[Job, Chunk]] = []
+        progressed, budget, replying = False, Budget(self.prefill_budget), False
+        settled = time.monotonic() - self.settle
         for job in chunking:
-            if budget.left <= 0:
-                break
+            if budget.left <= 0 or (replying and job.urgency() > 1):
+                break  # work ahead of a request would delay the first token of a reply this step prefills
+            if job.urgency() > 1 and (rows or chunks) and job.submitted > settled:
+                continue  # the device is busy: work ahead of a request waits until it has settled
             outcome = self._prepare(job, budget)
+            replying |= job.urgency() <= 1
             if isinstance(outcome, Chunk):
                 chunks.append((job, outcome))
                 continue
@@ -306,9 +321,9 @@ class Scheduler:
                 self._waiting.discard(resident)
         return heads
 
-    def _prepare(self, job: Job, budget: Budget) -> Chunk | Literal["done", "waits", "nothing"]:
-        """A job's chunk of at most `budget` positions, or what came of trying: host work only ("done"), no room
-        ("waits"), nothing."""
+    def _prepare(self, job: Job, budget: Budget) -> Chunk | Literal["done", "waits"]:
+        """A job's chunk of at most `budget` positions, or what came of trying: host work only, or the job
+        ended ("done"); no room ("waits")."""
         resident = job.resident
         try:
             self.residency.restore(resident)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -255,6 +256,61 @@ async def test_prefills_that_arrive_together_share_steps(fleet, gaps):
         assert same_or_near_tie(tokens, alone[index], gaps[(id(session), f"together{index}")]), index
         await session.close()
     await stream.close()
+
+
+async def test_speculative_work_never_delays_a_reply_s_prefill(fleet, monkeypatch):
+    """A speculative prefill asked for together with a reply: the reply's prefill runs in steps of its own, the
+    speculative one after it (riding with the reply's decode rows), so it never delays that first token."""
+    engine = fleet
+    monkeypatch.setattr(engine.scheduler, "settle", 0.0)
+    replying, reading = await engine.open_session(), await engine.open_session()
+    device = threading.Event()
+    held = asyncio.ensure_future(engine.scheduler.call(device.wait))  # both requests reach the same step
+    mark = len(engine.scheduler.schedule)
+    answer = asyncio.ensure_future(reply(replying, _prompt("q", 40), "r", 6))
+    ahead = asyncio.ensure_future(reading.prefill([Message("user", (AudioPart("s/0", tone(2, 3.0)),), "s")]))
+    await asyncio.sleep(0.05)
+    device.set()
+    await asyncio.gather(held, answer, ahead)
+    schedule = list(engine.scheduler.schedule)[mark:]
+    ours = [entry for entry in schedule if replying.resident.id in entry.chunks]
+    theirs = [entry for entry in schedule if reading.resident.id in entry.chunks or entry.audio]
+    assert ours and theirs
+    assert not any(reading.resident.id in entry.chunks for entry in ours), "shared a step with the reply's prefill"
+    assert schedule.index(ours[-1]) < schedule.index(theirs[0]), "the reply's prefill came first"
+    assert any(replying.resident.id in entry.decoded for entry in theirs), "it rode with the reply's decode rows"
+    await replying.close()
+    await reading.close()
+
+
+async def test_on_a_busy_device_speculative_work_waits_to_settle(fleet, monkeypatch):
+    """While others decode, a speculative prefill waits `settle` seconds before it starts, so one that a newer
+    request (or a cancel: speech went on) makes stale within that time costs nothing; on an idle device it
+    starts at once."""
+    engine = fleet
+    monkeypatch.setattr(engine.scheduler, "settle", 3600.0)
+    stream, reading = await engine.open_session(), await engine.open_session()
+    running, first = await _decoding(stream, "busy")
+    await first.wait()
+    mark = len(engine.scheduler.schedule)
+    turn = [Message("user", (AudioPart("t/0", tone(6, 2.0)),), "t")]
+    ahead = asyncio.create_task(reading.prefill(turn))
+    for _ in range(8):  # each call runs between two steps: the stream decodes on
+        await engine.scheduler.call(lambda: None)
+    assert sum(stream.resident.id in entry.decoded for entry in list(engine.scheduler.schedule)[mark:]) >= 4
+    ahead.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await ahead
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await engine.scheduler.call(lambda: None)
+    schedule = list(engine.scheduler.schedule)[mark:]
+    assert not any(reading.resident.id in entry.chunks or entry.audio for entry in schedule), "it started"
+    assert not reading.keys
+    await reading.prefill(turn)  # nothing else runs now: it starts at once
+    assert reading.keys
+    await stream.close()
+    await reading.close()
 
 
 def _small(engine: TransformersEngine, **options: Any) -> AbstractContextManager[TransformersEngine]:
