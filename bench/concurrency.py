@@ -14,6 +14,12 @@ arrive in the same instant). Three pacings (`--pacing`):
 - `saturated`: each client sends its next turn the moment a reply ends (a stress test, with the device
   never idle); time to first token runs from `response.create`.
 
+With every reply `--tokens` long and every turn alike, the clients fall into lockstep: their replies end
+together, so their next turns arrive together and queue for the device. People do not: `--pause LO,HI`
+makes each user wait a random time (uniform in seconds, seeded by conversation and turn, so the `1` row
+and the N rows wait alike) before each turn after the first, as a caller listening to the reply and
+thinking would (`vad` and `speech` pacings; the results go to `concurrency_<pacing>_paused.*`).
+
 The `1` row is each of the first `--alone` (8) conversations alone, one after another: the replies of the
 random-weight model differ from one conversation to the next (some begin with bytes that form no character
 and show no delta for several tokens), so the row that N at once are compared with holds the same
@@ -27,6 +33,7 @@ The replies of the random-weight model may end early at a sampled end token; tok
 each response's usage, so a short reply counts for what it produced.
 
     python -m bench.concurrency [--preset medium] [--counts 1,2,4,8,16] [--turns 4] [--tokens 48] [--alone 8]
+        [--pacing vad|speech|saturated] [--pause LO,HI]
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import itertools
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -86,6 +94,7 @@ async def conversation(url: str, model: str, index: int, args: argparse.Namespac
         for turn in range(args.turns):
             audio = speech_like(1000 * index + turn)
             if args.pacing == "speech":
+                await think(index, turn, args)
                 await asyncio.sleep(len(audio) / SAMPLE_RATE)  # the user says it
             await conn.add_message("user", audio=audio, sample_rate=SAMPLE_RATE, text=INSTRUCTIONS[turn % 10])
             while not isinstance(await conn.recv(), ConversationItemDone):
@@ -104,6 +113,13 @@ async def conversation(url: str, model: str, index: int, args: argparse.Namespac
     return results
 
 
+async def think(index: int, turn: int, args: argparse.Namespace) -> None:
+    """The user's pause before a turn after the first: seeded by conversation and turn, the same in every row."""
+    low, high = args.pause
+    if turn and high > 0:
+        await asyncio.sleep(random.Random(1000 * index + turn).uniform(low, high))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -117,6 +133,7 @@ async def voice_call(url: str, model: str, index: int, args: argparse.Namespace,
     async with aural.sdk.connect(url, model=model) as conn:
         await conn.update_session(turn_detection=ServerVad(silence_duration_ms=500), max_output_tokens=args.tokens)
         for turn in range(args.turns):
+            await think(index, turn, args)
             audio = _pcm16(speak(PHRASES[(index + turn) % len(PHRASES)], rate=WIRE_RATE))
             audio += bytes(2 * WIRE_RATE)  # a second of silence: the turn ends in it
             sender = asyncio.create_task(_stream(conn, audio, chunk))
@@ -193,7 +210,8 @@ def summarize(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str,
             "processor": platform.processor() or platform.machine(),
         },
         "config": {
-            key: getattr(args, key) for key in ("preset", "pacing", "turns", "tokens", "stagger", "repeats", "alone")
+            key: getattr(args, key)
+            for key in ("preset", "pacing", "turns", "tokens", "stagger", "pause", "repeats", "alone")
         },
         "rows": rows,
     }
@@ -230,8 +248,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for axes in (left, right):
         axes.grid(True, alpha=0.3)
     config = report["config"]
+    low, high = config["pause"]
+    pauses = f", users pausing {low:g}-{high:g} s" if high > 0 else ""
     figure.suptitle(
-        f"{config['preset']} preset, CPU float32, {config['tokens']} tokens a reply, {config['pacing']} pacing"
+        f"{config['preset']} preset, CPU float32, {config['tokens']} tokens a reply, {config['pacing']} pacing{pauses}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -254,6 +274,17 @@ async def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return summarize(args, rows)
 
 
+def pause_range(text: str) -> tuple[float, float]:
+    """`LO,HI` seconds, 0 <= LO <= HI."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI in seconds, got {text!r}") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO <= HI, got {text!r}")
+    return low, high
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="medium")
@@ -262,16 +293,21 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=48, help="max output tokens per reply")
     parser.add_argument("--stagger", type=float, default=0.25, help="seconds between the clients' starts")
     parser.add_argument("--pacing", choices=["vad", "speech", "saturated"], default="vad")
+    parser.add_argument(
+        "--pause", type=pause_range, default=(0.0, 0.0), help="LO,HI: seconds a user waits before each later turn"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--alone", type=int, default=8, help="the `1` row: this many conversations, each alone, one after another"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    if args.pacing == "saturated" and args.pause[1] > 0:
+        parser.error("--pause applies to the vad and speech pacings (saturated sends each turn at once)")
     configure_logging("warning")
     report = asyncio.run(benchmark(args))
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"concurrency_{args.pacing}"
+    name = f"concurrency_{args.pacing}" + ("_paused" if args.pause[1] > 0 else "")
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out / f"{name}.png")
     print(f"{'N':>3} {'tokens/s':>9} {'TTFT p50':>9} {'TTFT p95':>9} {'interval':>9} {'longest gap':>12}")
