@@ -40,6 +40,7 @@ from aural.runtime.engine.base import (
 from aural.runtime.errors import EngineError
 
 DEFAULT_TEXT = "Hello there."
+PrefillOutcome = Literal["done", "superseded", "cancelled"]
 CAPABILITIES = ModelCapabilities(clip_samples=30 * SAMPLE_RATE, context_window=8192, check_schema=lambda schema: None)
 """A model like Qwen2-Audio (30 s clips, an 8k context) that can enforce any schema."""
 
@@ -94,7 +95,9 @@ class FakeEngine(Engine):
         self.capabilities = capabilities
         self.state = health or EngineHealth()
         self.calls: list[Call] = []
-        self.prefills: list[tuple[Call, Literal["done", "superseded"]]] = []
+        self.prefills: list[tuple[Call, PrefillOutcome]] = []
+        self.prefill_step = 0.0
+        """Seconds each step of a prefill takes (0: it only yields to the loop)."""
         self.sessions: list[FakeSession] = []
         self.closed = False
         self.record = record
@@ -117,7 +120,7 @@ class FakeEngine(Engine):
         if self.record:
             self.calls.append(call)
 
-    def settled(self, prefill: Call, outcome: Literal["done", "superseded"]) -> None:
+    def settled(self, prefill: Call, outcome: PrefillOutcome) -> None:
         if self.record:
             self.prefills.append((prefill, outcome))
 
@@ -165,7 +168,11 @@ class FakeSession(EngineSession):
         call = Call("prefill", self.index, tuple(conversation), tools=tuple(tools))
         self.engine.recorded(call)
         for _ in range(self.PREFILL_STEPS):
-            await asyncio.sleep(0)
+            try:
+                await asyncio.sleep(self.engine.prefill_step)
+            except asyncio.CancelledError:
+                self.engine.settled(call, "cancelled")
+                raise
             if self.closed or self.wanted != ticket:
                 self.engine.settled(call, "superseded")
                 return

@@ -166,6 +166,28 @@ async def test_server_vad_takes_a_turn_and_reads_it_ahead(connect: Connect, fake
     assert np.array_equal(prefill.conversation[-1].parts[0].samples, user.parts[0].samples)  # type: ignore[union-attr]
 
 
+async def test_speech_that_resumes_after_a_pause_stops_the_read_ahead_of_the_pause(
+    connect: Connect, fake: FakeEngine
+) -> None:
+    fake.prefill_step = 60.0  # a read-ahead still running when speech resumes
+    client = await connect()
+    detection = {"type": "server_vad", "silence_duration_ms": 300, "create_response": False}
+    update = {"type": "realtime", "audio": {"input": {"turn_detection": detection}}}
+    await client.send({"type": "session.update", "session": update})
+    await client.expect("session.updated")
+    audio = tone(0.5) + tone(0.15, 0) + tone(0.5) + tone(0.5, 0)  # a pause shorter than the silence
+    chunk = 2 * RATE // 50
+    for start in range(0, len(audio), chunk):
+        await client.send({"type": "input_audio_buffer.append", "audio": b64(audio[start : start + chunk])})
+    await client.recv_until("conversation.item.done")
+    await until(lambda: len(fake.prefills) >= 1)
+    pause, outcome = fake.prefills[0]
+    assert outcome == "cancelled"  # not left to run until the turn's own read-ahead superseded it
+    first, turn = fake.of_kind("prefill")
+    assert 0 < first.conversation[-1].parts[0].samples.size < turn.conversation[-1].parts[0].samples.size  # type: ignore[union-attr]
+    assert first is pause
+
+
 async def test_speech_over_a_response_interrupts_it(connect: Connect, fake: FakeEngine) -> None:
     fake.script(Reply(("Talking",), endless=True, pause=0.001))
     client = await connect()
