@@ -61,10 +61,8 @@ class ReadAhead:
 
 @dataclass(frozen=True)
 class ReadAheadStale:
-    """Speech went on after a pause of turn `item_id`: the read-ahead of the turn up to the pause is of audio
-    that will not be the turn's (the clip grows), so it should stop."""
-
-    item_id: str
+    """Speech went on after a pause of the turn in progress: the read-ahead of the turn up to the pause is of
+    audio that will not be the turn's (the clip grows), so it should stop."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ class TurnTaking:
             elif isinstance(event, SpeechEnding) and self.item_id is not None and self.start is not None:
                 intents.append(ReadAhead(self.item_id, self.start, self._at(event.end_ms)))
             elif isinstance(event, SpeechResumed) and self.item_id is not None:
-                intents.append(ReadAheadStale(self.item_id))
+                intents.append(ReadAheadStale())
             elif isinstance(event, SpeechStopped) and self.item_id is not None and self.start is not None:
                 end = self._at(event.end_ms)
                 intents.append(SpeechEnded(self.item_id, self.start, end, self._respond))
