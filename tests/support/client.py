@@ -23,6 +23,8 @@ from pipecat.services.openai.realtime.events import parse_server_event as pipeca
 from pydantic import BaseModel, TypeAdapter
 from websockets.asyncio.client import ClientConnection
 
+from aural.protocols.models import AudioFormat
+
 Event = dict[str, Any]
 
 RECV_TIMEOUT = 30.0
@@ -31,11 +33,27 @@ RECV_TIMEOUT = 30.0
 OPENAI_SERVER_EVENT: TypeAdapter[RealtimeServerEvent] = TypeAdapter(RealtimeServerEvent)
 
 
+GA_FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
+AURAL_AUDIO_FORMAT: TypeAdapter[AudioFormat] = TypeAdapter(AudioFormat)
+
+
 def validate_openai(raw: str | bytes) -> RealtimeServerEvent:
     """Validate one raw frame strictly against the `openai` package's server event union, and parse
     it as Pipecat does (Pipecat skips types it has no model for; others must parse), except a session
     whose `tool_choice` names a function: Pipecat's types know only the string choices, all that a
-    Pipecat client can set."""
+    Pipecat client can set.
+
+    A session's input format echoes what the client set, and Aural's documented extension of that field
+    (`FIELD_EXTENSIONS`: any PCM rate, compressed streams) is not in openai's types: such a format is
+    validated strictly against Aural's own `AudioFormat`, and the rest of the event against openai's.
+    """
+    frame = json.loads(raw)
+    input_audio = frame.get("session", {}).get("audio", {}).get("input", {})
+    fmt = input_audio.get("format")
+    if isinstance(fmt, dict) and (fmt.get("type") not in GA_FORMATS or fmt.get("rate", 24000) != 24000):
+        AURAL_AUDIO_FORMAT.validate_python(fmt, strict=True)
+        input_audio["format"] = {"type": "audio/pcm", "rate": 24000}
+        raw = json.dumps(frame)
     event = OPENAI_SERVER_EVENT.validate_json(raw, strict=True)
     session = getattr(event, "session", None)
     if not isinstance(getattr(session, "tool_choice", None), BaseModel):

@@ -64,10 +64,10 @@ def from_schema(node: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.one_of([from_schema(member) for member in union])
     match node.get("type"):
         case "object" if "properties" in node:
-            required = set(node.get("required", ()))
+            required = node.get("required", ())  # a list, in the schema's order: a set's order varies by process
             fields = {name: from_schema(sub) for name, sub in node["properties"].items()}
             return st.fixed_dictionaries(
-                {name: fields[name] for name in required},
+                {name: fields[name] for name in fields if name in required},
                 optional={name: fields[name] for name in fields if name not in required},
             )
         case "object":
