@@ -45,7 +45,8 @@ def validate_openai(raw: str | bytes) -> RealtimeServerEvent:
 
     A session's input format echoes what the client set, and Aural's documented extension of that field
     (`FIELD_EXTENSIONS`: any PCM rate, compressed streams) is not in openai's types: such a format is
-    validated strictly against Aural's own `AudioFormat`, and the rest of the event against openai's.
+    validated strictly against Aural's own `AudioFormat`, and the rest of the event against openai's (the
+    event returned then holds GA PCM in its place).
     """
     frame = json.loads(raw)
     input_audio = frame.get("session", {}).get("audio", {}).get("input", {})
