@@ -237,13 +237,19 @@ async def test_prefills_that_arrive_together_share_steps(fleet, gaps):
     running, first = await _decoding(stream, "together")
     await first.wait()
     sessions = [await engine.open_session() for _ in prompts]
+    device = threading.Event()
+    held = asyncio.ensure_future(engine.scheduler.call(device.wait))  # the three requests reach the same step
     mark = len(engine.scheduler.schedule)
-    together = await asyncio.gather(
+    replies = asyncio.gather(
         *(
             reply(session, prompt, f"together{i}", 12)
             for i, (session, prompt) in enumerate(zip(sessions, prompts, strict=True))
         )
     )
+    await asyncio.sleep(0.05)
+    device.set()
+    await held
+    together = await replies
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
 
@@ -295,9 +301,13 @@ async def test_on_a_busy_device_speculative_work_waits_to_settle(fleet, monkeypa
     mark = len(engine.scheduler.schedule)
     turn = [Message("user", (AudioPart("t/0", tone(6, 2.0)),), "t")]
     ahead = asyncio.create_task(reading.prefill(turn))
-    for _ in range(8):  # each call runs between two steps: the stream decodes on
-        await engine.scheduler.call(lambda: None)
-    assert sum(stream.resident.id in entry.decoded for entry in list(engine.scheduler.schedule)[mark:]) >= 4
+
+    def decoded() -> int:  # run between two steps (calls may run several to a gap)
+        return sum(stream.resident.id in entry.decoded for entry in list(engine.scheduler.schedule)[mark:])
+
+    async with asyncio.timeout(60):  # a guard against hangs only
+        while await engine.scheduler.call(decoded) < 4:  # the stream decodes on, step after step
+            pass
     ahead.cancel()
     with pytest.raises(asyncio.CancelledError):
         await ahead
