@@ -45,7 +45,7 @@ import ray
 import torch
 from ray import serve
 
-from aural.runtime.cluster.deploy import ClusterSettings, application
+from aural.runtime.cluster.deploy import ClusterSettings, application, local_cluster_env
 from aural.runtime.cluster.replica import EngineLoader
 from aural.runtime.engine.base import TokenUsage
 from aural.runtime.logs import configure_logging
@@ -258,6 +258,7 @@ class RayServe:
     def __enter__(self) -> RayServe:
         began = time.perf_counter()
         cores = os.cpu_count() or 1
+        local_cluster_env()
         ray.init(num_cpus=cores, include_dashboard=False, namespace="aural-bench", log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": self.port})
         self.started["ray"] = time.perf_counter() - began

@@ -85,7 +85,7 @@ def serve_ray(args: argparse.Namespace, access: Access, tools: ToolRunner, limit
         import ray
         from ray import serve
 
-        from aural.runtime.cluster.deploy import ClusterSettings, application
+        from aural.runtime.cluster.deploy import ClusterSettings, application, local_cluster_env
         from aural.runtime.cluster.ingress import IngressSettings
         from aural.runtime.cluster.replica import EngineLoader
     except ImportError as exc:
@@ -122,6 +122,8 @@ def serve_ray(args: argparse.Namespace, access: Access, tools: ToolRunner, limit
     )
     # A local cluster's workers import `--tools` modules from here, as `aural serve` does.
     runtime_env = None if args.ray_address else {"env_vars": {"PYTHONPATH": os.getcwd()}}
+    if not args.ray_address:
+        local_cluster_env()
     ray.init(address=args.ray_address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=True)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

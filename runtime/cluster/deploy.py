@@ -16,6 +16,7 @@ replica that Serve stops (scaled down, redeployed) finishes its running replies 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,17 @@ ROUTER_ENV = {"RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "1.0"}
 """The ingress' router asks a replica for its queue length before each call and, by default, gives up after 0.1 s and
 backs off: a replica whose host is busy (a model decoding on every core) then delays turns for seconds. Ours never
 fill their queue (`ENGINE_REQUESTS`), so a slow answer costs nothing."""
+CONTROLLER_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60"}
+"""Serve's controller kills a proxy that is not ready 5 s after it was asked to start, and `serve.start` then fails:
+on a busy small machine a fresh worker takes longer. The controller reads this from the environment a local cluster
+starts with: `local_cluster_env()` sets it, unless already set, before `ray.init` starts one."""
+
+
+def local_cluster_env() -> None:
+    """Put `CONTROLLER_ENV` in this process' environment (what a local cluster's processes inherit), keeping values
+    already set."""
+    for name, value in CONTROLLER_ENV.items():
+        os.environ.setdefault(name, value)
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,13 @@ def test_serve_ray_answers_say_and_stops_on_ctrl_c() -> None:
     with subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True) as process:
         assert process.stderr is not None
         try:
+            printed = []
             for line in process.stderr:
                 if line.startswith("{") and json.loads(line).get("event") == "serving":
                     break
+                printed.append(line)
+            else:
+                pytest.fail("aural serve --ray ended before serving:\n" + "".join(printed[-40:]))
             said = subprocess.run(
                 [sys.executable, "-m", "aural.cli.main", "say", str(SAMPLE_WAV), "--url",
                  f"ws://127.0.0.1:{port}/v1/realtime", "--max-output-tokens", "8"],

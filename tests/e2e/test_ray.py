@@ -21,7 +21,7 @@ from ray import serve
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from aural.runtime.cluster.deploy import ClusterSettings, application
+from aural.runtime.cluster.deploy import ClusterSettings, application, local_cluster_env
 from aural.runtime.cluster.ingress import IngressSettings
 from aural.runtime.cluster.replica import EngineLoader
 from tests.support import resume
@@ -42,6 +42,7 @@ RESTART = 300.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """The application on a local Ray cluster; its base URL."""
+    local_cluster_env()
     ray.init(num_cpus=4, include_dashboard=False, namespace="aural-tests", log_to_driver=False)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
